@@ -1,0 +1,53 @@
+//! `cargo xtask`: the project's automation, one file per subcommand.
+//!
+//! Every command that needs a database uses `DATABASE_URL` (a superuser
+//! URL) when it is set and otherwise starts the embedded throwaway cluster
+//! from the local PostgreSQL server binaries (see `attestor-testdb`).
+//! This crate may use `anyhow`; it must stay free of product logic that a
+//! library user would need.
+
+mod ci;
+mod db;
+mod schema;
+mod util;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+cargo xtask <command>
+
+Commands:
+  db up              start the development database (embedded cluster, or DATABASE_URL's
+                     server), create roles and the `attestor` database, run all migrations,
+                     print the admin, app and worker URLs
+  db down            stop the embedded development cluster and delete its files
+  schema [--check]   regenerate crates/*/src/schema.rs with `diesel print-schema`;
+                     --check fails with a diff when it no longer matches the migrations
+  ci                 everything CI checks: fmt, clippy -D warnings, schema --check, tests
+  help               this text
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["db", rest @ ..] => db::run(rest),
+        ["schema", rest @ ..] => schema::run_cmd(rest),
+        ["ci", rest @ ..] => ci::run_cmd(rest),
+        [] | ["help"] | ["--help"] | ["-h"] => {
+            print!("{HELP}");
+            Ok(ExitCode::SUCCESS)
+        }
+        [other, ..] => {
+            eprint!("unknown command `{other}`\n\n{HELP}");
+            Ok(ExitCode::from(2))
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
