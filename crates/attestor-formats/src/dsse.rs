@@ -24,8 +24,10 @@
 //! different signature order gives a different digest.
 //! [`ParsedEnvelope::canonical_json`] returns the exact bytes hashed.
 //!
-//! Note that this is *not* the `envelopeHash` Rekor's `dsse` type records (Rekor
-//! hashes its own compact re-serialisation); store Rekor's value from the entry body.
+//! For ordinary envelopes (standard base64, no unknown members) this equals the
+//! `envelopeHash` that Rekor's `dsse` entry type records (checked on the real
+//! Rekor entries in the shared fixtures), but that is Rekor's definition, not a
+//! contract of this crate: read Rekor's value from the entry body when you need it.
 //!
 //! Must never: verify or trust signatures (key material belongs to the caller),
 //! re-encode the payload (the signed bytes are kept exactly), or drop fields the

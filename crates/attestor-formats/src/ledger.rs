@@ -10,8 +10,8 @@
 //! entry_hash = SHA-256( "attestor/verdict-ledger/v1\n" || JCS(obj) )
 //! ```
 //!
-//! - The prefix is the 27 ASCII bytes `attestor/verdict-ledger/v1` followed by one
-//!   line feed (0x0A), with no length prefix and no terminator after the JSON.
+//! - The prefix is the 26 ASCII bytes `attestor/verdict-ledger/v1` followed by one
+//!   line feed (0x0A), 27 bytes in all, with no length prefix and nothing after the JSON.
 //! - `JCS` is RFC 8785 (JSON Canonicalization Scheme): members sorted by their
 //!   UTF-16 code units, no insignificant whitespace, strings with minimal escaping
 //!   (UTF-8, only `"` `\` and control characters escaped), numbers in ECMAScript

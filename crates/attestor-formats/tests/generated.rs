@@ -83,7 +83,13 @@ mod merkle_vectors {
                 .filter(|w| *w != s)
                 .map(|w| {
                     let other: Vec<Vec<u8>> = (0..w)
-                        .map(|k| if k < s { leaves[k].clone() } else { format!("extra {k}").into_bytes() })
+                        .map(|k| {
+                            if k < s {
+                                leaves[k].clone()
+                            } else {
+                                format!("extra {k}").into_bytes()
+                            }
+                        })
                         .collect();
                     (w, merkle::root(&other))
                 })
@@ -234,6 +240,8 @@ mod dsse_vectors {
         to_bytes(&v)
     }
 
+    type Encoder = fn(&[u8]) -> String;
+
     fn envelope_with(encode: impl Fn(&[u8]) -> String) -> Value {
         let sig: Vec<u8> = (0u8..=255).rev().collect();
         json!({
@@ -249,7 +257,7 @@ mod dsse_vectors {
 
     #[test]
     fn base64_spellings_give_the_same_envelope() {
-        let encoders: [(&str, fn(&[u8]) -> String); 4] = [
+        let encoders: [(&str, Encoder); 4] = [
             ("std", |b| STANDARD.encode(b)),
             ("std-nopad", |b| STANDARD_NO_PAD.encode(b)),
             ("url", |b| URL_SAFE.encode(b)),
@@ -919,6 +927,7 @@ mod ledger_vectors {
             r#""policy_ref":"policy/default@v7","prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","seq":1,"#,
             r#""subject_digest":"sha256:0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c","tenant_id":"6f1d2c1e-9a3b-4c5d-8e7f-0123456789ab"}"#
         );
+        assert_eq!(ENTRY_HASH_PREFIX.len(), 27);
         let mut expected_preimage = ENTRY_HASH_PREFIX.to_vec();
         expected_preimage.extend_from_slice(expected_json.as_bytes());
         assert_eq!(
