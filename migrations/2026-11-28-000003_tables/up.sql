@@ -68,7 +68,7 @@ COMMENT ON TABLE attestor.dsse_envelopes IS
     'and the decoded in-toto statement when the payload is one.';
 COMMENT ON COLUMN attestor.dsse_envelopes.payload IS 'Payload bytes exactly as signed (base64-decoded).';
 COMMENT ON COLUMN attestor.dsse_envelopes.payload_sha256 IS 'sha256(payload), 32 bytes; CHECKed against payload.';
-COMMENT ON COLUMN attestor.dsse_envelopes.envelope_sha256 IS 'sha256 of the envelope bytes as received, 32 bytes; idempotency key.';
+COMMENT ON COLUMN attestor.dsse_envelopes.envelope_sha256 IS 'sha256 of the RFC 8785 canonical envelope JSON with payload and sigs as standard base64 (attestor_formats::dsse), 32 bytes; idempotency key.';
 COMMENT ON COLUMN attestor.dsse_envelopes.envelope IS 'The raw envelope (keeps unknown fields).';
 COMMENT ON COLUMN attestor.dsse_envelopes.statement IS 'Decoded in-toto statement, NULL when the payload is not one.';
 COMMENT ON COLUMN attestor.dsse_envelopes.subject_digests IS 'Subject digests as "<alg>:<hex>", e.g. "sha256:ab..."; no NULL elements.';
