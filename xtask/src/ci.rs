@@ -1,6 +1,6 @@
 //! `cargo xtask ci`: everything CI checks, in the order that fails fastest:
-//! `cargo fmt --check`, clippy with `-D warnings`, `schema --check`, and the
-//! whole test suite. `.ci/run` calls exactly this.
+//! `cargo fmt --check`, clippy with `-D warnings`, `schema --check`,
+//! `gen-rls --check`, and the whole test suite. `.ci/run` calls exactly this.
 
 use std::process::{Command, ExitCode};
 
@@ -26,6 +26,9 @@ pub fn run_cmd(args: &[&str]) -> Result<ExitCode> {
     let code = crate::schema::run_cmd(&["--check"])?;
     if code != ExitCode::SUCCESS {
         bail!("the generated schema drifted from the migrations");
+    }
+    if crate::gen_rls::run_cmd(&["--check"])? != ExitCode::SUCCESS {
+        bail!("the generated RLS migration is missing policies or stale");
     }
     run(Command::new(&cargo).args(["test", "--workspace", "--locked"]))?;
     eprintln!("ci: all checks passed");

@@ -1,0 +1,190 @@
+//! A thin wrapper over one diesel `PgConnection` for the RLS tooling.
+//!
+//! It owns three ways of talking to PostgreSQL: plain statements
+//! ([`Db::exec`]), catalog queries whose rows come back as one JSON array
+//! ([`Db::json`], so the catalog structs are plain serde types), and
+//! *probes* ([`Db::probe`]): a statement run inside a PL/pgSQL block that
+//! catches any error and reports its SQLSTATE, so a refused statement never
+//! aborts the surrounding (always rolled back) transaction. It must never
+//! commit: callers open the transaction with [`Db::begin`] and end it with
+//! [`Db::rollback`].
+
+use anyhow::{Context, Result};
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
+use serde::de::DeserializeOwned;
+
+/// One connection.
+pub struct Db {
+    conn: PgConnection,
+}
+
+#[derive(QueryableByName)]
+struct TextRow {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    v: Option<String>,
+}
+
+/// What a probe did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// `None` when the statement succeeded.
+    pub sqlstate: Option<String>,
+    /// Rows affected, or the count returned by a counting probe.
+    pub rows: i64,
+    /// The error message, when it failed.
+    pub message: String,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.sqlstate.is_none()
+    }
+    pub fn describe(&self) -> String {
+        match &self.sqlstate {
+            None => format!("succeeded ({} rows)", self.rows),
+            Some(s) => format!("failed with {s}: {}", self.message),
+        }
+    }
+}
+
+impl Db {
+    pub fn connect(url: &str) -> Result<Db> {
+        let conn = PgConnection::establish(url).with_context(|| format!("connecting to {}", redact(url)))?;
+        Ok(Db { conn })
+    }
+
+    /// Run one or more statements.
+    pub fn exec(&mut self, sql: &str) -> Result<()> {
+        self.conn
+            .batch_execute(sql)
+            .with_context(|| format!("running: {}", short(sql)))
+    }
+
+    /// One text value (the first column of the first row must be aliased `v`).
+    pub fn text(&mut self, sql: &str) -> Result<Option<String>> {
+        let rows: Vec<TextRow> = diesel::sql_query(sql)
+            .load(&mut self.conn)
+            .with_context(|| format!("running: {}", short(sql)))?;
+        Ok(rows.into_iter().next().and_then(|r| r.v))
+    }
+
+    /// The rows of `sql` as a JSON array, deserialized.
+    pub fn json<T: DeserializeOwned>(&mut self, sql: &str) -> Result<Vec<T>> {
+        let wrapped = format!("SELECT coalesce(json_agg(q), '[]')::text AS v FROM ({sql}) AS q");
+        let text = self.text(&wrapped)?.unwrap_or_else(|| "[]".into());
+        serde_json::from_str(&text).with_context(|| format!("decoding the result of: {}", short(sql)))
+    }
+
+    /// Like [`Db::text`], but a failing statement is rolled back to a
+    /// savepoint and returned as `Err(message)` instead of aborting the
+    /// surrounding transaction.
+    pub fn try_text(&mut self, sql: &str) -> Result<std::result::Result<Option<String>, String>> {
+        self.exec("SAVEPOINT rls_try")?;
+        match self.text(sql) {
+            Ok(v) => {
+                self.exec("RELEASE SAVEPOINT rls_try")?;
+                Ok(Ok(v))
+            }
+            Err(e) => {
+                self.exec("ROLLBACK TO SAVEPOINT rls_try; RELEASE SAVEPOINT rls_try")?;
+                let msg = e.chain().last().map(|c| c.to_string()).unwrap_or_default();
+                Ok(Err(msg))
+            }
+        }
+    }
+
+    pub fn begin(&mut self) -> Result<()> {
+        self.exec("BEGIN")
+    }
+
+    pub fn rollback(&mut self) -> Result<()> {
+        self.exec("ROLLBACK")
+    }
+
+    /// Run `sql` in a sub-transaction and report what happened. With
+    /// `count`, `sql` is a query and `rows` is its number of rows.
+    pub fn probe(&mut self, sql: &str, count: bool) -> Result<Outcome> {
+        assert!(
+            !sql.contains("$rls_q$"),
+            "probe text may not contain the quote tag"
+        );
+        let run = if count {
+            format!("EXECUTE $rls_q$SELECT count(*) FROM ({sql}) AS s$rls_q$ INTO n;")
+        } else {
+            format!("EXECUTE $rls_q${sql}$rls_q$;\n  GET DIAGNOSTICS n = ROW_COUNT;")
+        };
+        let block = format!(
+            "DO $rls_probe$\nDECLARE n bigint;\nBEGIN\n  {run}\n  \
+             PERFORM set_config('xtask.rls_probe', 'ok:' || n, true);\n\
+             EXCEPTION WHEN OTHERS THEN\n  \
+             PERFORM set_config('xtask.rls_probe', 'err:' || SQLSTATE || ':' || SQLERRM, true);\n\
+             END\n$rls_probe$"
+        );
+        self.exec(&block)?;
+        let result = self
+            .text("SELECT current_setting('xtask.rls_probe') AS v")?
+            .unwrap_or_default();
+        Ok(parse_outcome(&result))
+    }
+}
+
+fn parse_outcome(s: &str) -> Outcome {
+    if let Some(n) = s.strip_prefix("ok:") {
+        Outcome {
+            sqlstate: None,
+            rows: n.parse().unwrap_or(0),
+            message: String::new(),
+        }
+    } else {
+        let rest = s.strip_prefix("err:").unwrap_or(s);
+        let (state, message) = rest.split_once(':').unwrap_or((rest, ""));
+        Outcome {
+            sqlstate: Some(state.to_owned()),
+            rows: 0,
+            message: message.to_owned(),
+        }
+    }
+}
+
+/// A URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn short(sql: &str) -> String {
+    let one_line: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > 300 {
+        format!("{}…", one_line.chars().take(300).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_parse() {
+        assert_eq!(parse_outcome("ok:3").rows, 3);
+        let e = parse_outcome("err:42501:new row violates: x");
+        assert_eq!(e.sqlstate.as_deref(), Some("42501"));
+        assert_eq!(e.message, "new row violates: x");
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

@@ -1,0 +1,906 @@
+//! gen-rls and verify-rls against real databases.
+//!
+//! * the project's schema verifies clean (the `#[test]` twin of
+//!   `cargo xtask verify-rls`) and gen-rls --check passes on it;
+//! * a corpus of deliberately broken schemas, one flaw each (applied as SQL
+//!   to a database cloned from the migrated template), each asserting the
+//!   exact finding, at least one per check;
+//! * a new tenant table added by a migration is caught by gen-rls --check,
+//!   and the migration gen-rls writes makes verify-rls pass.
+//!
+//! Flaws are applied as the superuser (setup); every isolation proof runs as
+//! `attestor_app` via `SET LOCAL ROLE` inside verify-rls's rolled-back
+//! transaction. Flaws that would change cluster-wide state (role attributes)
+//! are avoided; the one that needs a role creates a uniquely named one and
+//! drops it again.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use attestor_testdb::shared;
+use xtask::rls::config::workspace_config_path;
+use xtask::rls::db::Db;
+use xtask::rls::generate::{self, GenInputs};
+use xtask::rls::{self, Check, Config, Report, VerifyOptions};
+
+fn options(extra_config: &str) -> VerifyOptions {
+    let base = std::fs::read_to_string(workspace_config_path()).unwrap_or_default();
+    VerifyOptions {
+        modules: rls::workspace_modules().unwrap(),
+        config: Config::parse(&format!("{base}\n{extra_config}")).unwrap(),
+        dynamic: true,
+    }
+}
+
+/// Clone the migrated template, apply `flaw` as the superuser, verify.
+fn verify_flawed(flaw: &str, extra_config: &str) -> Report {
+    let server = shared();
+    let db = server.test_database().unwrap();
+    if !flaw.is_empty() {
+        Db::connect(&db.admin_url()).unwrap().exec(flaw).unwrap();
+    }
+    rls::verify(&db.admin_url(), &options(extra_config)).unwrap()
+}
+
+fn show(r: &Report) -> String {
+    r.findings
+        .iter()
+        .map(|f| format!("[{}] {}: {}", f.check.id(), f.object, f.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[track_caller]
+fn assert_finding(r: &Report, check: Check, object: &str, message: &str) {
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.check == check && f.object == object && f.message == message),
+        "expected [{}] {object}: {message}\nfound:\n{}",
+        check.id(),
+        show(r)
+    );
+    assert!(
+        r.findings.iter().all(|f| !f.fix.is_empty()),
+        "every finding has a fix"
+    );
+}
+
+#[track_caller]
+fn assert_finding_starts(r: &Report, check: Check, object: &str, prefix: &str) {
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.check == check && f.object == object && f.message.starts_with(prefix)),
+        "expected [{}] {object}: {prefix}…\nfound:\n{}",
+        check.id(),
+        show(r)
+    );
+}
+
+/// Every finding belongs to one of `checks` (the flaw fires nothing else).
+#[track_caller]
+fn assert_only(r: &Report, checks: &[Check]) {
+    let other: Vec<_> = r.findings.iter().filter(|f| !checks.contains(&f.check)).collect();
+    assert!(other.is_empty(), "unexpected findings:\n{}", show(r));
+}
+
+// --- the clean project schema ---------------------------------------------------
+
+#[test]
+fn project_schema_verifies_clean_and_fast() {
+    let server = shared();
+    let db = server.test_database().unwrap();
+    let started = Instant::now();
+    let report = rls::verify(&db.admin_url(), &options("")).unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        report.is_clean(),
+        "findings on the project schema:\n{}",
+        show(&report)
+    );
+    assert_eq!(
+        report.proofs.len(),
+        8,
+        "every tenant table is proven: {:?}",
+        report.proofs.keys()
+    );
+    for (table, proofs) in &report.proofs {
+        assert!(proofs.len() >= 15, "{table}: only {proofs:?}");
+    }
+    assert!(elapsed.as_secs_f64() < 5.0, "verify-rls took {elapsed:?}");
+    // It leaves nothing behind.
+    let mut admin = Db::connect(&db.admin_url()).unwrap();
+    let rows = admin
+        .text(
+            "SELECT ((SELECT count(*) FROM attestor.dsse_envelopes) + (SELECT count(*) FROM attestor.audit_log))::text AS v",
+        )
+        .unwrap();
+    assert_eq!(rows.as_deref(), Some("0"));
+    let human = report.to_human();
+    assert!(human.contains("clean: 0 findings"), "{human}");
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json["findings"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn gen_rls_check_passes_on_the_project() {
+    let inputs = GenInputs {
+        migrations: xtask::util::root().join("migrations"),
+        config_path: workspace_config_path(),
+        modules: rls::workspace_modules().unwrap(),
+    };
+    let drifts = generate::plan(shared(), &inputs).unwrap();
+    assert!(
+        drifts.is_empty(),
+        "gen-rls --check fails on the project: {:?}",
+        drifts
+            .iter()
+            .map(|d| (&d.migration, &d.tables))
+            .collect::<Vec<_>>()
+    );
+}
+
+// --- check 1 --------------------------------------------------------------------
+
+#[test]
+fn flaw_rls_not_forced() {
+    let r = verify_flawed("ALTER TABLE attestor.spines NO FORCE ROW LEVEL SECURITY", "");
+    assert_finding(
+        &r,
+        Check::RlsEnabled,
+        "attestor.spines",
+        "row level security is not forced (the owner bypasses it)",
+    );
+    assert_only(&r, &[Check::RlsEnabled]);
+}
+
+#[test]
+fn flaw_rls_disabled_leaks_and_the_proof_sees_it() {
+    let r = verify_flawed(
+        "ALTER TABLE attestor.trust_anchors DISABLE ROW LEVEL SECURITY",
+        "",
+    );
+    assert_finding(
+        &r,
+        Check::RlsEnabled,
+        "attestor.trust_anchors",
+        "row level security is not enabled",
+    );
+    assert_finding(
+        &r,
+        Check::Dynamic,
+        "attestor.trust_anchors",
+        "A's rows are invisible to B: succeeded (1 rows)",
+    );
+    assert_only(&r, &[Check::RlsEnabled, Check::Dynamic]);
+}
+
+// --- check 2 --------------------------------------------------------------------
+
+#[test]
+fn flaw_policy_missing() {
+    let r = verify_flawed(
+        "DROP POLICY sbom_entries_tenant_isolation ON attestor.sbom_entries",
+        "",
+    );
+    assert_finding(
+        &r,
+        Check::Policies,
+        "attestor.sbom_entries",
+        "policy sbom_entries_tenant_isolation is missing",
+    );
+    // The proof sees it too: B cannot even see its own row.
+    assert_finding_starts(
+        &r,
+        Check::Dynamic,
+        "attestor.sbom_entries",
+        "B sees its own row: ",
+    );
+    assert_only(&r, &[Check::Policies, Check::Dynamic]);
+}
+
+#[test]
+fn flaw_extra_permissive_policy() {
+    let r = verify_flawed(
+        "CREATE POLICY peek ON attestor.dsse_envelopes FOR SELECT TO attestor_app USING (true)",
+        "",
+    );
+    assert_finding(
+        &r,
+        Check::Policies,
+        "attestor.dsse_envelopes",
+        "undeclared permissive policy peek (FOR SELECT TO attestor_app USING (true))",
+    );
+    assert_finding(
+        &r,
+        Check::Dynamic,
+        "attestor.dsse_envelopes",
+        "A's rows are invisible to B: succeeded (1 rows)",
+    );
+    assert_only(&r, &[Check::Policies, Check::Dynamic]);
+}
+
+#[test]
+fn flaw_policy_expression_differs() {
+    let r = verify_flawed(
+        "DROP POLICY spines_tenant_isolation ON attestor.spines;
+         CREATE POLICY spines_tenant_isolation ON attestor.spines FOR ALL TO attestor_app
+             USING (tenant_id = current_setting('app.tenant_id', true)::uuid)
+             WITH CHECK (tenant_id = current_setting('app.tenant_id', true)::uuid)",
+        "",
+    );
+    assert_finding_starts(
+        &r,
+        Check::Policies,
+        "attestor.spines",
+        "policy spines_tenant_isolation is not the generated one: found PERMISSIVE FOR ALL TO attestor_app \
+         USING ((tenant_id = (current_setting('app.tenant_id'::text, true))::uuid))",
+    );
+    // Without the helper an unset tenant is silently "no rows" instead of AT001.
+    assert_finding_starts(
+        &r,
+        Check::Dynamic,
+        "attestor.spines",
+        "SELECT without a tenant fails with AT001: ",
+    );
+    assert_only(&r, &[Check::Policies, Check::Dynamic]);
+}
+
+#[test]
+fn flaw_restrictive_only_is_deny_all() {
+    let r = verify_flawed(
+        "DROP POLICY trust_anchors_tenant_isolation ON attestor.trust_anchors;
+         CREATE POLICY trust_anchors_tenant_isolation ON attestor.trust_anchors AS RESTRICTIVE FOR ALL
+             TO attestor_app
+             USING (tenant_id = (SELECT attestor_app.require_current_tenant()))
+             WITH CHECK (tenant_id = (SELECT attestor_app.require_current_tenant()))",
+        "",
+    );
+    assert_finding(
+        &r,
+        Check::Policies,
+        "attestor.trust_anchors",
+        "only RESTRICTIVE policies: the table is deny-all for every role",
+    );
+    assert_only(&r, &[Check::Policies, Check::Dynamic]);
+}
+
+#[test]
+fn flaw_worker_may_move_jobs_between_tenants() {
+    let r = verify_flawed(
+        "GRANT UPDATE (tenant_id) ON attestor.rekor_submission_queue TO attestor_worker",
+        "",
+    );
+    assert_finding(
+        &r,
+        Check::Policies,
+        "attestor.rekor_submission_queue",
+        "declared policy rekor_submission_queue_worker_update lets attestor_worker write any tenant's rows \
+         (WITH CHECK true) and attestor_worker holds UPDATE (tenant_id)",
+    );
+    assert_only(&r, &[Check::Policies]);
+}
+
+// --- check 3 --------------------------------------------------------------------
+
+#[test]
+fn flaw_helper_volatile() {
+    let r = verify_flawed(
+        "ALTER FUNCTION attestor_app.require_current_tenant() VOLATILE",
+        "",
+    );
+    assert_finding(
+        &r,
+        Check::Helper,
+        "attestor_app.require_current_tenant()",
+        "the helper is VOLATILE (evaluated per row instead of once per statement), must be STABLE",
+    );
+    assert_only(&r, &[Check::Helper]);
+}
+
+#[test]
+fn flaw_helper_body_replaced() {
+    let r = verify_flawed(
+        "CREATE OR REPLACE FUNCTION attestor_app.require_current_tenant() RETURNS uuid LANGUAGE plpgsql STABLE
+             SET search_path = pg_catalog, pg_temp
+         AS $$ BEGIN RETURN NULLIF(current_setting('app.tenant_id', true), '')::uuid; END $$",
+        "",
+    );
+    assert_finding(
+        &r,
+        Check::Helper,
+        "attestor_app.require_current_tenant()",
+        "the helper has a body that differs from the generated one",
+    );
+    // And the proof notices that a missing tenant no longer raises AT001.
+    assert_finding_starts(
+        &r,
+        Check::Dynamic,
+        "attestor.spines",
+        "SELECT without a tenant fails with AT001: ",
+    );
+}
+
+// --- check 4 --------------------------------------------------------------------
+
+#[test]
+fn flaw_updated_at_trigger_missing() {
+    let r = verify_flawed("DROP TRIGGER set_updated_at ON attestor.spines", "");
+    assert_finding(
+        &r,
+        Check::Conventions,
+        "attestor.spines",
+        "no BEFORE UPDATE row trigger keeps updated_at current",
+    );
+    assert_only(&r, &[Check::Conventions]);
+}
+
+#[test]
+fn flaw_unique_without_tenant() {
+    let r = verify_flawed(
+        "ALTER TABLE attestor.trust_anchors ADD CONSTRAINT trust_anchors_key_id_key UNIQUE (key_id)",
+        "",
+    );
+    assert_finding(
+        &r,
+        Check::Conventions,
+        "attestor.trust_anchors",
+        "unique constraint trust_anchors_key_id_key (key_id) does not lead with tenant_id: uniqueness across \
+         tenants is an existence oracle",
+    );
+    assert_finding(
+        &r,
+        Check::Citus,
+        "attestor.trust_anchors",
+        "unique constraint trust_anchors_key_id_key does not include the distribution column tenant_id",
+    );
+    assert_only(&r, &[Check::Conventions, Check::Citus]);
+}
+
+#[test]
+fn flaw_index_not_leading_with_tenant() {
+    let r = verify_flawed(
+        "CREATE INDEX spines_policy_version_idx ON attestor.spines (policy_version)",
+        "",
+    );
+    assert_finding(
+        &r,
+        Check::Conventions,
+        "attestor.spines",
+        "btree index spines_policy_version_idx does not lead with tenant_id",
+    );
+    assert_only(&r, &[Check::Conventions]);
+}
+
+#[test]
+fn flaw_foreign_key_without_tenant() {
+    let r = verify_flawed(
+        "CREATE UNIQUE INDEX sbom_entries_id_key ON attestor.sbom_entries (id);
+         ALTER TABLE attestor.spines ADD CONSTRAINT spines_sbom_entry_fkey
+             FOREIGN KEY (sbom_entry_id) REFERENCES attestor.sbom_entries (id)",
+        "",
+    );
+    assert_finding(
+        &r,
+        Check::Conventions,
+        "attestor.spines",
+        "foreign key spines_sbom_entry_fkey (sbom_entry_id) → attestor.sbom_entries (id) does not include \
+         tenant_id → tenant_id: it can point into another tenant",
+    );
+    assert_finding(
+        &r,
+        Check::Citus,
+        "attestor.spines",
+        "foreign key spines_sbom_entry_fkey is not co-located (no tenant_id → tenant_id)",
+    );
+    // (the unique index it needs is itself a finding of checks 4 and 11)
+    assert_only(&r, &[Check::Conventions, Check::Citus]);
+}
+
+// --- check 5 --------------------------------------------------------------------
+
+#[test]
+fn flaw_app_may_truncate() {
+    let r = verify_flawed("GRANT TRUNCATE ON attestor.verdict_ledger TO attestor_app", "");
+    assert_finding(
+        &r,
+        Check::Roles,
+        "role attestor_app",
+        "holds TRUNCATE on attestor.verdict_ledger",
+    );
+    assert_only(&r, &[Check::Roles]);
+}
+
+#[test]
+fn flaw_app_may_create_in_schema() {
+    let r = verify_flawed("GRANT CREATE ON SCHEMA attestor TO attestor_app", "");
+    assert_finding(
+        &r,
+        Check::Roles,
+        "role attestor_app",
+        "holds CREATE on schema attestor",
+    );
+    assert_only(&r, &[Check::Roles]);
+}
+
+#[test]
+fn flaw_app_can_set_role_to_an_owner() {
+    // Role membership is cluster-wide: use a role of our own, owning objects
+    // only in this test's database, and remove it again.
+    let server = shared();
+    let db = server.test_database().unwrap();
+    let role = format!("rls_flaw_owner_{}", std::process::id());
+    let mut admin = Db::connect(&db.admin_url()).unwrap();
+    admin
+        .exec(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} NOLOGIN;
+             CREATE SCHEMA rls_flaw AUTHORIZATION {role}; GRANT {role} TO attestor_app"
+        ))
+        .unwrap();
+    let r = rls::verify(&db.admin_url(), &options(""));
+    admin.exec(&format!("REVOKE {role} FROM attestor_app")).unwrap();
+    drop(admin);
+    let name = db.name().to_owned();
+    drop(db);
+    server.drop_database(&name).unwrap();
+    server.execute_admin(&format!("DROP ROLE {role}")).unwrap();
+    let r = r.unwrap();
+    assert_finding(
+        &r,
+        Check::Roles,
+        "role attestor_app",
+        &format!(
+            "owns objects in this database through membership of {role} (SET ROLE {role}) (an owner is exempt \
+             from non-forced RLS and can disable it)"
+        ),
+    );
+    assert_only(&r, &[Check::Roles]);
+}
+
+// --- check 6 --------------------------------------------------------------------
+
+#[test]
+fn flaw_public_select() {
+    let r = verify_flawed("GRANT SELECT ON attestor.spines TO PUBLIC", "");
+    assert_finding(
+        &r,
+        Check::PublicGrants,
+        "attestor.spines",
+        "PUBLIC holds SELECT on table attestor.spines",
+    );
+    assert_only(&r, &[Check::PublicGrants]);
+}
+
+#[test]
+fn flaw_public_execute() {
+    let r = verify_flawed(
+        "GRANT EXECUTE ON FUNCTION attestor_app.current_actor() TO PUBLIC",
+        "",
+    );
+    assert_finding(
+        &r,
+        Check::PublicGrants,
+        "attestor_app.current_actor()",
+        "PUBLIC holds EXECUTE on function attestor_app.current_actor()",
+    );
+    assert_only(&r, &[Check::PublicGrants]);
+}
+
+// --- check 7 --------------------------------------------------------------------
+
+#[test]
+fn flaw_view_without_security_invoker() {
+    let r = verify_flawed(
+        "CREATE VIEW attestor.envelope_ids AS SELECT tenant_id, id FROM attestor.dsse_envelopes",
+        "",
+    );
+    assert_finding(
+        &r,
+        Check::Leaks,
+        "attestor.envelope_ids",
+        "view without security_invoker: it reads tables with its owner's rights, bypassing RLS",
+    );
+    assert_only(&r, &[Check::Leaks]);
+}
+
+#[test]
+fn flaw_materialized_view_over_tenant_rows() {
+    let r = verify_flawed(
+        "CREATE MATERIALIZED VIEW attestor.spine_counts AS
+             SELECT tenant_id, count(*) AS n FROM attestor.spines GROUP BY tenant_id",
+        "",
+    );
+    assert_finding(
+        &r,
+        Check::Leaks,
+        "attestor.spine_counts",
+        "materialized view over tenant table(s) attestor.spines: it stores every tenant's rows without RLS",
+    );
+    assert_only(&r, &[Check::Leaks]);
+}
+
+#[test]
+fn flaw_security_definer_function() {
+    let flaw = "CREATE FUNCTION attestor_app.count_spines() RETURNS bigint LANGUAGE sql SECURITY DEFINER
+                    SET search_path = pg_catalog, pg_temp AS 'SELECT count(*) FROM attestor.spines';
+                REVOKE ALL ON FUNCTION attestor_app.count_spines() FROM PUBLIC";
+    let r = verify_flawed(flaw, "");
+    assert_finding(
+        &r,
+        Check::Leaks,
+        "attestor_app.count_spines()",
+        "SECURITY DEFINER function: it runs with its owner's rights, bypassing RLS",
+    );
+    assert_only(&r, &[Check::Leaks]);
+    // Declared with a reason, it is accepted.
+    let r = verify_flawed(
+        flaw,
+        "[[allow]]\nrule = \"security-definer\"\nobject = \"attestor_app.count_spines()\"\nreason = \"test\"\n",
+    );
+    assert!(r.is_clean(), "{}", show(&r));
+}
+
+#[test]
+fn flaw_security_definer_trigger_function() {
+    let r = verify_flawed(
+        "ALTER FUNCTION attestor_app.set_updated_at() SECURITY DEFINER",
+        "",
+    );
+    assert_finding(
+        &r,
+        Check::Leaks,
+        "attestor_app.set_updated_at()",
+        "SECURITY DEFINER trigger function: it writes with its owner's rights, bypassing RLS",
+    );
+    assert_only(&r, &[Check::Leaks]);
+}
+
+#[test]
+fn flaw_leakproof_function() {
+    let r = verify_flawed("ALTER FUNCTION attestor_app.current_actor() LEAKPROOF", "");
+    assert_finding(
+        &r,
+        Check::Leaks,
+        "attestor_app.current_actor()",
+        "LEAKPROOF function: the planner may run it on rows RLS has not filtered yet",
+    );
+    assert_only(&r, &[Check::Leaks]);
+}
+
+#[test]
+fn flaw_function_without_search_path() {
+    let r = verify_flawed(
+        "ALTER FUNCTION attestor_app.current_actor() RESET search_path",
+        "",
+    );
+    assert_finding(
+        &r,
+        Check::Leaks,
+        "attestor_app.current_actor()",
+        "function without a fixed search_path: callers can hijack the names it resolves",
+    );
+    assert_only(&r, &[Check::Leaks]);
+}
+
+// --- check 8 --------------------------------------------------------------------
+
+#[test]
+fn flaw_partition_without_rls() {
+    let r = verify_flawed(
+        "SET ROLE attestor_owner;
+         CREATE TABLE attestor.events (
+             id uuid NOT NULL DEFAULT gen_random_uuid(), tenant_id uuid NOT NULL,
+             created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now(),
+             kind text NOT NULL,
+             PRIMARY KEY (tenant_id, id)) PARTITION BY HASH (tenant_id);
+         CREATE TRIGGER set_updated_at BEFORE UPDATE ON attestor.events
+             FOR EACH ROW EXECUTE FUNCTION attestor_app.set_updated_at();
+         ALTER TABLE attestor.events ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+         CREATE POLICY events_tenant_isolation ON attestor.events FOR ALL TO attestor_app
+             USING (tenant_id = (SELECT attestor_app.require_current_tenant()))
+             WITH CHECK (tenant_id = (SELECT attestor_app.require_current_tenant()));
+         GRANT SELECT, INSERT, UPDATE, DELETE ON attestor.events TO attestor_app;
+         RESET ROLE;
+         CREATE SCHEMA attestor_parts AUTHORIZATION attestor_owner;
+         SET ROLE attestor_owner;
+         CREATE TABLE attestor_parts.events_0 PARTITION OF attestor.events FOR VALUES WITH (MODULUS 1, REMAINDER 0);
+         RESET ROLE",
+        "",
+    );
+    assert_finding(
+        &r,
+        Check::Partitions,
+        "attestor_parts.events_0",
+        "partition of attestor.events without RLS enabled: querying it directly bypasses the parent's policies",
+    );
+    assert_finding(
+        &r,
+        Check::Partitions,
+        "attestor_parts.events_0",
+        "partition of attestor.events lacks the tenant isolation policy events_0_tenant_isolation",
+    );
+    assert_only(&r, &[Check::Partitions]);
+}
+
+// --- check 9 --------------------------------------------------------------------
+
+const SETTINGS: &str = "SET ROLE attestor_owner;
+    CREATE TABLE attestor.settings (name text PRIMARY KEY, value text NOT NULL);
+    RESET ROLE";
+
+#[test]
+fn flaw_table_without_tenant_id() {
+    let r = verify_flawed(SETTINGS, "");
+    assert_finding(
+        &r,
+        Check::GlobalTables,
+        "attestor.settings",
+        "table without tenant_id that is not declared global",
+    );
+    assert_only(&r, &[Check::GlobalTables]);
+    let r = verify_flawed(
+        SETTINGS,
+        "[[global_table]]\nmodule = \"attestor\"\ntable = \"settings\"\nreason = \"test\"\n",
+    );
+    assert!(r.is_clean(), "{}", show(&r));
+}
+
+// --- check 10 -------------------------------------------------------------------
+
+#[test]
+fn flaw_privilege_on_another_schema() {
+    let r = verify_flawed(
+        "CREATE SCHEMA billing; REVOKE ALL ON SCHEMA billing FROM PUBLIC;
+         GRANT USAGE ON SCHEMA billing TO attestor_app",
+        "",
+    );
+    assert_finding(
+        &r,
+        Check::SchemaIsolation,
+        "role attestor_app",
+        "holds USAGE on schema billing outside module attestor",
+    );
+    assert_only(&r, &[Check::SchemaIsolation]);
+}
+
+// --- check 11 -------------------------------------------------------------------
+
+#[test]
+fn flaw_global_table_references_a_tenant_table() {
+    let r = verify_flawed(
+        "SET ROLE attestor_owner;
+         CREATE TABLE attestor.envelope_index (
+             id uuid PRIMARY KEY, owner_tenant uuid NOT NULL, envelope uuid NOT NULL,
+             CONSTRAINT envelope_index_envelope_fkey FOREIGN KEY (owner_tenant, envelope)
+                 REFERENCES attestor.dsse_envelopes (tenant_id, id));
+         RESET ROLE",
+        "[[global_table]]\nmodule = \"attestor\"\ntable = \"envelope_index\"\nreason = \"test\"\n",
+    );
+    assert_finding(
+        &r,
+        Check::Citus,
+        "attestor.envelope_index",
+        "global table references tenant table attestor.dsse_envelopes through envelope_index_envelope_fkey: \
+         a reference table cannot point into a distributed table",
+    );
+    assert_only(&r, &[Check::Citus]);
+}
+
+// --- dynamic --------------------------------------------------------------------
+
+#[test]
+fn flaw_table_the_generator_cannot_fill_is_a_finding() {
+    let r = verify_flawed(
+        "ALTER TABLE attestor.trust_anchors ADD CONSTRAINT trust_anchors_key_id_format
+             CHECK (key_id ~ '^[A-Z]{3}-[0-9]+$') NOT VALID",
+        "",
+    );
+    assert_finding_starts(
+        &r,
+        Check::Dynamic,
+        "attestor.trust_anchors",
+        "cannot fill the table with valid rows, so isolation is unproven: cannot satisfy CHECK \
+         trust_anchors_key_id_format",
+    );
+    assert_only(&r, &[Check::Dynamic]);
+}
+
+#[test]
+fn flaw_policy_for_the_wrong_tenant_column_is_proven_leaky() {
+    // Canonical names and roles, but USING lets B read A's rows: checks 2 and dyn.
+    // (A plain INSERT for A is still refused here, by audit_log's policy on the
+    // audit row the trigger writes; ON CONFLICT DO UPDATE gets through.)
+    let r = verify_flawed(
+        "DROP POLICY rekor_entries_tenant_isolation ON attestor.rekor_entries;
+         CREATE POLICY rekor_entries_tenant_isolation ON attestor.rekor_entries FOR ALL TO attestor_app
+             USING ((SELECT attestor_app.require_current_tenant()) IS NOT NULL)
+             WITH CHECK ((SELECT attestor_app.require_current_tenant()) IS NOT NULL)",
+        "",
+    );
+    for probe in [
+        "A's rows are invisible to B: succeeded (1 rows)",
+        "A's row is invisible by its key: succeeded (1 rows)",
+        "UPDATE of A's rows touches nothing: succeeded (1 rows)",
+        "INSERT … ON CONFLICT DO UPDATE on A's key is refused: succeeded (1 rows)",
+    ] {
+        assert_finding(&r, Check::Dynamic, "attestor.rekor_entries", probe);
+    }
+    assert_only(&r, &[Check::Policies, Check::Dynamic]);
+}
+
+// --- gen-rls --------------------------------------------------------------------
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_new_tenant_table_gets_its_policy_from_gen_rls() {
+    let tmp = TempDir(std::env::temp_dir().join(format!("xtask-genrls-{}", std::process::id())));
+    let migrations = tmp.0.join("migrations");
+    copy_dir(&xtask::util::root().join("migrations"), &migrations);
+    let widgets = migrations.join("2026-11-28-000099_widgets");
+    std::fs::create_dir_all(&widgets).unwrap();
+    std::fs::write(
+        widgets.join("up.sql"),
+        "SET LOCAL ROLE attestor_owner;
+         CREATE TABLE attestor.widgets (
+             id uuid NOT NULL DEFAULT gen_random_uuid(),
+             tenant_id uuid NOT NULL,
+             created_at timestamptz NOT NULL DEFAULT now(),
+             updated_at timestamptz NOT NULL DEFAULT now(),
+             envelope_id uuid NOT NULL,
+             colour text NOT NULL,
+             weight_grams integer NOT NULL,
+             CONSTRAINT widgets_pkey PRIMARY KEY (tenant_id, id),
+             CONSTRAINT widgets_envelope_id_fkey FOREIGN KEY (tenant_id, envelope_id)
+                 REFERENCES attestor.dsse_envelopes (tenant_id, id),
+             CONSTRAINT widgets_colour_check CHECK (colour IN ('red', 'green')),
+             CONSTRAINT widgets_weight_grams_check CHECK (weight_grams > 10)
+         );
+         CREATE INDEX widgets_envelope_id_idx ON attestor.widgets (tenant_id, envelope_id);
+         CREATE TRIGGER set_updated_at BEFORE UPDATE ON attestor.widgets
+             FOR EACH ROW EXECUTE FUNCTION attestor_app.set_updated_at();
+         GRANT SELECT, INSERT, UPDATE, DELETE ON attestor.widgets TO attestor_app;
+         SET LOCAL ROLE NONE;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        widgets.join("down.sql"),
+        "SET LOCAL ROLE attestor_owner;\nDROP TABLE attestor.widgets;\nSET LOCAL ROLE NONE;\n",
+    )
+    .unwrap();
+    let inputs = GenInputs {
+        migrations: migrations.clone(),
+        config_path: workspace_config_path(),
+        modules: rls::workspace_modules().unwrap(),
+    };
+    let server = shared();
+
+    // --check fails before, naming the table.
+    let drifts = generate::plan(server, &inputs).unwrap();
+    assert_eq!(drifts.len(), 1, "{drifts:?}");
+    assert_eq!(drifts[0].migration, "2026-11-28-000100_rls");
+    assert_eq!(drifts[0].tables, vec!["attestor.widgets".to_owned()]);
+
+    // Before gen-rls, verify-rls fails on the table too.
+    let name = format!("attestor_genrls_test_{}", std::process::id());
+    server.drop_database(&name).unwrap();
+    server.create_database(&name, Some("template0")).unwrap();
+    server
+        .migrate(&name, generate::MigrationsBefore::new(&migrations, None).unwrap())
+        .unwrap();
+    let before = rls::verify(&server.admin(&name).url(), &options("")).unwrap();
+    assert_finding(
+        &before,
+        Check::RlsEnabled,
+        "attestor.widgets",
+        "row level security is not enabled",
+    );
+    assert_finding(
+        &before,
+        Check::Policies,
+        "attestor.widgets",
+        "policy widgets_tenant_isolation is missing",
+    );
+
+    // gen-rls writes a migration covering exactly the new table ...
+    let written = generate::write(&inputs, &drifts).unwrap();
+    assert_eq!(written, vec![migrations.join("2026-11-28-000100_rls")]);
+    let up = std::fs::read_to_string(migrations.join("2026-11-28-000100_rls/up.sql")).unwrap();
+    assert!(
+        up.contains("ALTER TABLE attestor.widgets FORCE ROW LEVEL SECURITY;"),
+        "{up}"
+    );
+    assert!(
+        up.contains("CREATE POLICY widgets_tenant_isolation ON attestor.widgets"),
+        "{up}"
+    );
+    assert!(!up.contains("dsse_envelopes"), "only the delta: {up}");
+    // ... after which --check passes and the output is stable.
+    assert!(generate::plan(server, &inputs).unwrap().is_empty());
+
+    // Applying it makes verify-rls pass, with the new table proven isolated.
+    server
+        .migrate(&name, generate::MigrationsBefore::new(&migrations, None).unwrap())
+        .unwrap();
+    let after = rls::verify(&server.admin(&name).url(), &options("")).unwrap();
+    assert!(after.is_clean(), "{}", show(&after));
+    assert!(after.proofs.contains_key("attestor.widgets"));
+
+    // Its down.sql reverts it: the catalog is back to the state before.
+    {
+        use diesel_migrations::MigrationHarness;
+        let mut conn = server.connect_admin(&name).unwrap();
+        conn.revert_last_migration(generate::MigrationsBefore::new(&migrations, None).unwrap())
+            .unwrap();
+    }
+    let reverted = rls::verify(&server.admin(&name).url(), &options("")).unwrap();
+    assert_finding(
+        &reverted,
+        Check::Policies,
+        "attestor.widgets",
+        "policy widgets_tenant_isolation is missing",
+    );
+    server.drop_database(&name).unwrap();
+}
+
+#[test]
+fn gen_rls_check_names_a_stale_generated_migration() {
+    let tmp = TempDir(std::env::temp_dir().join(format!("xtask-genrls-stale-{}", std::process::id())));
+    let migrations = tmp.0.join("migrations");
+    copy_dir(&xtask::util::root().join("migrations"), &migrations);
+    // Hand-edit the generated migration: drop one table's policy from it.
+    let dirs = generate::migration_dirs(&migrations).unwrap();
+    let generated = dirs
+        .iter()
+        .rfind(|d| d.generated)
+        .expect("a generated migration")
+        .path
+        .clone();
+    let up = std::fs::read_to_string(generated.join("up.sql")).unwrap();
+    let start = up.find("CREATE POLICY spines_tenant_isolation").unwrap();
+    let end = start + up[start..].find(");\n").unwrap() + 3;
+    std::fs::write(
+        generated.join("up.sql"),
+        format!("{}{}", &up[..start], &up[end..]),
+    )
+    .unwrap();
+    let inputs = GenInputs {
+        migrations: migrations.clone(),
+        config_path: workspace_config_path(),
+        modules: rls::workspace_modules().unwrap(),
+    };
+    let drifts = generate::plan(shared(), &inputs).unwrap();
+    assert_eq!(
+        drifts.len(),
+        1,
+        "{:?}",
+        drifts
+            .iter()
+            .map(|d| (&d.migration, &d.tables))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        drifts[0].tables.contains(&"attestor.spines".to_owned()),
+        "{:?}",
+        drifts[0].tables
+    );
+}
