@@ -5,4 +5,5 @@ mod e2e {
     mod conformance;
     mod jsonb_roundtrip;
     mod migrations;
+    mod repo_seed_plan;
 }

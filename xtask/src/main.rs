@@ -6,6 +6,7 @@
 //! This crate may use `anyhow`; it must stay free of product logic that a
 //! library user would need.
 
+mod bench;
 mod ci;
 mod db;
 mod gen_rls;
@@ -33,6 +34,7 @@ Commands:
                      check the catalog against the tenant-isolation rules and prove
                      isolation with rows of two tenants (rolled back); exit 0 clean,
                      1 findings, 2 could not run
+  bench <name> [..]  run a benchmark in release mode (guard, …; `cargo xtask bench help`)
   ci                 everything CI checks: fmt, clippy -D warnings, schema --check, tests
   help               this text
 ";
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         ["db", rest @ ..] => db::run(rest),
         ["schema", rest @ ..] => schema::run_cmd(rest),
         ["ci", rest @ ..] => ci::run_cmd(rest),
+        ["bench", rest @ ..] => bench::run_cmd(rest),
         ["gen-rls", rest @ ..] => gen_rls::run_cmd(rest),
         ["verify-rls", rest @ ..] => verify_rls::run_cmd(rest),
         [] | ["help"] | ["--help"] | ["-h"] => {

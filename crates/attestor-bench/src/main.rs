@@ -1,0 +1,72 @@
+//! `attestor-bench`: the project's benchmarks, run in release mode by
+//! `cargo xtask bench <name>`.
+//!
+//! Each benchmark starts its own throwaway cluster (or uses `DATABASE_URL`),
+//! loads its data, and compares the project's code path against a baseline
+//! *in the same run*, printing both throughputs and their ratio (absolute
+//! numbers on a shared 2-core machine are noise; ratios are the result).
+//! Benchmarks never run as part of `cargo test` and assert nothing: they
+//! report. `--json` prints one JSON object per line for machines.
+
+mod guard;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+attestor-bench <benchmark> [options]
+
+Benchmarks:
+  guard    tenant guard (RLS + set_config in a transaction) vs. an explicit
+           WHERE tenant_id = $1 as a BYPASSRLS role, same pool size:
+           point read by id and a page of the 50 newest rows
+           options: --rows N (1000000) --tenants N (1000) --seconds S (5)
+                    --connections N (4) --json
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("guard") => guard::run(&args[1..]),
+        Some("help" | "--help" | "-h") | None => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            eprint!("unknown benchmark `{other}`\n\n{HELP}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `--name value` options with defaults; `--json` is a flag.
+pub struct Options {
+    args: Vec<String>,
+}
+
+impl Options {
+    pub fn new(args: &[String]) -> Self {
+        Options { args: args.to_vec() }
+    }
+
+    pub fn flag(&self, name: &str) -> bool {
+        self.args.iter().any(|a| a == name)
+    }
+
+    pub fn value<T: std::str::FromStr>(&self, name: &str, default: T) -> anyhow::Result<T> {
+        match self.args.iter().position(|a| a == name) {
+            None => Ok(default),
+            Some(i) => self
+                .args
+                .get(i + 1)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| anyhow::anyhow!("{name} needs a value")),
+        }
+    }
+}

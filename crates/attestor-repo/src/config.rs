@@ -1,0 +1,94 @@
+//! [`DatabaseConfig`]: where to connect and the pool, timeout and input limits.
+//!
+//! Owns: the knobs of a [`crate::Database`] / [`crate::WorkerDatabase`] and
+//! their defaults. Must never: read the environment or files on its own (the
+//! service decides where configuration comes from), or hold credentials
+//! anywhere but inside `url`.
+
+use std::time::Duration;
+
+use attestor_formats::Limits;
+
+/// Connection pool and input-limit settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    /// `postgres://…` URL (the role must be `attestor_app` for [`crate::Database`]).
+    pub url: String,
+    /// Largest number of pooled connections (default 10).
+    pub max_connections: u32,
+    /// Connections kept open when idle (default `None`: none are opened eagerly).
+    pub min_idle: Option<u32>,
+    /// How long to wait for a pooled connection, including connecting (default 10 s).
+    pub connection_timeout: Duration,
+    /// Close connections idle for longer than this (default 10 min).
+    pub idle_timeout: Option<Duration>,
+    /// Close connections older than this (default 30 min).
+    pub max_lifetime: Option<Duration>,
+    /// Run `SELECT 1` on every checkout to catch connections that died while
+    /// idle (default `true`; one extra round trip per transaction when on).
+    /// Off, a dead connection surfaces as [`crate::RepoError::Unavailable`]
+    /// on first use and is discarded.
+    pub test_on_checkout: bool,
+    /// `statement_timeout` for every statement of a transaction, set with
+    /// `set_config(…, true)` in the same batch as `BEGIN` (default `None`: the role's setting).
+    pub statement_timeout: Option<Duration>,
+    /// Largest document (envelope, bundle, SBOM, Rekor response) accepted, in bytes (default 16 MiB).
+    pub max_document_bytes: usize,
+}
+
+impl DatabaseConfig {
+    /// A configuration with the defaults documented on each field.
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseConfig {
+            url: url.into(),
+            max_connections: 10,
+            min_idle: None,
+            connection_timeout: Duration::from_secs(10),
+            idle_timeout: Some(Duration::from_secs(600)),
+            max_lifetime: Some(Duration::from_secs(1800)),
+            test_on_checkout: true,
+            statement_timeout: None,
+            max_document_bytes: attestor_formats::limits::DEFAULT_MAX_DOCUMENT_BYTES,
+        }
+    }
+
+    /// Sets [`Self::max_connections`].
+    pub fn with_max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Sets [`Self::max_document_bytes`].
+    pub fn with_max_document_bytes(mut self, n: usize) -> Self {
+        self.max_document_bytes = n;
+        self
+    }
+
+    /// The parser limits derived from this configuration.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_document_bytes: self.max_document_bytes,
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: show only what follows the '@'.
+        let shown = match self.url.rsplit_once('@') {
+            Some((_, host)) => format!("postgres://…@{host}"),
+            None => self.url.clone(),
+        };
+        f.debug_struct("DatabaseConfig")
+            .field("url", &shown)
+            .field("max_connections", &self.max_connections)
+            .field("min_idle", &self.min_idle)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("test_on_checkout", &self.test_on_checkout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("max_document_bytes", &self.max_document_bytes)
+            .finish()
+    }
+}

@@ -1,0 +1,645 @@
+//! The tenant guard: the pool and the only way to run tenant-scoped SQL.
+//!
+//! Owns: [`Database`] (a bb8 pool of `AsyncPgConnection`s logged in as
+//! `attestor_app`), [`Database::transaction`] and the [`TenantTx`] it lends
+//! to the closure; [`WorkerDatabase`]/[`WorkerTx`], the separately named
+//! path for work that spans tenants (the queue worker, as `attestor_worker`);
+//! and the pool wrapper that decides whether a returned connection may be
+//! reused.
+//!
+//! ## How a tenant transaction runs
+//!
+//! 1. A connection is checked out and marked *in use* (our own flag, see below).
+//! 2. One simple-query message carries
+//!    `BEGIN; SELECT set_config('app.tenant_id', '<uuid>', true), set_config('app.actor', E'…', true)`
+//!    through diesel-async's `AnsiTransactionManager::begin_transaction_sql`, so
+//!    the tenant is set *inside* the transaction, transaction-locally, and costs
+//!    no round trip beyond the `BEGIN` diesel-async would send anyway (nested
+//!    `conn.transaction(…)` calls inside the closure still become savepoints,
+//!    because diesel-async's transaction manager knows the transaction is open).
+//!    The tenant id is a validated UUID, printed by us; the actor is sent as an
+//!    escaped `E''` literal (NUL refused), so nothing user-controlled is spliced raw.
+//! 3. The closure runs with `&mut TenantTx`.
+//! 4. `Ok` → `COMMIT`; `Err` → `ROLLBACK`. If a statement failed inside the
+//!    transaction and the closure still returned `Ok` (it swallowed the error),
+//!    the guard checks whether the transaction is aborted (one `SELECT 1`, only
+//!    in that case) and, if so, rolls back and returns
+//!    [`RepoError::TransactionAborted`] instead of a `COMMIT` that PostgreSQL
+//!    would silently turn into a `ROLLBACK`. `set_config(…, true)` values end with
+//!    the transaction, so the connection goes back to the pool with no tenant.
+//!    Only after a successful `COMMIT`/`ROLLBACK`, with diesel-async reporting no
+//!    open transaction, is the *in use* flag cleared.
+//!
+//! [`Database::fetch`] goes one step further for a single statement: it
+//! polls the `BEGIN; set_config(…)` future and the query future together on
+//! `&AsyncPgConnection` (diesel-async pipelines concurrently polled futures;
+//! each sends its request on its first poll, BEGIN first), so the guard and
+//! the statement share one round trip; `COMMIT` follows.
+//!
+//! The pool's `has_broken` hook discards any connection whose flag is still
+//! set when it comes back, which covers every way out that is not a clean
+//! end: the future dropped mid-transaction (cancellation, timeout), a panic in
+//! the closure (the connection is dropped while unwinding), a failed `COMMIT`
+//! or `ROLLBACK`, a lost connection. Dropping an `AsyncPgConnection` closes
+//! the socket, and the server rolls the transaction back.
+//!
+//! Must never: hand out a pooled connection outside a transaction that set a
+//! tenant (the worker path is separately named and sets the tenant GUC to the
+//! empty string), use a session-level `SET`, or return a connection to the
+//! pool that still has an open transaction.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use attestor_formats::Limits;
+use bb8::ManageConnection;
+use diesel::connection::{Instrumentation, InstrumentationEvent};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, PoolError};
+use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, TransactionManager};
+use scoped_futures::ScopedBoxFuture;
+use tracing::Instrument as _;
+
+use crate::config::DatabaseConfig;
+use crate::error::RepoError;
+use crate::tenant::{TenantContext, TenantId, MAX_ACTOR_BYTES};
+
+/// bb8 manager: diesel-async's manager plus the *in use* flag check.
+pub(crate) struct GuardedManager {
+    inner: AsyncDieselConnectionManager<AsyncPgConnection>,
+}
+
+/// A pooled connection and whether a transaction we opened on it has not yet
+/// ended cleanly.
+pub(crate) struct GuardedConnection {
+    conn: AsyncPgConnection,
+    in_use: bool,
+    /// Set by [`ErrorFlag`] whenever a statement on this connection fails.
+    query_failed: Arc<AtomicBool>,
+}
+
+/// diesel instrumentation that notes failed statements (and forwards every
+/// event to the process-wide default instrumentation, if one is installed),
+/// so that a transaction whose error the closure swallowed is not "committed"
+/// (PostgreSQL answers `COMMIT` of an aborted transaction with a silent `ROLLBACK`).
+struct ErrorFlag {
+    failed: Arc<AtomicBool>,
+    inner: Option<Box<dyn Instrumentation>>,
+}
+
+impl Instrumentation for ErrorFlag {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::FinishQuery { error: Some(_), .. } = &event {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        if let Some(inner) = &mut self.inner {
+            inner.on_connection_event(event);
+        }
+    }
+}
+
+impl ManageConnection for GuardedManager {
+    type Connection = GuardedConnection;
+    type Error = PoolError;
+
+    async fn connect(&self) -> Result<GuardedConnection, PoolError> {
+        use diesel_async::AsyncConnection as _;
+        let mut conn = self.inner.connect().await?;
+        let query_failed = Arc::new(AtomicBool::new(false));
+        conn.set_instrumentation(ErrorFlag {
+            failed: query_failed.clone(),
+            inner: diesel::connection::get_default_instrumentation(),
+        });
+        Ok(GuardedConnection {
+            conn,
+            in_use: false,
+            query_failed,
+        })
+    }
+
+    async fn is_valid(&self, conn: &mut GuardedConnection) -> Result<(), PoolError> {
+        self.inner.is_valid(&mut conn.conn).await
+    }
+
+    fn has_broken(&self, conn: &mut GuardedConnection) -> bool {
+        // `inner.has_broken` is `thread::panicking() || transaction manager broken/open`.
+        conn.in_use || self.inner.has_broken(&mut conn.conn)
+    }
+}
+
+type Pool = bb8::Pool<GuardedManager>;
+type Pooled = bb8::PooledConnection<'static, GuardedManager>;
+
+async fn build_pool(config: &DatabaseConfig) -> Result<Pool, RepoError> {
+    if config.max_connections == 0 {
+        return Err(RepoError::invalid("max_connections must be at least 1"));
+    }
+    let manager = GuardedManager {
+        inner: AsyncDieselConnectionManager::new(config.url.clone()),
+    };
+    let pool = bb8::Pool::builder()
+        .max_size(config.max_connections)
+        .min_idle(config.min_idle)
+        .connection_timeout(config.connection_timeout)
+        .idle_timeout(config.idle_timeout)
+        .max_lifetime(config.max_lifetime)
+        .test_on_check_out(config.test_on_checkout)
+        .build(manager)
+        .await
+        .map_err(|e| RepoError::Unavailable {
+            message: e.to_string(),
+        })?;
+    // Fail fast on a wrong URL or an unreachable server.
+    drop(pool.get().await?);
+    Ok(pool)
+}
+
+/// The tenant-guarded pool (role `attestor_app`). Cheap to clone.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool,
+    limits: Limits,
+    statement_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("state", &self.pool.state())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A tenant transaction's handle, lent to the closure of [`Database::transaction`].
+pub struct TenantTx {
+    conn: Pooled,
+    tenant: TenantId,
+    limits: Limits,
+}
+
+impl TenantTx {
+    /// The connection, inside the open transaction with `app.tenant_id` set.
+    /// Do not `COMMIT`/`ROLLBACK`/`SET` on it by hand; nested
+    /// `conn.transaction(…)` calls are fine (they are savepoints).
+    pub fn conn(&mut self) -> &mut AsyncPgConnection {
+        &mut self.conn.conn
+    }
+
+    /// The tenant this transaction runs for.
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    /// Limits applied to documents parsed in this transaction.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+/// The transaction handles ([`TenantTx`], [`WorkerTx`]) over a guarded connection.
+trait Guarded {
+    fn guarded(&mut self) -> &mut GuardedConnection;
+}
+
+impl Guarded for TenantTx {
+    fn guarded(&mut self) -> &mut GuardedConnection {
+        &mut self.conn
+    }
+}
+
+impl Guarded for WorkerTx {
+    fn guarded(&mut self) -> &mut GuardedConnection {
+        &mut self.conn
+    }
+}
+
+/// `E'…'` literal: backslashes doubled, quotes doubled, so the value means the
+/// same whatever `standard_conforming_strings` is. NUL is refused by the caller.
+fn escape_literal(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 3);
+    out.push_str("E'");
+    for c in value.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// The one message that opens a transaction and sets its context.
+fn begin_sql(
+    tenant: Option<TenantId>,
+    actor: Option<&str>,
+    statement_timeout: Option<Duration>,
+) -> Result<String, RepoError> {
+    let tenant = tenant.map(|t| t.to_string()).unwrap_or_default();
+    let actor = match actor {
+        Some(a) if a.contains('\0') => return Err(RepoError::invalid("actor contains a NUL character")),
+        Some(a) if a.len() > MAX_ACTOR_BYTES => {
+            return Err(RepoError::invalid(format!(
+                "actor is longer than {MAX_ACTOR_BYTES} bytes"
+            )))
+        }
+        Some(a) => escape_literal(a),
+        None => "''".to_owned(),
+    };
+    let mut sql = format!(
+        "BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true), set_config('app.actor', {actor}, true)"
+    );
+    if let Some(t) = statement_timeout {
+        sql.push_str(&format!(
+            ", set_config('statement_timeout', '{}', true)",
+            t.as_millis().max(1)
+        ));
+    }
+    Ok(sql)
+}
+
+/// Runs `f` in a transaction opened with `begin`; see the module docs.
+async fn run_in_transaction<'a, X, T, E, F>(mut tx: X, begin: String, f: F) -> Result<T, E>
+where
+    X: Guarded + Send + 'a,
+    F: for<'r> FnOnce(&'r mut X) -> ScopedBoxFuture<'a, 'r, Result<T, E>> + Send + 'a,
+    E: From<RepoError> + Send + 'a,
+    T: Send + 'a,
+{
+    tx.guarded().in_use = true;
+    AnsiTransactionManager::begin_transaction_sql(&mut tx.guarded().conn, &begin)
+        .await
+        .map_err(RepoError::from)?;
+    tx.guarded().query_failed.store(false, Ordering::Relaxed);
+    match f(&mut tx).await {
+        Ok(value) => {
+            let g = tx.guarded();
+            if AtomicBool::load(&g.query_failed, Ordering::Relaxed) && transaction_is_aborted(g).await {
+                // A statement failed and the closure still returned Ok: COMMIT
+                // would silently roll back. Roll back and say so instead.
+                if AnsiTransactionManager::rollback_transaction(&mut g.conn)
+                    .await
+                    .is_ok()
+                {
+                    release_if_clean(g);
+                }
+                return Err(RepoError::TransactionAborted.into());
+            }
+            AnsiTransactionManager::commit_transaction(&mut g.conn)
+                .await
+                .map_err(RepoError::from)?;
+            release_if_clean(g);
+            Ok(value)
+        }
+        Err(err) => {
+            let g = tx.guarded();
+            match AnsiTransactionManager::rollback_transaction(&mut g.conn).await {
+                Ok(()) => release_if_clean(g),
+                Err(e) => tracing::warn!(error = %e, "rollback failed; the connection is discarded"),
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Whether the open transaction is in the failed state (only asked after a
+/// statement failed, so the common path pays no round trip). A failure that a
+/// savepoint (nested `transaction`) rolled back leaves the transaction usable.
+async fn transaction_is_aborted(g: &mut GuardedConnection) -> bool {
+    use diesel_async::SimpleAsyncConnection as _;
+    g.conn.batch_execute("SELECT 1").await.is_err()
+}
+
+fn release_if_clean(g: &mut GuardedConnection) {
+    let depth = AnsiTransactionManager::transaction_manager_status_mut(&mut g.conn).transaction_depth();
+    if matches!(depth, Ok(None)) {
+        g.in_use = false;
+    } else {
+        tracing::warn!("transaction still open after COMMIT/ROLLBACK; the connection is discarded");
+    }
+}
+
+/// What an idle pooled connection carries, read without a tenant: see [`Database::probe_idle`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionProbe {
+    /// `pg_backend_pid()`: changes when the pool replaced the connection.
+    pub backend_pid: i32,
+    /// `current_setting('app.tenant_id', true)`: `None` or `Some("")` on a clean connection.
+    pub tenant_setting: Option<String>,
+    /// `current_setting('app.actor', true)`.
+    pub actor_setting: Option<String>,
+    /// Whether a transaction was already open before the probe ran.
+    pub in_transaction: bool,
+}
+
+impl ConnectionProbe {
+    /// No tenant, no actor, no open transaction.
+    pub fn is_clean(&self) -> bool {
+        self.tenant_setting.as_deref().unwrap_or("").is_empty()
+            && self.actor_setting.as_deref().unwrap_or("").is_empty()
+            && !self.in_transaction
+    }
+}
+
+async fn probe(pool: &Pool) -> Result<ConnectionProbe, RepoError> {
+    use diesel::sql_types::{Integer, Nullable, Text};
+    use diesel_async::SimpleAsyncConnection as _;
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Integer)]
+        pid: i32,
+        #[diesel(sql_type = Nullable<Text>)]
+        tenant: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        actor: Option<String>,
+    }
+    let mut pooled = pool.get().await?;
+    let g = &mut *pooled;
+    let depth = AnsiTransactionManager::transaction_manager_status_mut(&mut g.conn).transaction_depth();
+    let row: Row = match diesel::sql_query(
+        "SELECT pg_backend_pid() AS pid, current_setting('app.tenant_id', true) AS tenant, \
+         current_setting('app.actor', true) AS actor",
+    )
+    .get_result(&mut g.conn)
+    .await
+    {
+        Ok(row) => row,
+        Err(e) => {
+            // E.g. "current transaction is aborted": never hand this connection out again.
+            g.in_use = true;
+            return Err(e.into());
+        }
+    };
+    // SAVEPOINT is refused (25P01) outside a transaction block: success means a
+    // transaction was left open on this connection.
+    let in_server_tx = g
+        .conn
+        .batch_execute("SAVEPOINT attestor_probe; RELEASE SAVEPOINT attestor_probe")
+        .await
+        .is_ok();
+    let in_transaction = in_server_tx || !matches!(depth, Ok(None));
+    let probe = ConnectionProbe {
+        backend_pid: row.pid,
+        tenant_setting: row.tenant,
+        actor_setting: row.actor,
+        in_transaction,
+    };
+    if !probe.is_clean() {
+        tracing::error!(?probe, "an idle pooled connection carried state; it is discarded");
+        g.in_use = true;
+    }
+    Ok(probe)
+}
+
+/// Pool counters for monitoring and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Connections currently open.
+    pub connections: u32,
+    /// Of which idle.
+    pub idle_connections: u32,
+    /// Connections discarded because they came back broken or not cleanly ended.
+    pub closed_broken: u64,
+}
+
+fn pool_status(pool: &Pool) -> PoolStatus {
+    let state = pool.state();
+    PoolStatus {
+        connections: state.connections,
+        idle_connections: state.idle_connections,
+        closed_broken: state.statistics.connections_closed_broken,
+    }
+}
+
+impl Database {
+    /// Builds the pool and checks that one connection can be opened.
+    pub async fn connect(config: DatabaseConfig) -> Result<Database, RepoError> {
+        let pool = build_pool(&config).await?;
+        Ok(Database {
+            pool,
+            limits: config.limits(),
+            statement_timeout: config.statement_timeout,
+        })
+    }
+
+    /// Runs `f` in a transaction for `ctx.tenant` (and `ctx.actor`), commits on
+    /// `Ok`, rolls back on `Err`. The only way to run tenant-scoped SQL.
+    ///
+    /// ```no_run
+    /// # use attestor_repo::{Database, RepoError, TenantContext};
+    /// use attestor_repo::scoped_futures::ScopedFutureExt as _;
+    /// # async fn f(db: Database, ctx: TenantContext, bytes: &'static [u8]) -> Result<(), RepoError> {
+    /// let stored = db
+    ///     .transaction(ctx, |tx| {
+    ///         async move { attestor_repo::dsse_envelopes::ingest(tx, bytes).await }.scope_boxed()
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn transaction<'a, T, E, F>(&self, ctx: TenantContext, f: F) -> Result<T, E>
+    where
+        F: for<'r> FnOnce(&'r mut TenantTx) -> ScopedBoxFuture<'a, 'r, Result<T, E>> + Send + 'a,
+        E: From<RepoError> + Send + 'a,
+        T: Send + 'a,
+    {
+        let span = tracing::info_span!(
+            "tenant_transaction",
+            tenant = %ctx.tenant,
+            actor = ctx.actor.as_deref().unwrap_or(""),
+        );
+        async move {
+            let begin = begin_sql(Some(ctx.tenant), ctx.actor.as_deref(), self.statement_timeout)?;
+            let conn = self.pool.get_owned().await.map_err(RepoError::from)?;
+            let tx = TenantTx {
+                conn,
+                tenant: ctx.tenant,
+                limits: self.limits,
+            };
+            run_in_transaction(tx, begin, f).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Runs one query in a tenant transaction with the guard *pipelined* with
+    /// it: the `BEGIN; SELECT set_config(…)` message and the query are sent
+    /// back to back on the wire before either answer is read (diesel-async
+    /// pipelines concurrently polled futures on `&AsyncPgConnection`), then
+    /// `COMMIT`. Two round trips for a prepared statement instead of the three
+    /// of `transaction` (BEGIN, query, COMMIT). Same cleanup rules: any error
+    /// rolls back, a dropped future discards the connection.
+    ///
+    /// The transaction is invisible to diesel-async's transaction manager
+    /// (this function sends `BEGIN`/`COMMIT`/`ROLLBACK` itself and the query
+    /// cannot nest one), so use it for single statements, typically hot reads.
+    pub async fn fetch<Q, U>(&self, ctx: TenantContext, query: Q) -> Result<Vec<U>, RepoError>
+    where
+        Q: for<'c> diesel_async::methods::LoadQuery<'static, &'c AsyncPgConnection, U> + Send + 'static,
+        U: Send + 'static,
+    {
+        use diesel_async::SimpleAsyncConnection as _;
+        let span = tracing::info_span!(
+            "tenant_transaction",
+            tenant = %ctx.tenant,
+            actor = ctx.actor.as_deref().unwrap_or(""),
+            pipelined = true,
+        );
+        async move {
+            let begin = begin_sql(Some(ctx.tenant), ctx.actor.as_deref(), self.statement_timeout)?;
+            let mut pooled = self.pool.get_owned().await?;
+            let g: &mut GuardedConnection = &mut pooled;
+            g.in_use = true;
+            let (begun, rows) = {
+                let conn: &AsyncPgConnection = &g.conn;
+                let (mut c1, mut c2) = (conn, conn);
+                // `join` polls the BEGIN future first, and a diesel-async query
+                // future sends its request on its first poll: BEGIN is on the
+                // wire before the query, whatever the statement cache holds.
+                futures_util::future::join(c1.batch_execute(&begin), query.load::<U>(&mut c2)).await
+            };
+            let outcome = begun
+                .map_err(RepoError::from)
+                .and_then(|()| rows.map_err(RepoError::from));
+            match outcome {
+                Ok(rows) => {
+                    g.conn.batch_execute("COMMIT").await.map_err(RepoError::from)?;
+                    g.in_use = false;
+                    Ok(rows)
+                }
+                Err(e) => {
+                    if g.conn.batch_execute("ROLLBACK").await.is_ok() {
+                        g.in_use = false;
+                    }
+                    Err(e)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Reads, without a tenant and without opening a transaction, what an idle
+    /// pooled connection carries (for health checks and tests: a clean pool
+    /// never shows a tenant, an actor or an open transaction).
+    pub async fn probe_idle(&self) -> Result<ConnectionProbe, RepoError> {
+        probe(&self.pool).await
+    }
+
+    /// Pool counters.
+    pub fn pool_status(&self) -> PoolStatus {
+        pool_status(&self.pool)
+    }
+
+    /// The document limits of this database's configuration.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+/// The explicit cross-tenant path: a pool logged in as `attestor_worker` (or
+/// another role with its own narrow policies) whose transactions set
+/// `app.tenant_id` to the empty string, so tenant-isolated policies see no
+/// tenant (AT001) and only the worker's own policies apply.
+#[derive(Clone)]
+pub struct WorkerDatabase {
+    pool: Pool,
+    limits: Limits,
+    statement_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for WorkerDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerDatabase")
+            .field("state", &self.pool.state())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A worker transaction's handle (no tenant).
+pub struct WorkerTx {
+    conn: Pooled,
+    limits: Limits,
+}
+
+impl WorkerTx {
+    /// The connection, inside the open transaction (no tenant set).
+    pub fn conn(&mut self) -> &mut AsyncPgConnection {
+        &mut self.conn.conn
+    }
+
+    /// Limits applied to documents parsed in this transaction.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+impl WorkerDatabase {
+    /// Builds the worker pool and checks that one connection can be opened.
+    pub async fn connect(config: DatabaseConfig) -> Result<WorkerDatabase, RepoError> {
+        let pool = build_pool(&config).await?;
+        Ok(WorkerDatabase {
+            pool,
+            limits: config.limits(),
+            statement_timeout: config.statement_timeout,
+        })
+    }
+
+    /// Runs `f` in a transaction with no tenant, as `actor` for the audit log;
+    /// same commit/rollback/discard rules as [`Database::transaction`].
+    pub async fn transaction<'a, T, E, F>(&self, actor: Option<&str>, f: F) -> Result<T, E>
+    where
+        F: for<'r> FnOnce(&'r mut WorkerTx) -> ScopedBoxFuture<'a, 'r, Result<T, E>> + Send + 'a,
+        E: From<RepoError> + Send + 'a,
+        T: Send + 'a,
+    {
+        let span = tracing::info_span!("worker_transaction", actor = actor.unwrap_or(""));
+        let begin = begin_sql(None, actor, self.statement_timeout);
+        async move {
+            let begin = begin?;
+            let conn = self.pool.get_owned().await.map_err(RepoError::from)?;
+            run_in_transaction(
+                WorkerTx {
+                    conn,
+                    limits: self.limits,
+                },
+                begin,
+                f,
+            )
+            .await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// See [`Database::probe_idle`].
+    pub async fn probe_idle(&self) -> Result<ConnectionProbe, RepoError> {
+        probe(&self.pool).await
+    }
+
+    /// Pool counters.
+    pub fn pool_status(&self) -> PoolStatus {
+        pool_status(&self.pool)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn begin_sql_quotes_the_actor() {
+        let t: TenantId = "0b3c5c1e-8f4e-4c59-9d4e-2f1a6f3b9a10".parse().unwrap();
+        let sql = begin_sql(Some(t), Some("o'brien \\ x"), None).unwrap();
+        assert_eq!(
+            sql,
+            "BEGIN; SELECT set_config('app.tenant_id', '0b3c5c1e-8f4e-4c59-9d4e-2f1a6f3b9a10', true), \
+             set_config('app.actor', E'o''brien \\\\ x', true)"
+        );
+        assert!(begin_sql(Some(t), Some("a\0b"), None).is_err());
+        assert!(begin_sql(Some(t), Some(&"x".repeat(MAX_ACTOR_BYTES + 1)), None).is_err());
+        let sql = begin_sql(None, None, Some(Duration::from_secs(2))).unwrap();
+        assert!(
+            sql.ends_with("set_config('app.actor', '', true), set_config('statement_timeout', '2000', true)")
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! Transparency-log (Rekor) entries: verified, then stored, linked to their envelope.
+//!
+//! Owns: storing a [`attestor_formats::TlogEntry`] read from a Rekor v1 API
+//! response or a Sigstore bundle's tlog entry, **after** its RFC 6962/9162
+//! inclusion proof has been checked against the stated root
+//! ([`TlogEntry::verify_inclusion`]); an entry without a proof, or whose proof
+//! does not verify, is refused with [`RepoError::InclusionProof`] and nothing
+//! is written. Idempotent on `(log_id, log_index)`: the same entry again returns
+//! the stored row; a *different* body under the same index is a
+//! [`RepoError::Conflict`]. The optional link to a DSSE envelope is the
+//! composite foreign key `(tenant_id, envelope_id)`, so it can only point at
+//! the same tenant's envelope (another tenant's id is [`RepoError::InvalidInput`]).
+//!
+//! Must never: store an entry whose inclusion proof was not verified, treat a
+//! SET or checkpoint as a substitute for the proof, or verify signatures
+//! (log keys belong to the caller).
+
+use attestor_formats::TlogEntry;
+use attestor_schema::schema::attestor::rekor_entries;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::page::{keyset_before, Cursor, Page, PageRequest};
+use crate::{Ingested, RepoError, TenantTx};
+
+/// A stored transparency-log entry.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = rekor_entries, check_for_backend(diesel::pg::Pg))]
+pub struct RekorEntry {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub envelope_id: Option<Uuid>,
+    /// Lowercase hex.
+    pub log_id: String,
+    /// Global log index.
+    pub log_index: i64,
+    /// Shard-local index the inclusion proof is for.
+    pub shard_log_index: Option<i64>,
+    pub entry_uuid: Option<String>,
+    pub kind: String,
+    pub kind_version: String,
+    pub integrated_time: Option<DateTime<Utc>>,
+    pub canonical_body: Vec<u8>,
+    /// `{"logIndex", "treeSize", "rootHash" (hex), "hashes" ([hex])}`.
+    pub inclusion_proof: Option<Value>,
+    pub checkpoint: Option<String>,
+    pub signed_entry_timestamp: Option<Vec<u8>>,
+    pub leaf_hash: Vec<u8>,
+}
+
+impl RekorEntry {
+    /// Cursor of this row for [`list`].
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+/// Parses a Rekor v1 `GET /api/v1/log/entries/{uuid}` response, verifies and stores it.
+pub async fn ingest_rekor_v1_response(
+    tx: &mut TenantTx,
+    bytes: &[u8],
+    envelope_id: Option<Uuid>,
+) -> Result<Ingested<RekorEntry>, RepoError> {
+    let entry = TlogEntry::from_rekor_v1_response(bytes, tx.limits())?;
+    store(tx, &entry, envelope_id).await
+}
+
+/// Parses `verificationMaterial.tlogEntries[0]` of a Sigstore bundle, verifies and stores it.
+pub async fn ingest_bundle(
+    tx: &mut TenantTx,
+    bundle: &[u8],
+    envelope_id: Option<Uuid>,
+) -> Result<Ingested<RekorEntry>, RepoError> {
+    let entry = TlogEntry::from_bundle(bundle, tx.limits())?;
+    store(tx, &entry, envelope_id).await
+}
+
+/// Stores a whole Sigstore bundle: its `dsseEnvelope` (idempotent) and its
+/// tlog entry (verified first), linked to that envelope. Nothing is written
+/// when the inclusion proof does not verify: it is checked before the envelope
+/// is stored.
+pub async fn ingest_bundle_with_envelope(
+    tx: &mut TenantTx,
+    bundle: &[u8],
+) -> Result<
+    (
+        Ingested<crate::dsse_envelopes::DsseEnvelope>,
+        Ingested<RekorEntry>,
+    ),
+    RepoError,
+> {
+    let entry = TlogEntry::from_bundle(bundle, tx.limits())?;
+    entry.verify_inclusion()?;
+    let envelope = attestor_formats::ParsedEnvelope::from_bundle(bundle, tx.limits())?;
+    let stored_envelope = crate::dsse_envelopes::store(tx, &envelope).await?;
+    let stored_entry = store(tx, &entry, Some(stored_envelope.row.id)).await?;
+    Ok((stored_envelope, stored_entry))
+}
+
+/// Verifies the entry's inclusion proof, then stores it (idempotent on `(log_id, log_index)`).
+pub async fn store(
+    tx: &mut TenantTx,
+    entry: &TlogEntry,
+    envelope_id: Option<Uuid>,
+) -> Result<Ingested<RekorEntry>, RepoError> {
+    entry.verify_inclusion()?;
+    let proof = entry.inclusion_proof.as_ref().map(|p| {
+        json!({
+            "logIndex": p.log_index,
+            "treeSize": p.tree_size,
+            "rootHash": hex::encode(p.root_hash),
+            "hashes": p.hashes.iter().map(hex::encode).collect::<Vec<_>>(),
+        })
+    });
+    let checkpoint = entry.inclusion_proof.as_ref().and_then(|p| p.checkpoint.clone());
+    if checkpoint.as_deref().is_some_and(|c| c.contains('\0')) {
+        return Err(RepoError::invalid("checkpoint contains a NUL character"));
+    }
+    let integrated_time = match entry.integrated_time {
+        None => None,
+        Some(secs) => Some(
+            DateTime::<Utc>::from_timestamp(secs, 0)
+                .ok_or_else(|| RepoError::invalid(format!("integratedTime {secs} is out of range")))?,
+        ),
+    };
+    let tenant = tx.tenant().as_uuid();
+    let inserted = diesel::insert_into(rekor_entries::table)
+        .values((
+            rekor_entries::tenant_id.eq(tenant),
+            rekor_entries::envelope_id.eq(envelope_id),
+            rekor_entries::log_id.eq(&entry.log_id),
+            rekor_entries::log_index.eq(entry.log_index),
+            rekor_entries::shard_log_index.eq(entry.shard_log_index),
+            rekor_entries::entry_uuid.eq(entry.entry_uuid.as_deref()),
+            rekor_entries::kind.eq(&entry.kind),
+            rekor_entries::kind_version.eq(&entry.kind_version),
+            rekor_entries::integrated_time.eq(integrated_time),
+            rekor_entries::canonical_body.eq(&entry.canonical_body),
+            rekor_entries::inclusion_proof.eq(proof),
+            rekor_entries::checkpoint.eq(checkpoint),
+            rekor_entries::signed_entry_timestamp.eq(entry.signed_entry_timestamp.as_deref()),
+            rekor_entries::leaf_hash.eq(entry.leaf_hash.to_vec()),
+        ))
+        .on_conflict((
+            rekor_entries::tenant_id,
+            rekor_entries::log_id,
+            rekor_entries::log_index,
+        ))
+        .do_nothing()
+        .returning(RekorEntry::as_returning())
+        .get_result(tx.conn())
+        .await
+        .optional()?;
+    if let Some(row) = inserted {
+        return Ok(Ingested { row, created: true });
+    }
+    let row = find_by_log_index(tx, &entry.log_id, entry.log_index)
+        .await?
+        .ok_or_else(|| {
+            RepoError::not_found("rekor entry", format!("{}/{}", entry.log_id, entry.log_index))
+        })?;
+    if row.leaf_hash != entry.leaf_hash {
+        return Err(RepoError::Conflict {
+            constraint: "rekor_entries_log_index_key".into(),
+            message: format!(
+                "log {} index {} is already stored with a different body",
+                entry.log_id, entry.log_index
+            ),
+        });
+    }
+    Ok(Ingested { row, created: false })
+}
+
+/// The entry with this id.
+pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<RekorEntry, RepoError> {
+    let tenant = tx.tenant().as_uuid();
+    rekor_entries::table
+        .filter(rekor_entries::tenant_id.eq(tenant).and(rekor_entries::id.eq(id)))
+        .select(RekorEntry::as_select())
+        .get_result(tx.conn())
+        .await
+        .optional()?
+        .ok_or_else(|| RepoError::not_found("rekor entry", id.to_string()))
+}
+
+/// The entry at `log_index` (global) of log `log_id` (hex).
+pub async fn find_by_log_index(
+    tx: &mut TenantTx,
+    log_id: &str,
+    log_index: i64,
+) -> Result<Option<RekorEntry>, RepoError> {
+    let tenant = tx.tenant().as_uuid();
+    Ok(rekor_entries::table
+        .filter(rekor_entries::tenant_id.eq(tenant))
+        .filter(rekor_entries::log_id.eq(log_id.to_ascii_lowercase()))
+        .filter(rekor_entries::log_index.eq(log_index))
+        .select(RekorEntry::as_select())
+        .get_result(tx.conn())
+        .await
+        .optional()?)
+}
+
+/// The entries that log this envelope, oldest first.
+pub async fn find_by_envelope(tx: &mut TenantTx, envelope_id: Uuid) -> Result<Vec<RekorEntry>, RepoError> {
+    let tenant = tx.tenant().as_uuid();
+    Ok(rekor_entries::table
+        .filter(rekor_entries::tenant_id.eq(tenant))
+        .filter(rekor_entries::envelope_id.eq(envelope_id))
+        .order((rekor_entries::created_at, rekor_entries::id))
+        .select(RekorEntry::as_select())
+        .load(tx.conn())
+        .await?)
+}
+
+/// The tenant's entries, newest first.
+pub async fn list(tx: &mut TenantTx, page: PageRequest) -> Result<Page<RekorEntry>, RepoError> {
+    let limit = page.checked_limit()?;
+    let tenant = tx.tenant().as_uuid();
+    let q = rekor_entries::table
+        .filter(rekor_entries::tenant_id.eq(tenant))
+        .select(RekorEntry::as_select())
+        .into_boxed();
+    let rows = keyset_before!(q, rekor_entries, page.after)
+        .limit(limit + 1)
+        .load(tx.conn())
+        .await?;
+    Ok(Page::from_rows(rows, limit, RekorEntry::cursor))
+}

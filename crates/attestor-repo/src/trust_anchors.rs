@@ -1,0 +1,183 @@
+//! Trust anchors: the verification keys a tenant trusts, with validity and revocation.
+//!
+//! Owns: creating an anchor (key id, algorithm, DER public key, optional purl
+//! pattern, allowed predicate types, validity window), the *active at time t*
+//! lookup by key id (valid_from ≤ t < valid_until, and not revoked at or before
+//! t), and revocation (`revoked_at`; revoking again can only move it earlier).
+//!
+//! Must never: delete anchors (revocation keeps history for audits), verify
+//! signatures, or return an anchor that was revoked or outside its window at
+//! the requested time.
+
+use attestor_schema::schema::attestor::trust_anchors;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use crate::page::{keyset_before, Cursor, Page, PageRequest};
+use crate::{RepoError, TenantTx};
+
+/// A stored trust anchor.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = trust_anchors, check_for_backend(diesel::pg::Pg))]
+pub struct TrustAnchor {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub key_id: String,
+    /// One of `ecdsa-p256-sha256`, `ecdsa-p384-sha384`, `ed25519`, `rsa-pkcs1-sha256`, `rsa-pss-sha256`.
+    pub algorithm: String,
+    /// SubjectPublicKeyInfo, DER.
+    pub public_key: Vec<u8>,
+    pub purl_pattern: Option<String>,
+    /// Empty = any predicate type.
+    pub allowed_predicate_types: Vec<String>,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl TrustAnchor {
+    /// Cursor of this row for [`list`].
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
+
+    /// Whether this anchor is trusted at `at`.
+    pub fn is_active_at(&self, at: DateTime<Utc>) -> bool {
+        self.valid_from <= at
+            && self.valid_until.is_none_or(|u| at < u)
+            && self.revoked_at.is_none_or(|r| at < r)
+    }
+
+    /// Whether this anchor may sign statements of `predicate_type`.
+    pub fn allows_predicate_type(&self, predicate_type: &str) -> bool {
+        self.allowed_predicate_types.is_empty()
+            || self.allowed_predicate_types.iter().any(|p| p == predicate_type)
+    }
+}
+
+/// A trust anchor to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTrustAnchor {
+    pub key_id: String,
+    pub algorithm: String,
+    pub public_key: Vec<u8>,
+    pub purl_pattern: Option<String>,
+    pub allowed_predicate_types: Vec<String>,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+fn no_nul(field: &str, value: &str) -> Result<(), RepoError> {
+    if value.contains('\0') {
+        Err(RepoError::invalid(format!("{field} contains a NUL character")))
+    } else {
+        Ok(())
+    }
+}
+
+/// Creates an anchor. A second anchor with the same key id and `valid_from` is a
+/// [`RepoError::Conflict`]; values the table's CHECKs refuse are [`RepoError::InvalidInput`].
+pub async fn create(tx: &mut TenantTx, new: &NewTrustAnchor) -> Result<TrustAnchor, RepoError> {
+    no_nul("key_id", &new.key_id)?;
+    no_nul("algorithm", &new.algorithm)?;
+    if let Some(p) = &new.purl_pattern {
+        no_nul("purl_pattern", p)?;
+    }
+    for p in &new.allowed_predicate_types {
+        no_nul("allowed_predicate_types", p)?;
+    }
+    let tenant = tx.tenant().as_uuid();
+    Ok(diesel::insert_into(trust_anchors::table)
+        .values((
+            trust_anchors::tenant_id.eq(tenant),
+            trust_anchors::key_id.eq(&new.key_id),
+            trust_anchors::algorithm.eq(&new.algorithm),
+            trust_anchors::public_key.eq(&new.public_key),
+            trust_anchors::purl_pattern.eq(new.purl_pattern.as_deref()),
+            trust_anchors::allowed_predicate_types.eq(&new.allowed_predicate_types),
+            trust_anchors::valid_from.eq(new.valid_from),
+            trust_anchors::valid_until.eq(new.valid_until),
+        ))
+        .returning(TrustAnchor::as_returning())
+        .get_result(tx.conn())
+        .await?)
+}
+
+/// The anchor with this id.
+pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<TrustAnchor, RepoError> {
+    let tenant = tx.tenant().as_uuid();
+    trust_anchors::table
+        .filter(trust_anchors::tenant_id.eq(tenant).and(trust_anchors::id.eq(id)))
+        .select(TrustAnchor::as_select())
+        .get_result(tx.conn())
+        .await
+        .optional()?
+        .ok_or_else(|| RepoError::not_found("trust anchor", id.to_string()))
+}
+
+/// The anchor for `key_id` trusted at `at` (the latest `valid_from` when windows overlap).
+pub async fn find_active(
+    tx: &mut TenantTx,
+    key_id: &str,
+    at: DateTime<Utc>,
+) -> Result<Option<TrustAnchor>, RepoError> {
+    no_nul("key_id", key_id)?;
+    let tenant = tx.tenant().as_uuid();
+    Ok(trust_anchors::table
+        .filter(trust_anchors::tenant_id.eq(tenant))
+        .filter(trust_anchors::key_id.eq(key_id))
+        .filter(trust_anchors::valid_from.le(at))
+        .filter(
+            trust_anchors::valid_until
+                .is_null()
+                .or(trust_anchors::valid_until.gt(at)),
+        )
+        .filter(
+            trust_anchors::revoked_at
+                .is_null()
+                .or(trust_anchors::revoked_at.gt(at)),
+        )
+        .order(trust_anchors::valid_from.desc())
+        .select(TrustAnchor::as_select())
+        .first(tx.conn())
+        .await
+        .optional()?)
+}
+
+/// Revokes the anchor as of `at`. Revoking again keeps the earlier time.
+pub async fn revoke(tx: &mut TenantTx, id: Uuid, at: DateTime<Utc>) -> Result<TrustAnchor, RepoError> {
+    let tenant = tx.tenant().as_uuid();
+    let current = get(tx, id).await?;
+    let when = current.revoked_at.map_or(at, |r| r.min(at));
+    if current.revoked_at == Some(when) {
+        return Ok(current);
+    }
+    Ok(diesel::update(trust_anchors::table)
+        .filter(trust_anchors::tenant_id.eq(tenant).and(trust_anchors::id.eq(id)))
+        .set(trust_anchors::revoked_at.eq(when))
+        .returning(TrustAnchor::as_returning())
+        .get_result(tx.conn())
+        .await?)
+}
+
+/// The tenant's anchors, newest first.
+pub async fn list(tx: &mut TenantTx, page: PageRequest) -> Result<Page<TrustAnchor>, RepoError> {
+    let limit = page.checked_limit()?;
+    let tenant = tx.tenant().as_uuid();
+    let q = trust_anchors::table
+        .filter(trust_anchors::tenant_id.eq(tenant))
+        .select(TrustAnchor::as_select())
+        .into_boxed();
+    let rows = keyset_before!(q, trust_anchors, page.after)
+        .limit(limit + 1)
+        .load(tx.conn())
+        .await?;
+    Ok(Page::from_rows(rows, limit, TrustAnchor::cursor))
+}

@@ -1,0 +1,107 @@
+//! `Database::fetch`: one statement with the guard pipelined in front of it.
+//! The query sees the tenant (cached and uncached statements alike), only the
+//! tenant's rows, and every way out leaves a clean pool.
+
+mod common;
+
+use std::time::Duration;
+
+use attestor_repo::{sbom_entries, RepoError, TenantContext, TenantId};
+use attestor_schema::schema::attestor::sbom_entries as s;
+use common::*;
+use diesel::sql_types::{Nullable, Text};
+use diesel::{ExpressionMethods, QueryDsl, QueryableByName};
+
+#[derive(QueryableByName, Debug)]
+struct Setting {
+    #[diesel(sql_type = Nullable<Text>)]
+    v: Option<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_runs_inside_the_tenant_transaction() {
+    let tdb = test_db();
+    let db = app(&tdb, 1).await;
+    let (a, b) = (TenantId::new_random(), TenantId::new_random());
+    for (t, n) in [(a, 3u8), (b, 2)] {
+        for i in 0..n {
+            let doc = gen::cyclonedx(i as usize);
+            run!(db, t, |tx| { sbom_entries::ingest(tx, &doc).await }).unwrap();
+        }
+    }
+    let pid = db.probe_idle().await.unwrap().backend_pid;
+    // Uncacheable (sql_query) and cacheable (DSL) statements, each twice.
+    for _ in 0..2 {
+        let got: Vec<Setting> = db
+            .fetch(
+                TenantContext::new(a).with_actor("reader"),
+                diesel::sql_query("SELECT current_setting('app.tenant_id', true) AS v"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(got[0].v.as_deref(), Some(a.to_string().as_str()));
+        // No tenant filter: RLS alone scopes the rows.
+        let ids: Vec<uuid::Uuid> = db
+            .fetch(TenantContext::new(b), s::table.select(s::tenant_id))
+            .await
+            .unwrap();
+        assert_eq!(ids.len(), 2);
+        assert!(ids.iter().all(|t| *t == b.as_uuid()));
+        let newest: Vec<uuid::Uuid> = db
+            .fetch(
+                TenantContext::new(a),
+                s::table
+                    .filter(s::tenant_id.eq(a.as_uuid()))
+                    .order((s::created_at.desc(), s::id.desc()))
+                    .limit(2)
+                    .select(s::id),
+            )
+            .await
+            .unwrap();
+        assert_eq!(newest.len(), 2);
+    }
+    let probe = db.probe_idle().await.unwrap();
+    assert!(probe.is_clean(), "{probe:?}");
+    assert_eq!(probe.backend_pid, pid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_errors_and_cancellation_leave_a_clean_pool() {
+    let tdb = test_db();
+    let db = app(&tdb, 1).await;
+    let t = TenantId::new_random();
+    let pid = db.probe_idle().await.unwrap().backend_pid;
+    let e = db
+        .fetch::<_, Setting>(
+            TenantContext::new(t),
+            diesel::sql_query("SELECT 'x'::uuid::text AS v"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RepoError::InvalidInput { .. }), "{e:?}");
+    let probe = db.probe_idle().await.unwrap();
+    assert!(probe.is_clean() && probe.backend_pid == pid, "{probe:?}");
+
+    let fut = db.fetch::<_, Setting>(
+        TenantContext::new(t),
+        diesel::sql_query("SELECT pg_sleep(2)::text AS v"),
+    );
+    assert!(tokio::time::timeout(Duration::from_millis(200), fut)
+        .await
+        .is_err());
+    let probe = db.probe_idle().await.unwrap();
+    assert!(probe.is_clean(), "{probe:?}");
+    assert_ne!(
+        probe.backend_pid, pid,
+        "a cancelled fetch discards its connection"
+    );
+
+    let e = db
+        .fetch::<_, Setting>(
+            TenantContext::new(t).with_actor("a\0"),
+            diesel::sql_query("SELECT '' AS v"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RepoError::InvalidInput { .. }), "{e:?}");
+}
