@@ -9,6 +9,7 @@
 //! report. `--json` prints one JSON object per line for machines.
 
 mod guard;
+mod queue;
 
 use std::process::ExitCode;
 
@@ -21,12 +22,19 @@ Benchmarks:
            point read by id and a page of the 50 newest rows
            options: --rows N (1000000) --tenants N (1000) --seconds S (5)
                     --connections N (4) --json
+  queue    Rekor submission queue burn-down with a no-op submitter (durable commits)
+           vs. pgbench running the queue's claim + complete SQL, for B = 1 and 100;
+           fairness p99 of small tenants behind a big backlog; peak worker RSS
+           options: --jobs N (100000) --tenants N (100) --workers K (4)
+                    --batches 1,100 --big-backlog N (100000) --tenant-chunk N (10) --json
+                    --no-fsync (diagnosis only: non-durable commits)
 ";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("guard") => guard::run(&args[1..]),
+        Some("queue") => queue::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             return ExitCode::SUCCESS;

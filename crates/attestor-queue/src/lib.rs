@@ -1,1 +1,51 @@
-//! TODO
+//! The Rekor submission queue and its worker runtime.
+//!
+//! At-least-once delivery with exactly-once *completion* on
+//! `attestor.rekor_submission_queue`:
+//!
+//! * [`mod@enqueue`] — idempotent insert inside the caller's tenant transaction;
+//! * [`mod@claim`] — one statement, `FOR UPDATE SKIP LOCKED` in MATERIALIZED
+//!   CTEs, fair across tenants, reclaiming expired leases, handing out a
+//!   fresh fencing token per claim (as `attestor_worker`);
+//! * [`lease`] — heartbeat / complete / fail / release / reclaim, every one
+//!   fenced by the token ([`QueueError::LeaseLost`]); completion stores the
+//!   Rekor entry and marks the job done in the job's tenant transaction
+//!   ([`complete`], or [`complete_many`] for several jobs of one tenant in
+//!   one statement);
+//! * [`backoff`] — exponential backoff with jitter;
+//! * [`dead`] — list and requeue dead-lettered jobs;
+//! * [`stats`] — backlog per status and per tenant;
+//! * [`worker`] — the runtime: K concurrent jobs, batches of B,
+//!   LISTEN/NOTIFY with polling fallback, heartbeats, graceful shutdown,
+//!   counters; [`submitter`] is its seam to the log and [`rekor`] the real
+//!   HTTP submitter; [`testing`] holds deterministic fakes;
+//! * [`error`] — [`QueueError`].
+//!
+//! This crate must never use a role with BYPASSRLS, never run tenant SQL
+//! outside the attestor-repo guard's tenant transaction, and never let the
+//! worker role touch any table but the queue.
+
+pub mod backoff;
+pub mod claim;
+pub mod dead;
+pub mod enqueue;
+pub mod error;
+pub mod lease;
+pub mod rekor;
+pub mod stats;
+pub mod submitter;
+pub mod testing;
+pub mod worker;
+
+pub use backoff::Backoff;
+pub use claim::{claim, ClaimOptions, ClaimedJob, Lease};
+pub use dead::{list_dead, requeue_all_dead, requeue_dead, DeadJob};
+pub use enqueue::{enqueue, enqueue_tx, Enqueued, NewJob};
+pub use error::{QueueError, Result};
+pub use lease::{
+    complete, complete_many, fail, heartbeat, reclaim_expired, release, FailOutcome, Failure, Reclaimed,
+};
+pub use rekor::RekorSubmitter;
+pub use stats::{backlog, backlog_by_tenant, Backlog, TenantBacklog};
+pub use submitter::{SubmitError, SubmitRequest, Submitter};
+pub use worker::{Metrics, MetricsSnapshot, Worker, WorkerConfig, WorkerHandle};

@@ -1,0 +1,425 @@
+//! `queue`: throughput, fairness and memory of the Rekor submission queue.
+//!
+//! * **Burn-down**: `--jobs` jobs over `--tenants` tenants, drained by `--workers`
+//!   (K) `attestor_queue::Worker`s claiming batches of B (each worker keeps B
+//!   jobs in flight) with a no-op submitter, on a cluster with durable
+//!   commits (`fsync`/`synchronous_commit` on). Each job is completed the
+//!   real way: its Rekor entry stored and the job marked done in the job's
+//!   tenant transaction, through the attestor-repo guard.
+//! * **Baseline** (same data, same run): `pgbench` from the same PostgreSQL
+//!   installation with K clients running the queue's own claim statement
+//!   (`attestor_queue::claim::CLAIM_SQL`, batch B) followed by one set-based
+//!   statement that stores an entry per claimed job and marks them succeeded
+//!   (same tables, triggers and audit rows as a real completion, but as the
+//!   superuser, without tenant transactions): the speed of light.
+//! * Both for B = 1 and B = 100 (or `--batches`), printing jobs/s and the ratio.
+//! * **Fairness**: one tenant with `--big-backlog` ready jobs draining while 9
+//!   small tenants enqueue 100 jobs each in waves; the p99 of their
+//!   enqueue-to-completion latency.
+//! * **Memory**: peak resident set of this process (the workers), `VmHWM`.
+//!
+//! It must never run against a production server: it bulk-loads and resets
+//! a database of its own.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use attestor_queue::submitter::BoxFuture;
+use attestor_queue::testing::fake_rekor_entry;
+use attestor_queue::{SubmitError, SubmitRequest, Submitter, Worker, WorkerConfig};
+use attestor_repo::{Database, DatabaseConfig, TenantContext, TenantId};
+use diesel::connection::SimpleConnection;
+use diesel::sql_types::{BigInt, Double, Nullable};
+use diesel::{QueryableByName, RunQueryDsl};
+use scoped_futures::ScopedFutureExt;
+
+use crate::Options;
+
+/// Returns a valid fake entry at once: the submitter costs nothing.
+struct Noop {
+    next_index: AtomicU64,
+}
+
+impl Submitter for Noop {
+    fn needs_envelope(&self) -> bool {
+        false
+    }
+
+    fn submit<'a>(
+        &'a self,
+        request: &'a SubmitRequest,
+    ) -> BoxFuture<'a, Result<serde_json::Value, SubmitError>> {
+        let index = self.next_index.fetch_add(1, Ordering::Relaxed) as i64;
+        Box::pin(async move { Ok(fake_rekor_entry(request.job.job_id(), index)) })
+    }
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let opts = Options::new(args);
+    let jobs: i64 = opts.value("--jobs", 100_000)?;
+    let tenants: i64 = opts.value("--tenants", 100)?;
+    let workers: usize = opts.value("--workers", 4)?;
+    let big: i64 = opts.value("--big-backlog", 100_000)?;
+    let batches: String = opts.value("--batches", "1,100".to_owned())?;
+    let json = opts.flag("--json");
+    let chunk: u32 = opts.value("--tenant-chunk", 10)?;
+    let batches: Vec<u32> = batches
+        .split(',')
+        .map(|b| b.trim().parse().context("--batches: comma-separated integers"))
+        .collect::<Result<_>>()?;
+
+    let server = match std::env::var("DATABASE_URL") {
+        Ok(u) if !u.trim().is_empty() => attestor_testdb::Server::from_url(&u)?,
+        _ => attestor_testdb::Server::embedded(&attestor_testdb::cluster::ClusterOptions {
+            durable: !opts.flag("--no-fsync"),
+            settings: vec![("max_connections".into(), "400".into())],
+            ..Default::default()
+        })?,
+    };
+    let pgbench = server
+        .cluster()
+        .map(|c| c.binaries().program("pgbench"))
+        .unwrap_or_else(|| "pgbench".into());
+    let db = server.test_database()?;
+    let started = Instant::now();
+    load(&server, db.name(), tenants, jobs / tenants)?;
+    let jobs = (jobs / tenants) * tenants;
+    eprintln!(
+        "loaded {jobs} jobs over {tenants} tenants in {:.1?}",
+        started.elapsed()
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    for &batch in &batches {
+        reset(&server, db.name())?;
+        let (done, elapsed) = runtime.block_on(burn_down(&db, workers, batch, chunk, jobs))?;
+        let jobs_per_s = done as f64 / elapsed.as_secs_f64();
+
+        reset(&server, db.name())?;
+        let baseline = pgbench_baseline(&server, &db, &pgbench, workers, batch, chunk, jobs)?;
+        let ratio = jobs_per_s / baseline;
+        let rss = peak_rss_mib();
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "bench": "queue", "batch": batch, "workers": workers,
+                    "tenant_chunk": chunk, "jobs_per_s": round(jobs_per_s), "baseline_jobs_per_s": round(baseline),
+                    "ratio": round3(ratio), "peak_rss_mib": round(rss),
+                })
+            );
+        } else {
+            println!(
+                "queue  B={batch:<4} K={workers:<3} chunk={chunk:<3} worker {jobs_per_s:>9.0} jobs/s   \
+                 pgbench claim+complete {baseline:>9.0} jobs/s   ratio {ratio:.3}   peak RSS {rss:.1} MiB"
+            );
+        }
+    }
+
+    let fairness_db = server.test_database()?;
+    load(&server, fairness_db.name(), 1, big)?;
+    let p99 = runtime.block_on(fairness(&fairness_db, workers))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"bench": "queue-fairness", "small_tenant_p99_ms": round(p99), "big_backlog": big})
+        );
+    } else {
+        println!("queue-fairness  small tenants' p99 enqueue-to-completion {p99:.0} ms with {big} jobs queued ahead");
+        println!("peak RSS of the workers' process: {:.1} MiB", peak_rss_mib());
+    }
+    Ok(())
+}
+
+fn round(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// `tenants` random tenants with `per_tenant` envelopes and jobs each.
+fn load(server: &attestor_testdb::Server, database: &str, tenants: i64, per_tenant: i64) -> Result<()> {
+    let mut conn = server.connect_admin(database)?;
+    conn.batch_execute(&format!(
+        "WITH t AS (SELECT gen_random_uuid() AS tenant_id FROM generate_series(1, {tenants})),
+              env AS (
+                  INSERT INTO attestor.dsse_envelopes
+                      (tenant_id, payload_type, payload, payload_sha256, envelope_sha256, signatures, envelope)
+                  SELECT t.tenant_id, 'text/plain', x.p, sha256(x.p), sha256(x.p || '\\x01'::bytea), '[]', '{{}}'
+                    FROM t CROSS JOIN generate_series(1, {per_tenant}) g
+                   CROSS JOIN LATERAL (SELECT convert_to(t.tenant_id::text || ':' || g::text, 'UTF8') AS p) x
+                  RETURNING tenant_id, id, envelope_sha256)
+         INSERT INTO attestor.rekor_submission_queue (tenant_id, envelope_id, bundle_sha256)
+         SELECT tenant_id, id, envelope_sha256 FROM env"
+    ))
+    .context("loading jobs")?;
+    conn.batch_execute("VACUUM ANALYZE attestor.rekor_submission_queue")?;
+    conn.batch_execute("VACUUM ANALYZE attestor.dsse_envelopes")?;
+    Ok(())
+}
+
+/// Every job back to `queued`, no entries.
+fn reset(server: &attestor_testdb::Server, database: &str) -> Result<()> {
+    let mut conn = server.connect_admin(database)?;
+    conn.batch_execute(
+        "UPDATE attestor.rekor_submission_queue
+            SET status = 'queued', attempts = 0, run_at = now(), lease_expires_at = NULL, locked_by = NULL,
+                attempt_token = NULL, last_error = NULL, result = NULL, rekor_entry_id = NULL;
+         DELETE FROM attestor.rekor_entries",
+    )
+    .context("resetting the queue")?;
+    for sql in [
+        "VACUUM ANALYZE attestor.rekor_submission_queue",
+        "VACUUM ANALYZE attestor.rekor_entries",
+        "CHECKPOINT",
+    ] {
+        conn.batch_execute(sql).context(sql)?;
+    }
+    Ok(())
+}
+
+async fn burn_down(
+    db: &attestor_testdb::TestDatabase<'_>,
+    workers: usize,
+    batch: u32,
+    chunk: u32,
+    jobs: i64,
+) -> Result<(u64, Duration)> {
+    let per_worker_conns = (batch.min(16) + 2).max(4);
+    let mut config =
+        DatabaseConfig::new(db.app_url()).with_max_connections(per_worker_conns * workers as u32);
+    config.test_on_checkout = false;
+    let app = Database::connect(config).await?;
+    let submitter = Arc::new(Noop {
+        next_index: AtomicU64::new(0),
+    });
+    let started = Instant::now();
+    let handles: Vec<_> = (0..workers)
+        .map(|i| {
+            let mut config = WorkerConfig::new(format!("bench-{i}"))
+                .concurrency(batch as usize, batch)
+                .lease(Duration::from_secs(120))
+                .poll_interval(Duration::from_millis(20));
+            config.pool_size = per_worker_conns;
+            config.tenant_chunk = chunk;
+            Worker::new(config, db.worker_url(), app.clone(), submitter.clone()).start()
+        })
+        .collect();
+    let deadline = Duration::from_secs(1800);
+    loop {
+        let done: u64 = handles.iter().map(|h| h.metrics().completed).sum();
+        if done as i64 >= jobs {
+            break;
+        }
+        if started.elapsed() > deadline {
+            bail!("burn-down did not finish in {deadline:?} ({done} of {jobs})");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let elapsed = started.elapsed();
+    let mut done = 0;
+    for h in handles {
+        done += h.shutdown(Duration::from_secs(10)).await.completed;
+    }
+    Ok((done, elapsed))
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+fn pgbench_baseline(
+    server: &attestor_testdb::Server,
+    db: &attestor_testdb::TestDatabase<'_>,
+    pgbench: &std::path::Path,
+    clients: usize,
+    batch: u32,
+    chunk: u32,
+    jobs: i64,
+) -> Result<f64> {
+    let claim = attestor_queue::claim::CLAIM_SQL
+        .replace("$1", ":batch")
+        .replace("$2", "120")
+        .replace("$3", "('pgbench-' || :client_id)")
+        .replace("$4", &chunk.to_string());
+    // Complete every job this client claimed in one statement: store an
+    // entry per job (same table, constraints, triggers and audit row as the
+    // worker's completion) and mark the jobs succeeded.
+    let script = format!(
+        "\\set batch {batch}\n{claim};\n\
+         WITH c AS (\n\
+             SELECT tenant_id, envelope_id, convert_to(id::text, 'UTF8') AS body\n\
+               FROM attestor.rekor_submission_queue\n\
+              WHERE status = 'running' AND locked_by = 'pgbench-' || :client_id),\n\
+         e AS (\n\
+             INSERT INTO attestor.rekor_entries\n\
+                 (tenant_id, envelope_id, log_id, log_index, kind, kind_version, canonical_body, leaf_hash)\n\
+             SELECT tenant_id, envelope_id, 'pgbench',\n\
+                    ('x' || substr(md5(encode(body, 'escape')), 1, 15))::bit(60)::bigint,\n\
+                    'dsse', '0.0.1', body, sha256('\\x00'::bytea || body)\n\
+               FROM c\n\
+             ON CONFLICT DO NOTHING\n\
+             RETURNING tenant_id, envelope_id, id)\n\
+         UPDATE attestor.rekor_submission_queue q\n\
+            SET status = 'succeeded', result = '{{}}', rekor_entry_id = e.id,\n\
+                lease_expires_at = NULL, locked_by = NULL, attempt_token = NULL\n\
+           FROM e\n\
+          WHERE q.tenant_id = e.tenant_id AND q.envelope_id = e.envelope_id AND q.status = 'running';\n"
+    );
+    let dir = std::env::temp_dir().join(format!("attestor-bench-queue-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join(format!("claim-complete-{batch}.sql"));
+    std::fs::write(&file, script)?;
+    let per_client = (jobs as f64 / (batch as f64 * clients as f64)).ceil() as u64;
+    let started = Instant::now();
+    let out = Command::new(pgbench)
+        .args([
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            &clients.to_string(),
+            "-j",
+            &clients.to_string(),
+        ])
+        .arg("-t")
+        .arg(per_client.to_string())
+        .arg("-f")
+        .arg(&file)
+        // As the superuser: the set-based completion writes entries of many
+        // tenants in one statement, which no tenant transaction may do.
+        .arg(db.admin_url())
+        .output()
+        .context("running pgbench")?;
+    let elapsed = started.elapsed();
+    let _ = std::fs::remove_dir_all(&dir);
+    if !out.status.success() {
+        bail!(
+            "pgbench failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut conn = server.connect_admin(db.name())?;
+    let done = diesel::sql_query(
+        "SELECT count(*) AS n FROM attestor.rekor_submission_queue WHERE status = 'succeeded'",
+    )
+    .get_result::<Count>(&mut conn)?
+    .n;
+    Ok(done as f64 / elapsed.as_secs_f64())
+}
+
+#[derive(QueryableByName)]
+struct P99 {
+    #[diesel(sql_type = Nullable<Double>)]
+    p99: Option<f64>,
+    #[diesel(sql_type = BigInt)]
+    done: i64,
+}
+
+/// Small tenants enqueue while the big backlog drains; p99 latency in ms.
+async fn fairness(db: &attestor_testdb::TestDatabase<'_>, workers: usize) -> Result<f64> {
+    let batch = 100;
+    let app = Database::connect(DatabaseConfig::new(db.app_url()).with_max_connections(18 * workers as u32))
+        .await?;
+    let submitter = Arc::new(Noop {
+        next_index: AtomicU64::new(0),
+    });
+    let handles: Vec<_> = (0..workers)
+        .map(|i| {
+            let mut config = WorkerConfig::new(format!("fair-{i}"))
+                .concurrency(batch, batch as u32)
+                .lease(Duration::from_secs(120))
+                .poll_interval(Duration::from_millis(20));
+            config.pool_size = 18;
+            config.tenant_chunk = 10;
+            Worker::new(config, db.worker_url(), app.clone(), submitter.clone()).start()
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let small: Vec<TenantId> = (0..9).map(|_| TenantId::new_random()).collect();
+    // 10 waves of 10 jobs per small tenant, 100 ms apart.
+    for wave in 0..10 {
+        for (i, t) in small.iter().enumerate() {
+            app.transaction(TenantContext::new(*t), |tx| {
+                async move {
+                    diesel_async::RunQueryDsl::execute(
+                        diesel::sql_query(format!(
+                            "WITH env AS (
+                                 INSERT INTO attestor.dsse_envelopes
+                                     (tenant_id, payload_type, payload, payload_sha256, envelope_sha256, signatures, envelope)
+                                 SELECT (SELECT attestor_app.require_current_tenant()), 'text/plain', p, sha256(p),
+                                        sha256(p || '\\x01'::bytea), '[]', '{{}}'
+                                   FROM (SELECT convert_to('small-{i}-{wave}-' || g::text, 'UTF8') AS p
+                                           FROM generate_series(1, 10) g) s
+                                 RETURNING id, envelope_sha256)
+                             INSERT INTO attestor.rekor_submission_queue (tenant_id, envelope_id, bundle_sha256)
+                             SELECT (SELECT attestor_app.require_current_tenant()), id, envelope_sha256 FROM env"
+                        )),
+                        tx.conn(),
+                    )
+                    .await
+                    .map_err(attestor_repo::RepoError::from)?;
+                    Ok::<_, attestor_repo::RepoError>(())
+                }
+                .scope_boxed()
+            })
+            .await?;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ids = small
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let started = Instant::now();
+    let mut conn =
+        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&db.admin_url())
+            .await?;
+    let p99 = loop {
+        let r: P99 = diesel_async::RunQueryDsl::get_result(
+            diesel::sql_query(format!(
+                "SELECT percentile_cont(0.99) WITHIN GROUP (
+                            ORDER BY extract(epoch FROM updated_at - created_at) * 1000) AS p99,
+                        count(*) FILTER (WHERE status = 'succeeded') AS done
+                   FROM attestor.rekor_submission_queue
+                  WHERE tenant_id IN ({ids})"
+            )),
+            &mut conn,
+        )
+        .await?;
+        if r.done == 900 {
+            break r.p99.unwrap_or(0.0);
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("small tenants did not finish ({} of 900)", r.done);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for h in handles {
+        h.shutdown(Duration::from_secs(10)).await;
+    }
+    Ok(p99)
+}
+
+/// Peak resident set size of this process in MiB (`VmHWM`).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}

@@ -1,0 +1,298 @@
+//! Claiming a batch of due jobs across tenants, fairly, in one statement.
+//!
+//! Owns [`claim`] and the claim SQL ([`CLAIM_SQL`]), the [`Lease`] /
+//! [`ClaimedJob`] values it hands out. A claim runs as `attestor_worker`
+//! (cross-tenant, through the worker policy on the queue table only) and
+//! touches no other table. It must never read or write tenant data other
+//! than queue rows, never write `result`/`rekor_entry_id` (completion is the
+//! tenant transaction's job, see [`crate::lease::complete`]), and never hand
+//! out a job without a fresh fencing token.
+//!
+//! # How the statement works
+//!
+//! Every CTE that picks rows is `MATERIALIZED` and locks with
+//! `FOR UPDATE SKIP LOCKED`, so the planner cannot re-run it inside the
+//! UPDATE's join and `LIMIT` really bounds the batch; concurrent claimers
+//! skip each other's rows instead of waiting.
+//!
+//! 1. `expired`: running jobs whose lease ran out (crashed or stalled
+//!    workers) are reclaimed first, oldest expiry first. A reclaimed job
+//!    whose attempts are exhausted is dead-lettered instead of re-run.
+//! 2. `tenants`: the distinct tenants with queued jobs, by a loose index scan
+//!    (a recursive CTE over the partial index `(tenant_id, run_at) WHERE
+//!    status = 'queued'`): one index probe per tenant, not one per job.
+//! 3. `due` / `picked`: tenants whose oldest queued job is due, in random
+//!    order, at most `room` of them (so every tenant gets a slot with equal
+//!    probability even when a batch is smaller than the number of tenants).
+//! 4. `fair`: each picked tenant gets an equal share `room / #picked`
+//!    (at least 1) of its oldest due jobs. A tenant with 100k ready jobs gets
+//!    the same share as one with 10.
+//! 5. `filler`: the rest of the batch, if any, comes from the picked tenant
+//!    whose head job has waited longest, so a lone big backlog still drains
+//!    at full batch size.
+//! 6. `claimed`: one UPDATE sets status `running`, `attempts + 1`, a lease,
+//!    `locked_by` and a fresh `attempt_token = gen_random_uuid()`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Bool, Bytea, Double, Int4, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::QueryableByName;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::error::{QueueError, Result};
+
+/// The right to work on one job: valid while `token` is the job's current
+/// attempt token. Every state change of a claimed job is fenced by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// Tenant of the job.
+    pub tenant_id: Uuid,
+    /// The job.
+    pub job_id: Uuid,
+    /// Fencing token of this claim.
+    pub token: Uuid,
+    /// When the lease runs out unless extended by a heartbeat.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A job handed out by [`claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedJob {
+    /// The lease (and fencing token) of this claim.
+    pub lease: Lease,
+    /// The envelope to submit.
+    pub envelope_id: Uuid,
+    /// The job's idempotency key.
+    pub bundle_sha256: Vec<u8>,
+    /// This attempt's number (1 = first try).
+    pub attempt: i32,
+    /// Attempts before the job is dead-lettered.
+    pub max_attempts: i32,
+    /// When the job was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// True when the job was taken over from an expired lease.
+    pub reclaimed: bool,
+}
+
+impl ClaimedJob {
+    /// Tenant of the job.
+    pub fn tenant_id(&self) -> Uuid {
+        self.lease.tenant_id
+    }
+
+    /// The job id.
+    pub fn job_id(&self) -> Uuid {
+        self.lease.job_id
+    }
+}
+
+/// Parameters of one claim.
+#[derive(Debug, Clone)]
+pub struct ClaimOptions {
+    /// At most this many jobs (>= 1).
+    pub batch: u32,
+    /// Lease length given to each claimed job.
+    pub lease: Duration,
+    /// Recorded in `locked_by` (host/process/worker name).
+    pub worker_id: String,
+    /// Jobs per tenant a claim aims for when many tenants are due (>= 1):
+    /// a claim serves `ceil(batch / tenant_chunk)` randomly chosen due
+    /// tenants. 1 (the default) spreads a batch over as many tenants as
+    /// possible (lowest latency for small tenants); larger values give each
+    /// tenant's jobs in a batch a chance to complete in one tenant
+    /// transaction (higher throughput), at the price of coarser rotation.
+    pub tenant_chunk: u32,
+}
+
+impl ClaimOptions {
+    /// `batch` jobs with `lease`, claimed as `worker_id`.
+    pub fn new(worker_id: impl Into<String>, batch: u32, lease: Duration) -> Self {
+        ClaimOptions {
+            batch,
+            lease,
+            worker_id: worker_id.into(),
+            tenant_chunk: 1,
+        }
+    }
+
+    /// Set [`Self::tenant_chunk`].
+    pub fn tenant_chunk(mut self, chunk: u32) -> Self {
+        self.tenant_chunk = chunk.max(1);
+        self
+    }
+}
+
+/// The claim statement; `$1` batch size (int), `$2` lease in seconds
+/// (float8), `$3` worker id (text), `$4` tenant chunk (int). Exposed for
+/// the benchmark baseline.
+pub const CLAIM_SQL: &str = "\
+WITH RECURSIVE
+expired AS MATERIALIZED (
+    SELECT q.tenant_id, q.id
+      FROM attestor.rekor_submission_queue q
+     WHERE q.status = 'running' AND q.lease_expires_at < now()
+     ORDER BY q.lease_expires_at
+     LIMIT $1
+       FOR UPDATE SKIP LOCKED
+),
+room AS MATERIALIZED (
+    SELECT greatest($1 - (SELECT count(*) FROM expired), 0)::int AS n
+),
+tenants AS (
+    (SELECT q.tenant_id
+       FROM attestor.rekor_submission_queue q
+      WHERE q.status = 'queued'
+      ORDER BY q.tenant_id
+      LIMIT 1)
+    UNION ALL
+    SELECT (SELECT q.tenant_id
+              FROM attestor.rekor_submission_queue q
+             WHERE q.status = 'queued' AND q.tenant_id > t.tenant_id
+             ORDER BY q.tenant_id
+             LIMIT 1)
+      FROM tenants t
+     WHERE t.tenant_id IS NOT NULL
+),
+due AS MATERIALIZED (
+    SELECT t.tenant_id, h.run_at AS head
+      FROM tenants t
+     CROSS JOIN LATERAL (
+           SELECT q.run_at
+             FROM attestor.rekor_submission_queue q
+            WHERE q.tenant_id = t.tenant_id AND q.status = 'queued'
+            ORDER BY q.run_at
+            LIMIT 1) h
+     WHERE t.tenant_id IS NOT NULL AND h.run_at <= now()
+),
+picked AS MATERIALIZED (
+    SELECT d.tenant_id, d.head
+      FROM due d
+     ORDER BY random()
+     LIMIT (SELECT ceil(n::numeric / greatest(least($4, n), 1))::int FROM room)
+),
+share AS MATERIALIZED (
+    SELECT CASE WHEN count(*) = 0 THEN 0
+                ELSE greatest((SELECT n FROM room) / count(*), 1)
+           END::int AS per_tenant
+      FROM picked
+),
+fair AS MATERIALIZED (
+    SELECT j.tenant_id, j.id
+      FROM picked p
+     CROSS JOIN LATERAL (
+           SELECT q.tenant_id, q.id
+             FROM attestor.rekor_submission_queue q
+            WHERE q.tenant_id = p.tenant_id AND q.status = 'queued' AND q.run_at <= now()
+            ORDER BY q.run_at
+            LIMIT (SELECT per_tenant FROM share)
+              FOR UPDATE SKIP LOCKED) j
+),
+filler AS MATERIALIZED (
+    SELECT j.tenant_id, j.id
+      FROM (SELECT p.tenant_id FROM picked p ORDER BY p.head LIMIT 1) p
+     CROSS JOIN LATERAL (
+           SELECT q.tenant_id, q.id
+             FROM attestor.rekor_submission_queue q
+            WHERE q.tenant_id = p.tenant_id AND q.status = 'queued' AND q.run_at <= now()
+              AND NOT EXISTS (SELECT 1 FROM fair f WHERE f.tenant_id = q.tenant_id AND f.id = q.id)
+            ORDER BY q.run_at
+            LIMIT greatest((SELECT n FROM room) - (SELECT count(*) FROM fair), 0)
+              FOR UPDATE SKIP LOCKED) j
+),
+chosen AS MATERIALIZED (
+    SELECT e.tenant_id, e.id, true AS reclaimed FROM expired e
+    UNION ALL
+    SELECT f.tenant_id, f.id, false AS reclaimed FROM fair f
+    UNION ALL
+    SELECT f.tenant_id, f.id, false AS reclaimed FROM filler f
+),
+claimed AS (
+    UPDATE attestor.rekor_submission_queue q
+       SET status = CASE WHEN c.reclaimed AND q.attempts >= q.max_attempts THEN 'dead' ELSE 'running' END,
+           attempts = CASE WHEN c.reclaimed AND q.attempts >= q.max_attempts THEN q.attempts ELSE q.attempts + 1 END,
+           lease_expires_at = CASE WHEN c.reclaimed AND q.attempts >= q.max_attempts THEN NULL
+                                   ELSE now() + make_interval(secs => $2) END,
+           locked_by = CASE WHEN c.reclaimed AND q.attempts >= q.max_attempts THEN NULL ELSE $3 END,
+           attempt_token = CASE WHEN c.reclaimed AND q.attempts >= q.max_attempts THEN NULL
+                                ELSE gen_random_uuid() END,
+           last_error = CASE WHEN c.reclaimed AND q.attempts >= q.max_attempts
+                             THEN 'lease expired on the last attempt (worker ' || coalesce(q.locked_by, '?') || ')'
+                             ELSE q.last_error END
+      FROM chosen c
+     WHERE q.tenant_id = c.tenant_id AND q.id = c.id
+ RETURNING q.tenant_id, q.id, q.envelope_id, q.bundle_sha256, q.status, q.attempts, q.max_attempts,
+           q.lease_expires_at, q.attempt_token, q.created_at, c.reclaimed
+)
+SELECT c.tenant_id, c.id, c.envelope_id, c.bundle_sha256, c.attempts, c.max_attempts,
+       c.lease_expires_at, c.attempt_token, c.created_at, c.reclaimed
+  FROM claimed c
+ WHERE c.status = 'running'";
+
+#[derive(QueryableByName)]
+struct ClaimRow {
+    #[diesel(sql_type = SqlUuid)]
+    tenant_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    envelope_id: Uuid,
+    #[diesel(sql_type = Bytea)]
+    bundle_sha256: Vec<u8>,
+    #[diesel(sql_type = Int4)]
+    attempts: i32,
+    #[diesel(sql_type = Int4)]
+    max_attempts: i32,
+    #[diesel(sql_type = Timestamptz)]
+    lease_expires_at: DateTime<Utc>,
+    #[diesel(sql_type = SqlUuid)]
+    attempt_token: Uuid,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: DateTime<Utc>,
+    #[diesel(sql_type = Bool)]
+    reclaimed: bool,
+}
+
+/// Claim up to `options.batch` due jobs (queued with `run_at <= now()`, or
+/// running with an expired lease) across all tenants, fairly; see the
+/// module docs. `conn` must be an `attestor_worker` connection outside any
+/// transaction (the statement commits on its own, so the row locks are
+/// held only for its duration; the lease is what protects the job after).
+///
+/// Returns fewer jobs than asked when fewer are due or some are locked by
+/// concurrent claimers; never more.
+pub async fn claim(conn: &mut AsyncPgConnection, options: &ClaimOptions) -> Result<Vec<ClaimedJob>> {
+    if options.batch == 0 {
+        return Err(QueueError::InvalidInput("batch must be at least 1".into()));
+    }
+    if options.lease.is_zero() {
+        return Err(QueueError::InvalidInput("lease must be positive".into()));
+    }
+    let batch = i32::try_from(options.batch)
+        .map_err(|_| QueueError::InvalidInput(format!("batch {} too large", options.batch)))?;
+    let rows: Vec<ClaimRow> = diesel::sql_query(CLAIM_SQL)
+        .bind::<Int4, _>(batch)
+        .bind::<Double, _>(options.lease.as_secs_f64())
+        .bind::<Text, _>(&options.worker_id)
+        .bind::<Int4, _>(i32::try_from(options.tenant_chunk.max(1)).unwrap_or(i32::MAX))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ClaimedJob {
+            lease: Lease {
+                tenant_id: r.tenant_id,
+                job_id: r.id,
+                token: r.attempt_token,
+                expires_at: r.lease_expires_at,
+            },
+            envelope_id: r.envelope_id,
+            bundle_sha256: r.bundle_sha256,
+            attempt: r.attempts,
+            max_attempts: r.max_attempts,
+            created_at: r.created_at,
+            reclaimed: r.reclaimed,
+        })
+        .collect())
+}

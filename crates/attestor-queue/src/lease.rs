@@ -1,0 +1,524 @@
+//! Everything a lease holder may do with its job: heartbeat, complete,
+//! fail, release; and the reclaim of expired leases.
+//!
+//! Owns the fencing rule: every state change names the job *and* its
+//! current `attempt_token`, in the same statement that changes it, so a
+//! worker whose lease expired and whose job was re-claimed gets
+//! [`QueueError::LeaseLost`] and changes nothing. Heartbeat, fail, release
+//! and reclaim run as `attestor_worker` and touch only the queue's
+//! claim/lease/retry columns. [`complete`] runs in the job's *tenant*
+//! transaction as `attestor_app` (through the guard), because only that
+//! role may write the Rekor entry and the job's `result`. Nothing here
+//! may ever change a job without checking its token (reclaim excepted,
+//! which only acts on expired leases and always rotates the token away).
+
+use std::time::Duration;
+
+use attestor_formats::TlogEntry;
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{
+    Array, BigInt, Bool, Bytea, Double, Int4, Int8, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
+use diesel::QueryableByName;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::claim::Lease;
+use crate::error::{QueueError, Result};
+
+fn lost(lease: &Lease) -> QueueError {
+    QueueError::LeaseLost {
+        tenant_id: lease.tenant_id,
+        job_id: lease.job_id,
+    }
+}
+
+#[derive(QueryableByName)]
+struct ExpiresRow {
+    #[diesel(sql_type = Timestamptz)]
+    lease_expires_at: DateTime<Utc>,
+}
+
+/// Extend the lease to `now() + lease_for`, only while `lease.token` is
+/// still the job's token (worker connection). Returns the updated lease.
+pub async fn heartbeat(conn: &mut AsyncPgConnection, lease: &Lease, lease_for: Duration) -> Result<Lease> {
+    let rows: Vec<ExpiresRow> = diesel::sql_query(
+        "UPDATE attestor.rekor_submission_queue q
+            SET lease_expires_at = now() + make_interval(secs => $4)
+          WHERE q.tenant_id = $1 AND q.id = $2 AND q.attempt_token = $3 AND q.status = 'running'
+      RETURNING q.lease_expires_at",
+    )
+    .bind::<SqlUuid, _>(lease.tenant_id)
+    .bind::<SqlUuid, _>(lease.job_id)
+    .bind::<SqlUuid, _>(lease.token)
+    .bind::<Double, _>(lease_for.as_secs_f64())
+    .load(conn)
+    .await?;
+    match rows.into_iter().next() {
+        Some(r) => Ok(Lease {
+            expires_at: r.lease_expires_at,
+            ..*lease
+        }),
+        None => Err(lost(lease)),
+    }
+}
+
+/// How a failed attempt should be treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Try again after `delay` (dead-letters anyway when attempts are exhausted).
+    Retry {
+        /// Backoff before the next attempt (see [`crate::backoff::Backoff`]).
+        delay: Duration,
+    },
+    /// Do not retry: dead-letter now.
+    Permanent,
+}
+
+/// What [`fail`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailOutcome {
+    /// Back in the queue, due at `run_at`.
+    Retrying {
+        /// When the next attempt is due.
+        run_at: DateTime<Utc>,
+        /// Attempts made so far.
+        attempts: i32,
+    },
+    /// Dead-lettered (permanent failure or attempts exhausted).
+    Dead {
+        /// Attempts made.
+        attempts: i32,
+    },
+}
+
+#[derive(QueryableByName)]
+struct FailRow {
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Timestamptz)]
+    run_at: DateTime<Utc>,
+    #[diesel(sql_type = Int4)]
+    attempts: i32,
+}
+
+/// Record a failed attempt (worker connection): back to `queued` after the
+/// backoff, or `dead` when `failure` is permanent or the attempts are
+/// exhausted; `last_error` keeps `error`. Fenced by the token.
+pub async fn fail(
+    conn: &mut AsyncPgConnection,
+    lease: &Lease,
+    error: &str,
+    failure: Failure,
+) -> Result<FailOutcome> {
+    let (permanent, delay) = match failure {
+        Failure::Retry { delay } => (false, delay),
+        Failure::Permanent => (true, Duration::ZERO),
+    };
+    let rows: Vec<FailRow> = diesel::sql_query(
+        "UPDATE attestor.rekor_submission_queue q
+            SET status = CASE WHEN $4 OR q.attempts >= q.max_attempts THEN 'dead' ELSE 'queued' END,
+                run_at = CASE WHEN $4 OR q.attempts >= q.max_attempts THEN q.run_at
+                              ELSE now() + make_interval(secs => $5) END,
+                last_error = $6,
+                lease_expires_at = NULL,
+                locked_by = NULL,
+                attempt_token = NULL
+          WHERE q.tenant_id = $1 AND q.id = $2 AND q.attempt_token = $3 AND q.status = 'running'
+      RETURNING q.status, q.run_at, q.attempts",
+    )
+    .bind::<SqlUuid, _>(lease.tenant_id)
+    .bind::<SqlUuid, _>(lease.job_id)
+    .bind::<SqlUuid, _>(lease.token)
+    .bind::<Bool, _>(permanent)
+    .bind::<Double, _>(delay.as_secs_f64())
+    .bind::<Text, _>(truncate(error, 4000))
+    .load(conn)
+    .await?;
+    match rows.into_iter().next() {
+        Some(r) if r.status == "dead" => Ok(FailOutcome::Dead { attempts: r.attempts }),
+        Some(r) => Ok(FailOutcome::Retrying {
+            run_at: r.run_at,
+            attempts: r.attempts,
+        }),
+        None => Err(lost(lease)),
+    }
+}
+
+/// Give the job back without counting the attempt (graceful shutdown):
+/// `queued`, due now, `attempts - 1`. Fenced by the token.
+pub async fn release(conn: &mut AsyncPgConnection, lease: &Lease) -> Result<()> {
+    let n = diesel::sql_query(
+        "UPDATE attestor.rekor_submission_queue q
+            SET status = 'queued',
+                attempts = greatest(q.attempts - 1, 0),
+                run_at = now(),
+                lease_expires_at = NULL,
+                locked_by = NULL,
+                attempt_token = NULL
+          WHERE q.tenant_id = $1 AND q.id = $2 AND q.attempt_token = $3 AND q.status = 'running'",
+    )
+    .bind::<SqlUuid, _>(lease.tenant_id)
+    .bind::<SqlUuid, _>(lease.job_id)
+    .bind::<SqlUuid, _>(lease.token)
+    .execute(conn)
+    .await?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(lost(lease))
+    }
+}
+
+/// What [`reclaim_expired`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// Put back in the queue, due now.
+    pub requeued: u64,
+    /// Dead-lettered because their attempts were exhausted.
+    pub dead: u64,
+}
+
+#[derive(QueryableByName)]
+struct StatusRow {
+    #[diesel(sql_type = Text)]
+    status: String,
+}
+
+/// Put up to `limit` jobs whose lease expired back into the queue (or
+/// dead-letter them when attempts are exhausted), rotating their token away
+/// so the stale holder is fenced off (worker connection). [`mod@crate::claim`]
+/// does this by itself; this is for operators and maintenance loops.
+pub async fn reclaim_expired(conn: &mut AsyncPgConnection, limit: u32) -> Result<Reclaimed> {
+    let rows: Vec<StatusRow> = diesel::sql_query(
+        "WITH e AS MATERIALIZED (
+             SELECT q.tenant_id, q.id
+               FROM attestor.rekor_submission_queue q
+              WHERE q.status = 'running' AND q.lease_expires_at < now()
+              ORDER BY q.lease_expires_at
+              LIMIT $1
+                FOR UPDATE SKIP LOCKED)
+         UPDATE attestor.rekor_submission_queue q
+            SET status = CASE WHEN q.attempts >= q.max_attempts THEN 'dead' ELSE 'queued' END,
+                run_at = now(),
+                last_error = coalesce(q.last_error || '; ', '')
+                             || 'lease expired (worker ' || coalesce(q.locked_by, '?') || ')',
+                lease_expires_at = NULL,
+                locked_by = NULL,
+                attempt_token = NULL
+           FROM e
+          WHERE q.tenant_id = e.tenant_id AND q.id = e.id
+      RETURNING q.status",
+    )
+    .bind::<Int4, _>(i32::try_from(limit).unwrap_or(i32::MAX))
+    .load(conn)
+    .await?;
+    let mut out = Reclaimed::default();
+    for r in rows {
+        if r.status == "dead" {
+            out.dead += 1;
+        } else {
+            out.requeued += 1;
+        }
+    }
+    Ok(out)
+}
+
+#[derive(QueryableByName)]
+struct CompleteRow {
+    #[diesel(sql_type = BigInt)]
+    held: i64,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    entry_id: Option<Uuid>,
+    #[diesel(sql_type = BigInt)]
+    completed: i64,
+}
+
+/// The completion statement (one round trip): lock the job by its token,
+/// store the entry (or find the identical one already stored), mark the job
+/// succeeded. `$1..$3` tenant, job, token; `$4..$15` the entry; `$16` result.
+pub const COMPLETE_SQL: &str = "\
+WITH job AS MATERIALIZED (
+    SELECT q.tenant_id, q.id, q.envelope_id
+      FROM attestor.rekor_submission_queue q
+     WHERE q.tenant_id = $1 AND q.id = $2 AND q.attempt_token = $3 AND q.status = 'running'
+       AND q.tenant_id = (SELECT attestor_app.require_current_tenant())
+       FOR UPDATE
+),
+ins AS (
+    INSERT INTO attestor.rekor_entries
+        (tenant_id, envelope_id, log_id, log_index, shard_log_index, entry_uuid, kind, kind_version,
+         integrated_time, canonical_body, inclusion_proof, checkpoint, signed_entry_timestamp, leaf_hash)
+    SELECT job.tenant_id, job.envelope_id, $4, $5, $6, $7, $8, $9, to_timestamp($10), $11, $12, $13, $14, $15
+      FROM job
+    ON CONFLICT (tenant_id, log_id, log_index) DO NOTHING
+    RETURNING id, leaf_hash
+),
+entry AS MATERIALIZED (
+    SELECT ins.id, ins.leaf_hash FROM ins
+    UNION ALL
+    SELECT e.id, e.leaf_hash
+      FROM attestor.rekor_entries e JOIN job ON e.tenant_id = job.tenant_id
+     WHERE e.log_id = $4 AND e.log_index = $5 AND NOT EXISTS (SELECT 1 FROM ins)
+),
+done AS (
+    UPDATE attestor.rekor_submission_queue q
+       SET status = 'succeeded',
+           result = $16,
+           rekor_entry_id = entry.id,
+           last_error = NULL,
+           lease_expires_at = NULL,
+           locked_by = NULL,
+           attempt_token = NULL
+      FROM job, entry
+     WHERE q.tenant_id = job.tenant_id AND q.id = job.id AND entry.leaf_hash = $15
+ RETURNING q.id
+)
+SELECT (SELECT count(*) FROM job) AS held,
+       (SELECT entry.id FROM entry LIMIT 1) AS entry_id,
+       (SELECT count(*) FROM done) AS completed";
+
+/// Complete the job: store its transparency-log entry and mark it
+/// `succeeded` with `result`, in one statement of a tenant transaction.
+///
+/// `conn` must be inside the job's tenant transaction as `attestor_app`
+/// (the guard's `TenantTx`); the job's tenant must be the transaction's
+/// tenant. The job row is locked and its token checked in the same
+/// statement: with a stale token this returns [`QueueError::LeaseLost`]
+/// having written nothing. The entry's inclusion proof, when present, must
+/// verify. Storing an entry that already exists (same log and index, same
+/// leaf) reuses it; the same index with a different leaf is refused. On any
+/// error the caller must roll back (the guard does). Returns the
+/// `rekor_entries` id.
+pub async fn complete(
+    conn: &mut AsyncPgConnection,
+    lease: &Lease,
+    entry: &TlogEntry,
+    result: &serde_json::Value,
+) -> Result<Uuid> {
+    if entry.inclusion_proof.is_some() {
+        entry.verify_inclusion()?;
+    }
+    let proof = entry.inclusion_proof.as_ref().map(proof_json);
+    let checkpoint = entry.inclusion_proof.as_ref().and_then(|p| p.checkpoint.clone());
+    let row: CompleteRow = diesel::sql_query(COMPLETE_SQL)
+        .bind::<SqlUuid, _>(lease.tenant_id)
+        .bind::<SqlUuid, _>(lease.job_id)
+        .bind::<SqlUuid, _>(lease.token)
+        .bind::<Text, _>(&entry.log_id)
+        .bind::<Int8, _>(entry.log_index)
+        .bind::<Nullable<Int8>, _>(entry.shard_log_index)
+        .bind::<Nullable<Text>, _>(entry.entry_uuid.as_deref())
+        .bind::<Text, _>(&entry.kind)
+        .bind::<Text, _>(&entry.kind_version)
+        .bind::<Nullable<Double>, _>(entry.integrated_time.map(|t| t as f64))
+        .bind::<Bytea, _>(&entry.canonical_body)
+        .bind::<Nullable<Jsonb>, _>(proof)
+        .bind::<Nullable<Text>, _>(checkpoint)
+        .bind::<Nullable<Bytea>, _>(entry.signed_entry_timestamp.as_deref())
+        .bind::<Bytea, _>(entry.leaf_hash.to_vec())
+        .bind::<Jsonb, _>(result)
+        .get_result(conn)
+        .await?;
+    match row {
+        CompleteRow { held: 0, .. } => Err(lost(lease)),
+        CompleteRow {
+            entry_id: Some(id),
+            completed: 1,
+            ..
+        } => Ok(id),
+        CompleteRow { entry_id: None, .. } => Err(QueueError::InvalidInput(format!(
+            "log {} index {} is being stored by a concurrent transaction; retry",
+            entry.log_id, entry.log_index
+        ))),
+        CompleteRow { .. } => Err(QueueError::InvalidInput(format!(
+            "log {} index {} already holds a different entry",
+            entry.log_id, entry.log_index
+        ))),
+    }
+}
+
+#[derive(QueryableByName)]
+struct CompleteManyRow {
+    #[diesel(sql_type = BigInt)]
+    ord: i64,
+    #[diesel(sql_type = Bool)]
+    held: bool,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    entry_id: Option<Uuid>,
+    #[diesel(sql_type = Bool)]
+    completed: bool,
+}
+
+/// [`complete`] for many jobs of the transaction's tenant in one statement
+/// (set-based over arrays). Each job is fenced by its own token; job-level
+/// refusals (stale token, a different entry at the same index, an entry
+/// that does not verify) write nothing for that job and do not affect the
+/// others. Returns one result per item, in order. A database error fails
+/// the whole call (roll back).
+pub const COMPLETE_MANY_SQL: &str = "\
+WITH input AS MATERIALIZED (
+    SELECT *
+      FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::text[],
+                  $8::text[], $9::float8[], $10::bytea[], $11::jsonb[], $12::text[], $13::bytea[],
+                  $14::bytea[], $15::jsonb[])
+           WITH ORDINALITY
+           AS i(job_id, token, log_id, log_index, shard_log_index, entry_uuid, kind, kind_version,
+                integrated_time, canonical_body, inclusion_proof, checkpoint, set, leaf_hash, result, ord)
+),
+job AS MATERIALIZED (
+    SELECT q.tenant_id, q.id, q.envelope_id, i.ord
+      FROM attestor.rekor_submission_queue q
+      JOIN input i ON q.id = i.job_id AND q.attempt_token = i.token
+     WHERE q.tenant_id = (SELECT attestor_app.require_current_tenant()) AND q.status = 'running'
+       FOR UPDATE OF q
+),
+ins AS (
+    INSERT INTO attestor.rekor_entries
+        (tenant_id, envelope_id, log_id, log_index, shard_log_index, entry_uuid, kind, kind_version,
+         integrated_time, canonical_body, inclusion_proof, checkpoint, signed_entry_timestamp, leaf_hash)
+    SELECT job.tenant_id, job.envelope_id, i.log_id, i.log_index, i.shard_log_index, i.entry_uuid, i.kind,
+           i.kind_version, to_timestamp(i.integrated_time), i.canonical_body, i.inclusion_proof, i.checkpoint,
+           i.set, i.leaf_hash
+      FROM job JOIN input i ON i.ord = job.ord
+     ORDER BY i.ord
+    ON CONFLICT (tenant_id, log_id, log_index) DO NOTHING
+    RETURNING id, log_id, log_index, leaf_hash
+),
+entry AS MATERIALIZED (
+    SELECT job.ord, coalesce(ins.id, e.id) AS id, coalesce(ins.leaf_hash, e.leaf_hash) AS leaf_hash
+      FROM job
+      JOIN input i ON i.ord = job.ord
+      LEFT JOIN ins ON ins.log_id = i.log_id AND ins.log_index = i.log_index
+      LEFT JOIN attestor.rekor_entries e
+             ON ins.id IS NULL AND e.tenant_id = job.tenant_id AND e.log_id = i.log_id AND e.log_index = i.log_index
+),
+done AS (
+    UPDATE attestor.rekor_submission_queue q
+       SET status = 'succeeded',
+           result = i.result,
+           rekor_entry_id = entry.id,
+           last_error = NULL,
+           lease_expires_at = NULL,
+           locked_by = NULL,
+           attempt_token = NULL
+      FROM job
+      JOIN input i ON i.ord = job.ord
+      JOIN entry ON entry.ord = job.ord
+     WHERE q.tenant_id = job.tenant_id AND q.id = job.id AND entry.leaf_hash = i.leaf_hash
+ RETURNING q.id
+)
+SELECT i.ord, job.id IS NOT NULL AS held, entry.id AS entry_id, done.id IS NOT NULL AS completed
+  FROM input i
+  LEFT JOIN job ON job.ord = i.ord
+  LEFT JOIN entry ON entry.ord = i.ord
+  LEFT JOIN done ON done.id = job.id
+ ORDER BY i.ord";
+
+/// See [`COMPLETE_MANY_SQL`].
+pub async fn complete_many(
+    conn: &mut AsyncPgConnection,
+    items: &[(Lease, &TlogEntry, &serde_json::Value)],
+) -> Result<Vec<Result<Uuid>>> {
+    let mut out: Vec<Option<Result<Uuid>>> = Vec::with_capacity(items.len());
+    let mut sent = Vec::new();
+    for (_, entry, _) in items {
+        match entry.inclusion_proof.as_ref().map(|_| entry.verify_inclusion()) {
+            Some(Err(e)) => out.push(Some(Err(QueueError::InvalidEntry(e)))),
+            _ => {
+                out.push(None);
+                sent.push(out.len() - 1);
+            }
+        }
+    }
+    if sent.is_empty() {
+        return Ok(out.into_iter().map(|r| r.expect("decided")).collect());
+    }
+    let (mut job_ids, mut tokens, mut log_ids, mut log_indexes, mut shards) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut uuids, mut kinds, mut versions, mut times, mut bodies) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut proofs, mut checkpoints, mut sets, mut leaves, mut results) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for &k in &sent {
+        let (lease, entry, result) = &items[k];
+        job_ids.push(lease.job_id);
+        tokens.push(lease.token);
+        log_ids.push(entry.log_id.clone());
+        log_indexes.push(entry.log_index);
+        shards.push(entry.shard_log_index);
+        uuids.push(entry.entry_uuid.clone());
+        kinds.push(entry.kind.clone());
+        versions.push(entry.kind_version.clone());
+        times.push(entry.integrated_time.map(|t| t as f64));
+        bodies.push(entry.canonical_body.clone());
+        proofs.push(entry.inclusion_proof.as_ref().map(proof_json));
+        checkpoints.push(entry.inclusion_proof.as_ref().and_then(|p| p.checkpoint.clone()));
+        sets.push(entry.signed_entry_timestamp.clone());
+        leaves.push(entry.leaf_hash.to_vec());
+        results.push((*result).clone());
+    }
+    let rows: Vec<CompleteManyRow> = diesel::sql_query(COMPLETE_MANY_SQL)
+        .bind::<Array<SqlUuid>, _>(job_ids)
+        .bind::<Array<SqlUuid>, _>(tokens)
+        .bind::<Array<Text>, _>(log_ids)
+        .bind::<Array<Int8>, _>(log_indexes)
+        .bind::<Array<Nullable<Int8>>, _>(shards)
+        .bind::<Array<Nullable<Text>>, _>(uuids)
+        .bind::<Array<Text>, _>(kinds)
+        .bind::<Array<Text>, _>(versions)
+        .bind::<Array<Nullable<Double>>, _>(times)
+        .bind::<Array<Bytea>, _>(bodies)
+        .bind::<Array<Nullable<Jsonb>>, _>(proofs)
+        .bind::<Array<Nullable<Text>>, _>(checkpoints)
+        .bind::<Array<Nullable<Bytea>>, _>(sets)
+        .bind::<Array<Bytea>, _>(leaves)
+        .bind::<Array<Jsonb>, _>(results)
+        .load(conn)
+        .await?;
+    for row in rows {
+        let k = sent[(row.ord - 1) as usize];
+        let (lease, entry, _) = &items[k];
+        out[k] = Some(match row {
+            CompleteManyRow { held: false, .. } => Err(lost(lease)),
+            CompleteManyRow {
+                entry_id: Some(id),
+                completed: true,
+                ..
+            } => Ok(id),
+            CompleteManyRow { entry_id: None, .. } => Err(QueueError::InvalidInput(format!(
+                "log {} index {} is being stored by a concurrent transaction; retry",
+                entry.log_id, entry.log_index
+            ))),
+            CompleteManyRow { .. } => Err(QueueError::InvalidInput(format!(
+                "log {} index {} already holds a different entry",
+                entry.log_id, entry.log_index
+            ))),
+        });
+    }
+    Ok(out
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(QueueError::InvalidInput("job missing from the result".into()))))
+        .collect())
+}
+
+fn proof_json(p: &attestor_formats::InclusionProof) -> serde_json::Value {
+    serde_json::json!({
+        "logIndex": p.log_index,
+        "treeSize": p.tree_size,
+        "rootHash": hex::encode(p.root_hash),
+        "hashes": p.hashes.iter().map(hex::encode).collect::<Vec<_>>(),
+        "checkpoint": p.checkpoint,
+    })
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

@@ -1,0 +1,337 @@
+//! The worker runtime against a real PostgreSQL: draining, envelopes,
+//! retries, dead letters, NOTIFY wake-up, graceful shutdown, fairness across
+//! tenants and 8 concurrent workers.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use attestor_queue::submitter::BoxFuture;
+use attestor_queue::testing::{FakeBehavior, FakeSubmitter};
+use attestor_queue::*;
+use common::*;
+use uuid::Uuid;
+
+fn config(id: &str) -> WorkerConfig {
+    WorkerConfig::new(id)
+        .concurrency(8, 8)
+        .lease(Duration::from_secs(30))
+        .poll_interval(Duration::from_millis(50))
+        .backoff(Backoff {
+            base: Duration::from_millis(5),
+            factor: 2.0,
+            max: Duration::from_millis(50),
+            jitter: 0.5,
+        })
+}
+
+async fn wait_until(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn drained(url: &str) -> bool {
+    let mut c = connect(url).await;
+    let b = backlog(&mut c).await.unwrap();
+    b.count("queued") == 0 && b.count("running") == 0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_drains_reads_envelopes_and_stores_entries() {
+    let tdb = attestor_testdb::shared().test_database().unwrap();
+    let db = app_db(&tdb.app_url()).await;
+    let (a, b) = (tenant(), tenant());
+    for i in 0..20 {
+        enqueue_one(&db, if i % 2 == 0 { a } else { b }, &format!("job{i}"), 5).await;
+    }
+    let sub = Arc::new(FakeSubmitter::new(FakeBehavior::Succeed).with_envelope());
+    let h = Worker::new(config("w1"), tdb.worker_url(), db.clone(), sub.clone()).start();
+    let url = tdb.worker_url();
+    wait_until("drain", Duration::from_secs(30), async || drained(&url).await).await;
+    let m = h.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        (m.claimed, m.completed, m.retried, m.dead_lettered),
+        (20, 20, 0, 0)
+    );
+    let mut admin = connect(&tdb.admin_url()).await;
+    assert_eq!(
+        count(&mut admin, "SELECT count(*) AS n FROM attestor.rekor_entries").await,
+        20
+    );
+    assert_eq!(
+        count(
+            &mut admin,
+            "SELECT count(*) AS n FROM attestor.rekor_submission_queue q
+               JOIN attestor.rekor_entries e ON e.tenant_id = q.tenant_id AND e.id = q.rekor_entry_id
+              WHERE q.status = 'succeeded' AND q.result IS NOT NULL AND e.envelope_id = q.envelope_id"
+        )
+        .await,
+        20
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_chunks_complete_together_exactly_once() {
+    let tdb = attestor_testdb::shared().test_database().unwrap();
+    let db = app_db(&tdb.app_url()).await;
+    for i in 0..6 {
+        seed(&db, tenant(), &format!("chunk{i}"), 200).await;
+    }
+    let sub = Arc::new(FakeSubmitter::new(FakeBehavior::Succeed));
+    let handles: Vec<_> = (0..2)
+        .map(|i| {
+            let mut cfg = config(&format!("w{i}")).concurrency(40, 40);
+            cfg.tenant_chunk = 10;
+            Worker::new(cfg, tdb.worker_url(), db.clone(), sub.clone()).start()
+        })
+        .collect();
+    let url = tdb.worker_url();
+    wait_until("drain", Duration::from_secs(120), async || drained(&url).await).await;
+    let mut completed = 0;
+    for h in handles {
+        let m = h.shutdown(Duration::from_secs(5)).await;
+        assert_eq!((m.lease_lost, m.retried, m.dead_lettered), (0, 0, 0));
+        completed += m.completed;
+    }
+    assert_eq!(completed, 1200);
+    let mut admin = connect(&tdb.admin_url()).await;
+    assert_eq!(
+        count(&mut admin, "SELECT count(*) AS n FROM attestor.rekor_entries").await,
+        1200
+    );
+    // Grouped completions share transactions: fewer distinct commit
+    // transactions (audit txids) than entries.
+    let txs = count(
+        &mut admin,
+        "SELECT count(DISTINCT txid) AS n FROM attestor.audit_log WHERE table_name = 'rekor_entries'",
+    )
+    .await;
+    eprintln!("1200 completions in {txs} tenant transactions");
+    assert!(txs < 600, "completions were not grouped ({txs} transactions)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_retries_with_backoff_then_dead_letters() {
+    let tdb = attestor_testdb::shared().test_database().unwrap();
+    let db = app_db(&tdb.app_url()).await;
+    let t = tenant();
+    for i in 0..5 {
+        enqueue_one(&db, t, &format!("flaky{i}"), 5).await;
+    }
+    let sub = Arc::new(FakeSubmitter::new(FakeBehavior::FailTimes(2)));
+    let h = Worker::new(config("w1"), tdb.worker_url(), db.clone(), sub.clone()).start();
+    let url = tdb.worker_url();
+    wait_until("drain", Duration::from_secs(30), async || drained(&url).await).await;
+    let m = h.shutdown(Duration::from_secs(5)).await;
+    assert_eq!((m.completed, m.retried, m.dead_lettered), (5, 10, 0));
+
+    for i in 0..3 {
+        enqueue_one(&db, t, &format!("hopeless{i}"), 3).await;
+    }
+    let always = Arc::new(FakeSubmitter::new(FakeBehavior::AlwaysRetryable));
+    let h = Worker::new(config("w2"), tdb.worker_url(), db.clone(), always).start();
+    wait_until("drain", Duration::from_secs(30), async || drained(&url).await).await;
+    let m = h.shutdown(Duration::from_secs(5)).await;
+    assert_eq!((m.completed, m.retried, m.dead_lettered), (0, 6, 3));
+
+    enqueue_one(&db, t, "refused", 10).await;
+    let refuse = Arc::new(FakeSubmitter::new(FakeBehavior::AlwaysPermanent));
+    let h = Worker::new(config("w3"), tdb.worker_url(), db.clone(), refuse).start();
+    wait_until("drain", Duration::from_secs(30), async || drained(&url).await).await;
+    let m = h.shutdown(Duration::from_secs(5)).await;
+    assert_eq!((m.claimed, m.retried, m.dead_lettered), (1, 0, 1));
+    let mut w = connect(&url).await;
+    let dead = list_dead(&mut w, None, 100).await.unwrap();
+    assert_eq!(dead.len(), 4);
+    assert!(dead
+        .iter()
+        .any(|d| d.last_error.as_deref() == Some("fake: entry refused")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_wakes_an_idle_worker_long_before_the_poll() {
+    let tdb = attestor_testdb::shared().test_database().unwrap();
+    let db = app_db(&tdb.app_url()).await;
+    let sub = Arc::new(FakeSubmitter::new(FakeBehavior::Succeed));
+    let cfg = config("w1").poll_interval(Duration::from_secs(600));
+    let h = Worker::new(cfg, tdb.worker_url(), db.clone(), sub.clone()).start();
+    // Let it go idle (first claim finds nothing, listener connected).
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let t = tenant();
+    let start = Instant::now();
+    enqueue_one(&db, t, "wake", 5).await;
+    let url = tdb.worker_url();
+    wait_until("notify", Duration::from_secs(10), async || drained(&url).await).await;
+    assert!(start.elapsed() < Duration::from_secs(10));
+    // And a requeued dead job wakes it too.
+    let mut w = connect(&url).await;
+    let m = h.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(m.completed, 1);
+    assert_eq!(backlog(&mut w).await.unwrap().count("succeeded"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_releases_in_flight_jobs() {
+    let tdb = attestor_testdb::shared().test_database().unwrap();
+    let db = app_db(&tdb.app_url()).await;
+    let t = tenant();
+    for i in 0..4 {
+        enqueue_one(&db, t, &format!("slow{i}"), 5).await;
+    }
+    let slow = Arc::new(FakeSubmitter::new(FakeBehavior::Succeed).with_delay(Duration::from_secs(60)));
+    let h = Worker::new(config("w1"), tdb.worker_url(), db.clone(), slow.clone()).start();
+    wait_until("claims", Duration::from_secs(10), async || slow.calls() == 4).await;
+    let m = h.shutdown(Duration::from_millis(200)).await;
+    assert_eq!((m.claimed, m.released, m.completed), (4, 4, 0));
+    let mut admin = connect(&tdb.admin_url()).await;
+    assert_eq!(
+        count(
+            &mut admin,
+            "SELECT count(*) AS n FROM attestor.rekor_submission_queue
+              WHERE status = 'queued' AND attempts = 0 AND attempt_token IS NULL"
+        )
+        .await,
+        4
+    );
+
+    // Fast jobs finish within the deadline instead of being released.
+    let quick = Arc::new(FakeSubmitter::new(FakeBehavior::Succeed).with_delay(Duration::from_millis(300)));
+    let h = Worker::new(config("w2"), tdb.worker_url(), db.clone(), quick.clone()).start();
+    wait_until("claims", Duration::from_secs(10), async || quick.calls() == 4).await;
+    let m = h.shutdown(Duration::from_secs(10)).await;
+    assert_eq!((m.completed, m.released), (4, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_tenants_finish_long_before_a_big_backlog() {
+    let tdb = attestor_testdb::shared().test_database().unwrap();
+    let db = app_db(&tdb.app_url()).await;
+    let big = tenant();
+    const BIG: usize = 3000;
+    const SMALL: usize = 100;
+    seed(&db, big, "big", BIG as i32).await; // enqueued first: the oldest jobs
+    let small: Vec<_> = (0..9).map(|_| tenant()).collect();
+    for (i, t) in small.iter().enumerate() {
+        seed(&db, *t, &format!("small{i}"), SMALL as i32).await;
+    }
+    let sub = Arc::new(FakeSubmitter::new(FakeBehavior::Succeed));
+    let h = Worker::new(
+        config("w1").concurrency(32, 32),
+        tdb.worker_url(),
+        db.clone(),
+        sub.clone(),
+    )
+    .start();
+    let url = tdb.worker_url();
+    wait_until("drain", Duration::from_secs(120), async || drained(&url).await).await;
+    h.shutdown(Duration::from_secs(5)).await;
+
+    let order = sub.successes();
+    assert_eq!(order.len(), BIG + 9 * SMALL);
+    let last_small = order.iter().rposition(|(t, _)| *t != big.as_uuid()).unwrap();
+    let big_done_before = order[..=last_small]
+        .iter()
+        .filter(|(t, _)| *t == big.as_uuid())
+        .count();
+    eprintln!(
+        "last small-tenant job at position {last_small}; big tenant had {big_done_before} of {BIG} done"
+    );
+    // FIFO would finish the small tenants at position >= 3000; fair claims
+    // finish them while most of the big backlog is still waiting.
+    assert!(
+        last_small < order.len() / 2,
+        "small tenants finished at {last_small}"
+    );
+    assert!(
+        big_done_before < BIG / 2,
+        "big tenant got {big_done_before} first"
+    );
+    for t in &small {
+        assert_eq!(order.iter().filter(|(x, _)| *x == t.as_uuid()).count(), SMALL);
+    }
+}
+
+/// Records jobs in flight; flags any job being worked on twice at once.
+struct Tracking {
+    inner: FakeSubmitter,
+    in_flight: Mutex<HashSet<Uuid>>,
+    overlaps: Mutex<Vec<Uuid>>,
+    per_job: Mutex<HashMap<Uuid, u32>>,
+}
+
+impl Submitter for Tracking {
+    fn needs_envelope(&self) -> bool {
+        false
+    }
+    fn submit<'a>(
+        &'a self,
+        request: &'a SubmitRequest,
+    ) -> BoxFuture<'a, Result<serde_json::Value, SubmitError>> {
+        Box::pin(async move {
+            let id = request.job.job_id();
+            if !self.in_flight.lock().unwrap().insert(id) {
+                self.overlaps.lock().unwrap().push(id);
+            }
+            *self.per_job.lock().unwrap().entry(id).or_default() += 1;
+            let r = self.inner.submit(request).await;
+            self.in_flight.lock().unwrap().remove(&id);
+            r
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_workers_never_hold_the_same_job() {
+    let tdb = attestor_testdb::shared().test_database().unwrap();
+    let db = app_db(&tdb.app_url()).await;
+    for i in 0..5 {
+        seed(&db, tenant(), &format!("t{i}"), 300).await;
+    }
+    let sub = Arc::new(Tracking {
+        inner: FakeSubmitter::new(FakeBehavior::Succeed).with_delay(Duration::from_millis(1)),
+        in_flight: Mutex::new(HashSet::new()),
+        overlaps: Mutex::new(Vec::new()),
+        per_job: Mutex::new(HashMap::new()),
+    });
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let mut cfg = config(&format!("w{i}")).concurrency(4, 4);
+            cfg.pool_size = 3;
+            Worker::new(cfg, tdb.worker_url(), db.clone(), sub.clone()).start()
+        })
+        .collect();
+    let url = tdb.worker_url();
+    wait_until("drain", Duration::from_secs(120), async || drained(&url).await).await;
+    let mut completed = 0;
+    let mut busy_workers = 0;
+    for h in handles {
+        let m = h.shutdown(Duration::from_secs(5)).await;
+        completed += m.completed;
+        busy_workers += usize::from(m.completed > 0);
+        assert_eq!(m.lease_lost, 0);
+    }
+    assert!(
+        sub.overlaps.lock().unwrap().is_empty(),
+        "a job was held by two workers at once"
+    );
+    assert_eq!(completed, 1500);
+    assert!(busy_workers >= 2, "work was shared");
+    {
+        let per_job = sub.per_job.lock().unwrap();
+        assert_eq!(per_job.len(), 1500);
+        assert!(
+            per_job.values().all(|n| *n == 1),
+            "each job submitted exactly once"
+        );
+    }
+    let mut admin = connect(&tdb.admin_url()).await;
+    assert_eq!(
+        count(&mut admin, "SELECT count(*) AS n FROM attestor.rekor_entries").await,
+        1500
+    );
+}
