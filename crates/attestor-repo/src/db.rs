@@ -154,19 +154,40 @@ async fn build_pool(config: &DatabaseConfig) -> Result<Pool, RepoError> {
     Ok(pool)
 }
 
-/// The tenant-guarded pool (role `attestor_app`). Cheap to clone.
+/// What [`Database`] and [`WorkerDatabase`] share: the guarded pool and the
+/// per-transaction settings taken from the configuration.
 #[derive(Clone)]
-pub struct Database {
+struct PoolCore {
     pool: Pool,
     limits: Limits,
     statement_timeout: Option<Duration>,
 }
 
-impl std::fmt::Debug for Database {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database")
+impl PoolCore {
+    async fn connect(config: &DatabaseConfig) -> Result<PoolCore, RepoError> {
+        Ok(PoolCore {
+            pool: build_pool(config).await?,
+            limits: config.limits(),
+            statement_timeout: config.statement_timeout,
+        })
+    }
+
+    fn debug(&self, name: &str, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct(name)
             .field("state", &self.pool.state())
             .finish_non_exhaustive()
+    }
+}
+
+/// The tenant-guarded pool (role `attestor_app`). Cheap to clone.
+#[derive(Clone)]
+pub struct Database {
+    core: PoolCore,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.core.debug("Database", f)
     }
 }
 
@@ -414,11 +435,8 @@ fn pool_status(pool: &Pool) -> PoolStatus {
 impl Database {
     /// Builds the pool and checks that one connection can be opened.
     pub async fn connect(config: DatabaseConfig) -> Result<Database, RepoError> {
-        let pool = build_pool(&config).await?;
         Ok(Database {
-            pool,
-            limits: config.limits(),
-            statement_timeout: config.statement_timeout,
+            core: PoolCore::connect(&config).await?,
         })
     }
 
@@ -448,12 +466,16 @@ impl Database {
             actor = ctx.actor.as_deref().unwrap_or(""),
         );
         async move {
-            let begin = begin_sql(Some(ctx.tenant), ctx.actor.as_deref(), self.statement_timeout)?;
-            let conn = self.pool.get_owned().await.map_err(RepoError::from)?;
+            let begin = begin_sql(
+                Some(ctx.tenant),
+                ctx.actor.as_deref(),
+                self.core.statement_timeout,
+            )?;
+            let conn = self.core.pool.get_owned().await.map_err(RepoError::from)?;
             let tx = TenantTx {
                 conn,
                 tenant: ctx.tenant,
-                limits: self.limits,
+                limits: self.core.limits,
             };
             run_in_transaction(tx, begin, f).await
         }
@@ -485,8 +507,12 @@ impl Database {
             pipelined = true,
         );
         async move {
-            let begin = begin_sql(Some(ctx.tenant), ctx.actor.as_deref(), self.statement_timeout)?;
-            let mut pooled = self.pool.get_owned().await?;
+            let begin = begin_sql(
+                Some(ctx.tenant),
+                ctx.actor.as_deref(),
+                self.core.statement_timeout,
+            )?;
+            let mut pooled = self.core.pool.get_owned().await?;
             let g: &mut GuardedConnection = &mut pooled;
             g.in_use = true;
             let (begun, rows) = {
@@ -522,17 +548,17 @@ impl Database {
     /// pooled connection carries (for health checks and tests: a clean pool
     /// never shows a tenant, an actor or an open transaction).
     pub async fn probe_idle(&self) -> Result<ConnectionProbe, RepoError> {
-        probe(&self.pool).await
+        probe(&self.core.pool).await
     }
 
     /// Pool counters.
     pub fn pool_status(&self) -> PoolStatus {
-        pool_status(&self.pool)
+        pool_status(&self.core.pool)
     }
 
     /// The document limits of this database's configuration.
     pub fn limits(&self) -> &Limits {
-        &self.limits
+        &self.core.limits
     }
 }
 
@@ -542,16 +568,12 @@ impl Database {
 /// tenant (AT001) and only the worker's own policies apply.
 #[derive(Clone)]
 pub struct WorkerDatabase {
-    pool: Pool,
-    limits: Limits,
-    statement_timeout: Option<Duration>,
+    core: PoolCore,
 }
 
 impl std::fmt::Debug for WorkerDatabase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerDatabase")
-            .field("state", &self.pool.state())
-            .finish_non_exhaustive()
+        self.core.debug("WorkerDatabase", f)
     }
 }
 
@@ -576,11 +598,8 @@ impl WorkerTx {
 impl WorkerDatabase {
     /// Builds the worker pool and checks that one connection can be opened.
     pub async fn connect(config: DatabaseConfig) -> Result<WorkerDatabase, RepoError> {
-        let pool = build_pool(&config).await?;
         Ok(WorkerDatabase {
-            pool,
-            limits: config.limits(),
-            statement_timeout: config.statement_timeout,
+            core: PoolCore::connect(&config).await?,
         })
     }
 
@@ -593,14 +612,14 @@ impl WorkerDatabase {
         T: Send + 'a,
     {
         let span = tracing::info_span!("worker_transaction", actor = actor.unwrap_or(""));
-        let begin = begin_sql(None, actor, self.statement_timeout);
+        let begin = begin_sql(None, actor, self.core.statement_timeout);
         async move {
             let begin = begin?;
-            let conn = self.pool.get_owned().await.map_err(RepoError::from)?;
+            let conn = self.core.pool.get_owned().await.map_err(RepoError::from)?;
             run_in_transaction(
                 WorkerTx {
                     conn,
-                    limits: self.limits,
+                    limits: self.core.limits,
                 },
                 begin,
                 f,
@@ -613,12 +632,12 @@ impl WorkerDatabase {
 
     /// See [`Database::probe_idle`].
     pub async fn probe_idle(&self) -> Result<ConnectionProbe, RepoError> {
-        probe(&self.pool).await
+        probe(&self.core.pool).await
     }
 
     /// Pool counters.
     pub fn pool_status(&self) -> PoolStatus {
-        pool_status(&self.pool)
+        pool_status(&self.core.pool)
     }
 }
 
