@@ -34,8 +34,9 @@ Commands:
                      check the catalog against the tenant-isolation rules and prove
                      isolation with rows of two tenants (rolled back); exit 0 clean,
                      1 findings, 2 could not run
-  bench <name> [..]  run a benchmark in release mode (guard, …; `cargo xtask bench help`)
-  ci                 everything CI checks: fmt, clippy -D warnings, schema --check, tests
+  bench <name> [..]  run a benchmark in release mode: guard, queue (`cargo xtask bench help`)
+  ci                 everything CI checks: fmt, clippy -D warnings, schema --check,
+                     gen-rls --check, cargo test --workspace
   help               this text
 ";
 
