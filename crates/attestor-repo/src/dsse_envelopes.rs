@@ -166,19 +166,11 @@ pub async fn find_by_subject_digest(
     digest: &str,
     page: PageRequest,
 ) -> Result<Page<DsseEnvelope>, RepoError> {
-    let limit = page.checked_limit()?;
     let digest = normalize_subject_digest(digest)?;
-    let tenant = tx.tenant().as_uuid();
     let q = dsse_envelopes::table
-        .filter(dsse_envelopes::tenant_id.eq(tenant))
         .filter(dsse_envelopes::subject_digests.contains(vec![digest]))
-        .select(DsseEnvelope::as_select())
         .into_boxed();
-    let rows = keyset_before!(q, dsse_envelopes, page.after)
-        .limit(limit + 1)
-        .load(tx.conn())
-        .await?;
-    Ok(Page::from_rows(rows, limit, DsseEnvelope::cursor))
+    page_of(tx, q, page).await
 }
 
 /// Envelopes whose statement has this `predicateType` (JSONB containment), newest first.
@@ -196,29 +188,28 @@ pub async fn find_by_statement(
     pattern: &Value,
     page: PageRequest,
 ) -> Result<Page<DsseEnvelope>, RepoError> {
-    let limit = page.checked_limit()?;
     attestor_formats::limits::check_no_nul(pattern, "statement pattern")?;
-    let tenant = tx.tenant().as_uuid();
     let q = dsse_envelopes::table
-        .filter(dsse_envelopes::tenant_id.eq(tenant))
         .filter(dsse_envelopes::statement.contains(pattern.clone()))
-        .select(DsseEnvelope::as_select())
         .into_boxed();
-    let rows = keyset_before!(q, dsse_envelopes, page.after)
-        .limit(limit + 1)
-        .load(tx.conn())
-        .await?;
-    Ok(Page::from_rows(rows, limit, DsseEnvelope::cursor))
+    page_of(tx, q, page).await
 }
 
 /// The tenant's envelopes, newest first.
 pub async fn list(tx: &mut TenantTx, page: PageRequest) -> Result<Page<DsseEnvelope>, RepoError> {
+    page_of(tx, dsse_envelopes::table.into_boxed(), page).await
+}
+
+/// One page, newest first, of the transaction tenant's envelopes matching `q`.
+async fn page_of(
+    tx: &mut TenantTx,
+    q: dsse_envelopes::BoxedQuery<'static, diesel::pg::Pg>,
+    page: PageRequest,
+) -> Result<Page<DsseEnvelope>, RepoError> {
     let limit = page.checked_limit()?;
-    let tenant = tx.tenant().as_uuid();
-    let q = dsse_envelopes::table
-        .filter(dsse_envelopes::tenant_id.eq(tenant))
-        .select(DsseEnvelope::as_select())
-        .into_boxed();
+    let q = q
+        .filter(dsse_envelopes::tenant_id.eq(tx.tenant().as_uuid()))
+        .select(DsseEnvelope::as_select());
     let rows = keyset_before!(q, dsse_envelopes, page.after)
         .limit(limit + 1)
         .load(tx.conn())
