@@ -44,7 +44,7 @@ BEGIN
         IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r.role_name) THEN
             BEGIN
                 EXECUTE format('CREATE ROLE %I %s', r.role_name, r.attributes);
-            EXCEPTION WHEN duplicate_object THEN
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
                 NULL;  -- created concurrently by a migration in another database
             END;
         END IF;

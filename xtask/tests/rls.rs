@@ -848,6 +848,7 @@ fn a_new_tenant_table_gets_its_policy_from_gen_rls() {
     // Its down.sql reverts it: the catalog is back to the state before.
     {
         use diesel_migrations::MigrationHarness;
+        let _lock = attestor_testdb::server::migration_lock();
         let mut conn = server.connect_admin(&name).unwrap();
         conn.revert_last_migration(generate::MigrationsBefore::new(&migrations, None).unwrap())
             .unwrap();

@@ -140,7 +140,13 @@ impl Server {
     /// Run every pending migration of `source` in `database` as the
     /// superuser (the migrations themselves `SET LOCAL ROLE attestor_owner`).
     /// Returns the versions that ran.
+    ///
+    /// Runs are serialised within the process: the first migration creates
+    /// cluster-wide roles, and two databases migrated at once would race on
+    /// `CREATE ROLE`/`ALTER ROLE` (unique violation, "tuple concurrently
+    /// updated").
     pub fn migrate<S: MigrationSource<Pg>>(&self, database: &str, source: S) -> Result<Vec<String>> {
+        let _one_at_a_time = migration_lock();
         let mut conn = self.connect_admin(database)?;
         let ran = conn
             .run_pending_migrations(source)
@@ -267,6 +273,13 @@ pub fn shared() -> &'static Server {
         Ok(server) => server,
         Err(message) => panic!("no PostgreSQL server for tests: {message}"),
     }
+}
+
+/// Held while migrations run in this process (see [`Server::migrate`]); take
+/// it too when driving a `MigrationHarness` by hand.
+pub fn migration_lock() -> std::sync::MutexGuard<'static, ()> {
+    static MIGRATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    MIGRATING.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Quote an identifier.

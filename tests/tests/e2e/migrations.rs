@@ -53,6 +53,8 @@ fn every_down_reverts_its_up() {
     server.create_database(&name, Some("template0")).unwrap();
     let url = server.admin(&name).url();
     let mut conn = server.connect_admin(&name).unwrap();
+    // Migration 1 touches cluster-wide roles: not while another test migrates.
+    let _lock = attestor_testdb::server::migration_lock();
     let total = MigrationSource::<Pg>::migrations(&attestor_schema::MIGRATIONS)
         .unwrap()
         .len();
