@@ -284,6 +284,60 @@ fn flaw_worker_may_move_jobs_between_tenants() {
 
 // --- check 3 --------------------------------------------------------------------
 
+const HELPER: &str = "attestor_app.require_current_tenant()";
+const SLOW_PATH: &str = "attestor_app.tenant_context_error(raw text)";
+
+/// The plan of a read of a tenant table, as `attestor_app` in a tenant
+/// transaction (rolled back).
+fn app_plan(admin_url: &str) -> String {
+    let mut db = Db::connect(admin_url).unwrap();
+    db.begin().unwrap();
+    db.exec(
+        "CREATE FUNCTION pg_temp.plan(q text) RETURNS text LANGUAGE plpgsql AS $$
+         DECLARE line text; plan text := '';
+         BEGIN
+             FOR line IN EXECUTE 'EXPLAIN (VERBOSE, COSTS OFF) ' || q LOOP plan := plan || line || E'\\n'; END LOOP;
+             RETURN plan;
+         END $$;
+         SET LOCAL ROLE attestor_app;
+         SELECT set_config('app.tenant_id', '0b3c5c1e-8f4e-4c59-9d4e-2f1a6f3b9a10', true)",
+    )
+    .unwrap();
+    let plan = db
+        .text("SELECT pg_temp.plan('SELECT * FROM attestor.sbom_entries') AS v")
+        .unwrap()
+        .unwrap_or_default();
+    db.rollback().unwrap();
+    plan
+}
+
+/// Apply `flaw` to a fresh database and return the plan of [`app_plan`].
+fn app_plan_with(flaw: &str) -> String {
+    let db = shared().test_database().unwrap();
+    if !flaw.is_empty() {
+        Db::connect(&db.admin_url()).unwrap().exec(flaw).unwrap();
+    }
+    app_plan(&db.admin_url())
+}
+
+#[track_caller]
+fn assert_inlined(plan: &str, inlined: bool) {
+    let expanded =
+        plan.contains("InitPlan") && plan.contains("CASE WHEN") && plan.contains("tenant_context_error(");
+    let called = plan.contains("require_current_tenant()");
+    assert_eq!(
+        (expanded, called),
+        (inlined, !inlined),
+        "the helper should {}be inlined into the policy's InitPlan:\n{plan}",
+        if inlined { "" } else { "not " }
+    );
+}
+
+#[test]
+fn the_canonical_helper_is_inlined_into_the_policies() {
+    assert_inlined(&app_plan_with(""), true);
+}
+
 #[test]
 fn flaw_helper_volatile() {
     let r = verify_flawed(
@@ -293,7 +347,7 @@ fn flaw_helper_volatile() {
     assert_finding(
         &r,
         Check::Helper,
-        "attestor_app.require_current_tenant()",
+        HELPER,
         "the helper is VOLATILE (evaluated per row instead of once per statement), must be STABLE",
     );
     assert_only(&r, &[Check::Helper]);
@@ -301,17 +355,17 @@ fn flaw_helper_volatile() {
 
 #[test]
 fn flaw_helper_body_replaced() {
+    // Still an inlinable SQL-standard body, but not the canonical one.
     let r = verify_flawed(
-        "CREATE OR REPLACE FUNCTION attestor_app.require_current_tenant() RETURNS uuid LANGUAGE plpgsql STABLE
-             SET search_path = pg_catalog, pg_temp
-         AS $$ BEGIN RETURN NULLIF(current_setting('app.tenant_id', true), '')::uuid; END $$",
+        "CREATE OR REPLACE FUNCTION attestor_app.require_current_tenant() RETURNS uuid LANGUAGE sql STABLE
+         RETURN NULLIF(current_setting('app.tenant_id', true), '')::uuid",
         "",
     );
     assert_finding(
         &r,
         Check::Helper,
-        "attestor_app.require_current_tenant()",
-        "the helper has a body that differs from the generated one",
+        HELPER,
+        "the helper has a body that differs from the canonical one",
     );
     // And the proof notices that a missing tenant no longer raises AT001.
     assert_finding_starts(
@@ -320,6 +374,172 @@ fn flaw_helper_body_replaced() {
         "attestor.spines",
         "SELECT without a tenant fails with AT001: ",
     );
+    assert_only(&r, &[Check::Helper, Check::Dynamic]);
+}
+
+#[test]
+fn flaw_helper_has_a_set_clause() {
+    let flaw = "ALTER FUNCTION attestor_app.require_current_tenant() SET search_path = pg_catalog, pg_temp";
+    let r = verify_flawed(flaw, "");
+    assert_finding(
+        &r,
+        Check::Helper,
+        HELPER,
+        "the helper has a SET clause (SET search_path = pg_catalog, pg_temp): a function with a SET clause \
+         cannot be inlined, so every statement pays a function call",
+    );
+    assert_only(&r, &[Check::Helper]);
+    assert_inlined(&app_plan_with(flaw), false);
+}
+
+/// Migration 2's PL/pgSQL `require_current_tenant()`, as `CREATE OR REPLACE`.
+fn migration_two_helper() -> String {
+    let up = std::fs::read_to_string(
+        xtask::util::root().join("migrations/2026-11-28-000002_tenant_helpers/up.sql"),
+    )
+    .unwrap();
+    let start = up
+        .find("CREATE FUNCTION attestor_app.require_current_tenant()")
+        .unwrap();
+    let end = start + up[start..].find("$$;").unwrap() + 3;
+    up[start..end].replacen("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+}
+
+#[test]
+fn flaw_helper_is_plpgsql_again() {
+    let r = verify_flawed(&migration_two_helper(), "");
+    assert_finding(
+        &r,
+        Check::Helper,
+        HELPER,
+        "the helper is LANGUAGE plpgsql, must be LANGUAGE sql with a SQL-standard body (RETURN …): only a SQL \
+         function can be inlined into the policies",
+    );
+    assert_finding(
+        &r,
+        Check::Helper,
+        HELPER,
+        "the helper has a SET clause (SET search_path = pg_catalog, pg_temp): a function with a SET clause \
+         cannot be inlined, so every statement pays a function call",
+    );
+    // It still isolates and raises AT001/AT002: only check 3 sees it.
+    assert_only(&r, &[Check::Helper]);
+}
+
+#[test]
+fn flaw_helper_has_a_string_body() {
+    // LANGUAGE sql but `AS '…'`: names resolved at run time, so check 7 wants a search_path too.
+    let r = verify_flawed(
+        "CREATE OR REPLACE FUNCTION attestor_app.require_current_tenant() RETURNS uuid LANGUAGE sql STABLE
+         AS 'SELECT attestor_app.tenant_context_error(current_setting(''app.tenant_id'', true))'",
+        "",
+    );
+    assert_finding(
+        &r,
+        Check::Helper,
+        HELPER,
+        "the helper has a string body (AS '…'), must have a SQL-standard body (RETURN …): a string body \
+         resolves its names at run time, through the caller's search_path",
+    );
+    assert_finding(
+        &r,
+        Check::Leaks,
+        HELPER,
+        "function without a fixed search_path: callers can hijack the names it resolves",
+    );
+    assert_only(&r, &[Check::Helper, Check::Leaks]);
+}
+
+#[test]
+fn flaw_slow_path_executable_by_public() {
+    let r = verify_flawed(
+        "GRANT EXECUTE ON FUNCTION attestor_app.tenant_context_error(text) TO PUBLIC",
+        "",
+    );
+    assert_finding(
+        &r,
+        Check::Helper,
+        SLOW_PATH,
+        "the slow path is executable by PUBLIC",
+    );
+    assert_finding(
+        &r,
+        Check::PublicGrants,
+        SLOW_PATH,
+        "PUBLIC holds EXECUTE on function attestor_app.tenant_context_error(raw text)",
+    );
+    assert_only(&r, &[Check::Helper, Check::PublicGrants]);
+}
+
+#[test]
+fn flaw_slow_path_without_search_path() {
+    let r = verify_flawed(
+        "ALTER FUNCTION attestor_app.tenant_context_error(text) RESET search_path",
+        "",
+    );
+    assert_finding(
+        &r,
+        Check::Helper,
+        SLOW_PATH,
+        "the slow path has no fixed search_path",
+    );
+    assert_finding(
+        &r,
+        Check::Leaks,
+        SLOW_PATH,
+        "function without a fixed search_path: callers can hijack the names it resolves",
+    );
+    assert_only(&r, &[Check::Helper, Check::Leaks]);
+}
+
+#[test]
+fn flaw_slow_path_volatile_stops_inlining() {
+    let flaw = "ALTER FUNCTION attestor_app.tenant_context_error(text) VOLATILE";
+    let r = verify_flawed(flaw, "");
+    assert_finding(
+        &r,
+        Check::Helper,
+        SLOW_PATH,
+        "the slow path is VOLATILE (a volatile call in the helper's body stops the planner from inlining it), \
+         must be STABLE",
+    );
+    assert_only(&r, &[Check::Helper]);
+    assert_inlined(&app_plan_with(flaw), false);
+}
+
+#[test]
+fn flaw_slow_path_strict() {
+    let r = verify_flawed(
+        "ALTER FUNCTION attestor_app.tenant_context_error(text) STRICT",
+        "",
+    );
+    assert_finding(
+        &r,
+        Check::Helper,
+        SLOW_PATH,
+        "the slow path is STRICT: for an unset tenant (NULL) it returns NULL instead of raising AT001",
+    );
+    // A GUC never set in the session is NULL, and the policies would then
+    // match nothing instead of raising AT001. The proof cannot see it: it
+    // unsets the tenant with set_config(…, ''), which is '' and not NULL.
+    assert_only(&r, &[Check::Helper]);
+}
+
+#[test]
+fn the_migration_six_down_state_is_reported() {
+    let down = std::fs::read_to_string(
+        xtask::util::root().join("migrations/2026-11-28-000006_inline_tenant_helper/down.sql"),
+    )
+    .unwrap();
+    let r = verify_flawed(&format!("BEGIN;\n{down}\nCOMMIT;"), "");
+    assert_finding(
+        &r,
+        Check::Helper,
+        SLOW_PATH,
+        "the helper's slow path does not exist",
+    );
+    assert_finding_starts(&r, Check::Helper, HELPER, "the helper is LANGUAGE plpgsql, ");
+    assert_only(&r, &[Check::Helper]);
 }
 
 // --- check 4 --------------------------------------------------------------------

@@ -137,7 +137,10 @@ pub struct Policy {
 pub struct Function {
     pub schema: String,
     pub name: String,
+    /// `pg_get_function_identity_arguments` (names and types: `raw text`).
     pub args: String,
+    /// The argument types only (`oidvectortypes`: `text`).
+    pub arg_types: String,
     pub kind: String,
     pub security_definer: bool,
     pub leakproof: bool,
@@ -146,7 +149,19 @@ pub struct Function {
     pub config: Option<Vec<String>>,
     pub is_trigger: bool,
     pub returns: String,
+    pub strict: bool,
+    /// `prosrc`: the body of a string-body function (`AS $$…$$`); empty for
+    /// a SQL-standard body.
     pub body: Option<String>,
+    /// The function has a SQL-standard body (`RETURN …` or `BEGIN ATOMIC …
+    /// END`, `prosqlbody IS NOT NULL`): PostgreSQL parsed it and bound every
+    /// name it uses when the function was created.
+    pub standard_body: bool,
+    /// That body as the server deparses it (`pg_get_function_sqlbody`). The
+    /// text depends on the session (names visible on its search_path are not
+    /// qualified): compare it only with [`canonical_sql_body`] of the same
+    /// session.
+    pub sql_body: Option<String>,
     pub language: String,
     pub public_execute: bool,
 }
@@ -289,10 +304,13 @@ impl Catalog {
         ))?;
         let functions = db.json(&format!(
             "SELECT n.nspname AS schema, p.proname AS name, pg_get_function_identity_arguments(p.oid) AS args,
-                    p.prokind::text AS kind, p.prosecdef AS security_definer, p.proleakproof AS leakproof,
+                    oidvectortypes(p.proargtypes) AS arg_types, p.prokind::text AS kind,
+                    p.prosecdef AS security_definer, p.proleakproof AS leakproof,
                     p.provolatile::text AS volatility, pg_get_userbyid(p.proowner)::text AS owner,
                     p.proconfig AS config, p.prorettype = 'trigger'::regtype AS is_trigger,
-                    format_type(p.prorettype, NULL) AS returns, p.prosrc AS body, l.lanname AS language,
+                    format_type(p.prorettype, NULL) AS returns, p.proisstrict AS strict, p.prosrc AS body,
+                    p.prosqlbody IS NOT NULL AS standard_body, pg_get_function_sqlbody(p.oid) AS sql_body,
+                    l.lanname AS language,
                     (p.proacl IS NULL
                      OR EXISTS (SELECT 1 FROM aclexplode(p.proacl) x WHERE x.grantee = 0)) AS public_execute
              FROM pg_proc p
@@ -427,4 +445,32 @@ pub fn canonical_exprs(db: &mut Db, schema: &str, table: &str, exprs: &[String])
     })();
     db.exec("ROLLBACK TO SAVEPOINT rls_canon; RELEASE SAVEPOINT rls_canon")?;
     result
+}
+
+/// How the server itself deparses `body`, a SQL-standard function body
+/// (`RETURN …`), as the body of a `STABLE LANGUAGE sql` function returning
+/// `returns`: the same text `pg_get_function_sqlbody` gives for a function
+/// created with that body in this session, so that comparisons are between
+/// normalized texts (casts, parentheses and name qualification as the
+/// server writes them). Runs in a savepoint on a temporary function and
+/// leaves nothing behind. `Err` carries the server's message when the body
+/// does not compile here (for example when a function it calls is missing).
+pub fn canonical_sql_body(
+    db: &mut Db,
+    returns: &str,
+    body: &str,
+) -> Result<std::result::Result<String, String>> {
+    db.exec("SAVEPOINT rls_canon_body")?;
+    let result = (|| -> Result<Option<String>> {
+        db.exec(&format!(
+            "CREATE FUNCTION pg_temp.rls_canon_body() RETURNS {returns} LANGUAGE sql STABLE\n{body}"
+        ))?;
+        db.text("SELECT pg_get_function_sqlbody('pg_temp.rls_canon_body()'::regprocedure) AS v")
+    })();
+    db.exec("ROLLBACK TO SAVEPOINT rls_canon_body; RELEASE SAVEPOINT rls_canon_body")?;
+    Ok(match result {
+        Ok(Some(text)) => Ok(text),
+        Ok(None) => Err("the server returned no SQL-standard body".into()),
+        Err(e) => Err(e.chain().last().map(|c| c.to_string()).unwrap_or_default()),
+    })
 }

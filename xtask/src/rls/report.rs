@@ -15,7 +15,8 @@ pub enum Check {
     RlsEnabled,
     /// 2: exactly the canonical policy set.
     Policies,
-    /// 3: the helper require_current_tenant() is the generated one.
+    /// 3: the tenant helper require_current_tenant() is the canonical inlinable
+    /// SQL function, and its slow path tenant_context_error(text) the canonical one.
     Helper,
     /// 4: columns, updated_at trigger, keys, FKs and indexes include tenant_id.
     Conventions,
@@ -75,7 +76,7 @@ impl Check {
         match self {
             Check::RlsEnabled => "RLS enabled and forced, tenant_id uuid NOT NULL",
             Check::Policies => "canonical policy set",
-            Check::Helper => "require_current_tenant() is the generated helper",
+            Check::Helper => "require_current_tenant() is the canonical inlinable helper",
             Check::Conventions => "columns, updated_at trigger, keys/FKs/indexes with tenant_id",
             Check::Roles => "runtime roles: no superuser/BYPASSRLS/ownership/dangerous privileges",
             Check::PublicGrants => "nothing granted to PUBLIC",

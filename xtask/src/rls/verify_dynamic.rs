@@ -421,7 +421,7 @@ fn prove_table(
         fail(
             "a malformed tenant fails with AT002",
             o.describe(),
-            "restore the generated helper (check 3)",
+            "restore the canonical helper and its slow path (check 3)",
             report,
         );
     }

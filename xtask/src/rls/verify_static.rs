@@ -10,16 +10,38 @@ use std::collections::BTreeSet;
 use anyhow::Result;
 use serde::Deserialize;
 
-use super::catalog::{canonical_exprs, policies_on, Catalog, Table};
+use super::catalog::{canonical_exprs, canonical_sql_body, policies_on, Catalog, Function, Table};
 use super::config::Config;
 use super::db::Db;
 use super::generate::{desired, policy_matches, PolicySpec};
 use super::report::{Check, Finding, Report};
 use super::{isolation_policy_name, lit, Module};
 
-/// The canonical body of `<module>_app.require_current_tenant()`; migration
-/// 2 must create exactly this (a unit test keeps them in step).
-pub const HELPER_BODY: &str = include_str!("require_current_tenant.plpgsql");
+/// The migration that creates the canonical tenant helper and its slow path.
+pub const HELPER_MIGRATION: &str = "2026-11-28-000006_inline_tenant_helper";
+
+/// The canonical SQL-standard body (`RETURN …`) of
+/// `<module>_app.require_current_tenant()`, as migration 6 writes it for
+/// module `attestor` (a unit test keeps them in step; [`helper_body`] puts in
+/// another module's helper schema). Check 3 never compares this text
+/// directly: the server deparses it (a temporary function, rolled back) and
+/// that is compared with the helper's deparsed body, since the deparsed form
+/// adds casts and parentheses and qualifies names by the session's
+/// search_path.
+pub const HELPER_BODY: &str = include_str!("require_current_tenant.sql");
+
+/// The canonical body of `<module>_app.tenant_context_error(text)`, the
+/// PL/pgSQL slow path of the helper (compared whitespace-normalized with
+/// `prosrc`); migration 6 must contain exactly this (a unit test checks).
+pub const SLOW_PATH_BODY: &str = include_str!("tenant_context_error.plpgsql");
+
+/// [`HELPER_BODY`] for module `m` (its slow path lives in `m`'s helper schema).
+pub fn helper_body(m: &Module) -> String {
+    HELPER_BODY.replace(
+        "attestor_app.tenant_context_error(",
+        &format!("{}.tenant_context_error(", super::ident(&m.helper_schema())),
+    )
+}
 
 fn list(items: &[String]) -> String {
     format!(
@@ -43,7 +65,7 @@ pub fn run(
     for m in modules {
         rls_enabled(catalog, m, report);
         policies(db, catalog, m, config, report)?;
-        helper(catalog, m, report);
+        helper(db, catalog, m, report)?;
         conventions(catalog, m, report);
         roles(db, m, report)?;
         public_grants(db, m, report)?;
@@ -206,61 +228,217 @@ fn policies(db: &mut Db, catalog: &Catalog, m: &Module, config: &Config, report:
     Ok(())
 }
 
-/// Check 3.
-fn helper(catalog: &Catalog, m: &Module, report: &mut Report) {
-    let object = format!("{}.require_current_tenant()", m.helper_schema());
+/// Check 3: the tenant helper and its slow path.
+///
+/// `<module>_app.require_current_tenant()` is what every policy calls (once
+/// per statement, as an InitPlan). It must be the canonical *inlinable* SQL
+/// function of migration 6: returns uuid, STABLE, SECURITY INVOKER, owned by
+/// the owner role, `LANGUAGE sql` with a SQL-standard body (`RETURN …`) equal
+/// to [`HELPER_BODY`] (both sides deparsed by the server in this session,
+/// then compared whitespace-normalized), no SET clause at all (a function
+/// with one is never inlined), and not executable by PUBLIC. It needs no
+/// `SET search_path`: a SQL-standard body binds every name it uses when the
+/// function is created, so no caller's search_path can redirect it.
+///
+/// `<module>_app.tenant_context_error(text)` is the PL/pgSQL slow path that
+/// body calls for anything but a canonical UUID (it raises AT001/AT002):
+/// returns uuid, STABLE (a volatile call in the helper's body would stop
+/// the planner from inlining it), not STRICT (an unset tenant would give
+/// NULL instead of AT001), SECURITY INVOKER, owned by the owner role, a
+/// fixed search_path, the body [`SLOW_PATH_BODY`], not executable by PUBLIC.
+fn helper(db: &mut Db, catalog: &Catalog, m: &Module, report: &mut Report) -> Result<()> {
+    let schema = m.helper_schema();
+    let object = format!("{schema}.require_current_tenant()");
+    let recreate = format!("recreate it exactly as migration {HELPER_MIGRATION} does");
     report.examine(&object, Check::Helper);
-    let Some(f) = catalog
+    match catalog
         .functions
         .iter()
-        .find(|f| f.schema == m.helper_schema() && f.name == "require_current_tenant" && f.args.is_empty())
-    else {
-        report.add(Finding::new(
+        .find(|f| f.schema == schema && f.name == "require_current_tenant" && f.args.is_empty())
+    {
+        None => report.add(Finding::new(
             Check::Helper,
             &object,
             "the helper function does not exist",
-            "create it as in migration 2026-11-28-000002_tenant_helpers",
+            format!("create it as migration {HELPER_MIGRATION} does"),
+        )),
+        Some(f) => {
+            // (problem, fix)
+            let mut problems: Vec<(String, String)> = Vec::new();
+            common_problems(f, m, false, &mut problems);
+            if let Some(set) = set_clause(f) {
+                problems.push((
+                    format!(
+                        "has a SET clause ({set}): a function with a SET clause cannot be inlined, so every \
+                         statement pays a function call"
+                    ),
+                    if f.language == "sql" && f.standard_body {
+                        format!(
+                            "ALTER FUNCTION {object} RESET ALL (its SQL-standard body needs no search_path: the \
+                             names are bound when it is created)"
+                        )
+                    } else {
+                        recreate.clone()
+                    },
+                ));
+            }
+            if f.language != "sql" {
+                problems.push((
+                    format!(
+                        "is LANGUAGE {}, must be LANGUAGE sql with a SQL-standard body (RETURN …): only a SQL \
+                         function can be inlined into the policies",
+                        f.language
+                    ),
+                    recreate.clone(),
+                ));
+            } else if !f.standard_body {
+                problems.push((
+                    "has a string body (AS '…'), must have a SQL-standard body (RETURN …): a string body \
+                     resolves its names at run time, through the caller's search_path"
+                        .into(),
+                    recreate.clone(),
+                ));
+            } else {
+                let want = helper_body(m);
+                let canonical = canonical_sql_body(db, "uuid", &want)?;
+                let have = normalize_ws(f.sql_body.as_deref().unwrap_or(""));
+                match canonical {
+                    Ok(c) if normalize_ws(&c) == have => {}
+                    Ok(_) => problems.push((
+                        "has a body that differs from the canonical one".into(),
+                        format!("{recreate} (body: xtask/src/rls/require_current_tenant.sql)"),
+                    )),
+                    Err(e) => problems.push((
+                        "has a body that differs from the canonical one".into(),
+                        format!("{recreate} (the canonical body does not compile in this database: {e})"),
+                    )),
+                }
+            }
+            for (p, fix) in problems {
+                report.add(Finding::new(
+                    Check::Helper,
+                    &object,
+                    format!("the helper {p}"),
+                    if fix.is_empty() { recreate.clone() } else { fix },
+                ));
+            }
+        }
+    }
+
+    let slow = catalog
+        .functions
+        .iter()
+        .find(|f| f.schema == schema && f.name == "tenant_context_error" && f.arg_types == "text");
+    let slow_object = slow.map_or_else(|| format!("{schema}.tenant_context_error(raw text)"), |f| f.key());
+    report.examine(&slow_object, Check::Helper);
+    let Some(f) = slow else {
+        report.add(Finding::new(
+            Check::Helper,
+            &slow_object,
+            "the helper's slow path does not exist",
+            format!("create it as migration {HELPER_MIGRATION} does"),
         ));
-        return;
+        return Ok(());
     };
-    let mut problems = Vec::new();
-    if f.returns != "uuid" {
-        problems.push(format!("returns {} instead of uuid", f.returns));
-    }
-    if f.volatility != "s" {
-        let v = match f.volatility.as_str() {
-            "i" => "IMMUTABLE (the planner may fold it into a constant)",
-            _ => "VOLATILE (evaluated per row instead of once per statement)",
-        };
-        problems.push(format!("is {v}, must be STABLE"));
-    }
-    if f.security_definer {
-        problems.push("is SECURITY DEFINER, must be SECURITY INVOKER".into());
-    }
-    if f.owner != m.owner_role() {
-        problems.push(format!(
-            "is owned by {}, must be owned by {}",
-            f.owner,
-            m.owner_role()
+    let mut problems: Vec<(String, String)> = Vec::new();
+    common_problems(f, m, true, &mut problems);
+    if f.strict {
+        problems.push((
+            "is STRICT: for an unset tenant (NULL) it returns NULL instead of raising AT001".into(),
+            format!("ALTER FUNCTION {schema}.tenant_context_error(text) CALLED ON NULL INPUT"),
         ));
     }
     if !f.has_fixed_search_path() {
-        problems.push("has no fixed search_path".into());
-    }
-    if f.language != "plpgsql" || normalize_ws(f.body.as_deref().unwrap_or("")) != normalize_ws(HELPER_BODY) {
-        problems.push("has a body that differs from the generated one".into());
-    }
-    if f.public_execute {
-        problems.push("is executable by PUBLIC".into());
-    }
-    for p in problems {
-        report.add(Finding::new(
-            Check::Helper,
-            &object,
-            format!("the helper {p}"),
-            "recreate it exactly as migration 2026-11-28-000002_tenant_helpers does",
+        problems.push((
+            "has no fixed search_path".into(),
+            format!(
+                "ALTER FUNCTION {schema}.tenant_context_error(text) SET search_path = pg_catalog, pg_temp"
+            ),
         ));
     }
+    if f.language != "plpgsql"
+        || normalize_ws(f.body.as_deref().unwrap_or("")) != normalize_ws(SLOW_PATH_BODY)
+    {
+        problems.push((
+            "has a body that differs from the canonical one".into(),
+            format!(
+                "recreate it exactly as migration {HELPER_MIGRATION} does (body: \
+                 xtask/src/rls/tenant_context_error.plpgsql)"
+            ),
+        ));
+    }
+    for (p, fix) in problems {
+        report.add(Finding::new(
+            Check::Helper,
+            &slow_object,
+            format!("the slow path {p}"),
+            if fix.is_empty() {
+                format!("recreate it exactly as migration {HELPER_MIGRATION} does")
+            } else {
+                fix
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// What the helper and its slow path share: returns uuid, STABLE, SECURITY
+/// INVOKER, owned by the owner role, not executable by PUBLIC (`slow_path`:
+/// `f` is tenant_context_error). An empty fix means "recreate it".
+fn common_problems(f: &Function, m: &Module, slow_path: bool, problems: &mut Vec<(String, String)>) {
+    let q = format!(
+        "{}.{}({})",
+        super::ident(&f.schema),
+        super::ident(&f.name),
+        f.arg_types
+    );
+    if f.returns != "uuid" {
+        problems.push((format!("returns {} instead of uuid", f.returns), String::new()));
+    }
+    if f.volatility != "s" {
+        let v = match (f.volatility.as_str(), slow_path) {
+            ("i", false) => "IMMUTABLE (the planner may fold it into a constant)",
+            ("i", true) => "IMMUTABLE (it is not: it raises on what the GUC holds)",
+            (_, false) => "VOLATILE (evaluated per row instead of once per statement)",
+            (_, true) => "VOLATILE (a volatile call in the helper's body stops the planner from inlining it)",
+        };
+        problems.push((
+            format!("is {v}, must be STABLE"),
+            format!("ALTER FUNCTION {q} STABLE"),
+        ));
+    }
+    if f.security_definer {
+        problems.push((
+            "is SECURITY DEFINER, must be SECURITY INVOKER".into(),
+            format!("ALTER FUNCTION {q} SECURITY INVOKER"),
+        ));
+    }
+    if f.owner != m.owner_role() {
+        problems.push((
+            format!("is owned by {}, must be owned by {}", f.owner, m.owner_role()),
+            format!("ALTER FUNCTION {q} OWNER TO {}", m.owner_role()),
+        ));
+    }
+    if f.public_execute {
+        problems.push((
+            "is executable by PUBLIC".into(),
+            format!("REVOKE ALL ON FUNCTION {q} FROM PUBLIC"),
+        ));
+    }
+}
+
+/// The function's SET clauses (`SET search_path = pg_catalog, pg_temp`), if any.
+fn set_clause(f: &Function) -> Option<String> {
+    let settings: Vec<String> = f
+        .config
+        .iter()
+        .flatten()
+        .map(|c| match c.split_once('=') {
+            Some((name, value)) => format!("SET {name} = {value}"),
+            None => format!("SET {c}"),
+        })
+        .collect();
+    (!settings.is_empty()).then(|| settings.join(", "))
 }
 
 /// Check 4.
@@ -691,12 +869,30 @@ fn leaks(catalog: &Catalog, m: &Module, config: &Config, report: &mut Report) {
                 format!("ALTER FUNCTION {q} NOT LEAKPROOF"),
             ));
         }
-        if !f.has_fixed_search_path() && f.kind != "a" && !config.allows("search-path", &key) {
+        // A SQL-standard body (`RETURN …`, `BEGIN ATOMIC … END`) is parsed when
+        // the function is created and stores what every name it uses resolved
+        // to (functions, operators, types, tables by OID), so no caller's
+        // search_path can redirect it: it needs no fixed search_path. (And an
+        // inlinable one such as require_current_tenant() must not have one:
+        // a SET clause prevents inlining, check 3.) What it calls is checked
+        // on its own. String bodies (`AS '…'`) resolve names when they run.
+        if !f.has_fixed_search_path()
+            && !f.standard_body
+            && f.kind != "a"
+            && !config.allows("search-path", &key)
+        {
             report.add(Finding::new(
                 Check::Leaks,
                 &key,
                 "function without a fixed search_path: callers can hijack the names it resolves",
-                format!("ALTER FUNCTION {q} SET search_path = pg_catalog, pg_temp"),
+                if f.language == "sql" {
+                    format!(
+                        "ALTER FUNCTION {q} SET search_path = pg_catalog, pg_temp, or recreate it with a \
+                         SQL-standard body (RETURN …)"
+                    )
+                } else {
+                    format!("ALTER FUNCTION {q} SET search_path = pg_catalog, pg_temp")
+                },
             ));
         }
     }
@@ -963,14 +1159,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn migration_two_creates_the_canonical_helper() {
+    fn migration_six_creates_the_canonical_helper_and_slow_path() {
         let up = std::fs::read_to_string(
-            crate::util::root().join("migrations/2026-11-28-000002_tenant_helpers/up.sql"),
+            crate::util::root().join(format!("migrations/{HELPER_MIGRATION}/up.sql")),
         )
         .unwrap();
+        let up = normalize_ws(&up);
         assert!(
-            normalize_ws(&up).contains(&normalize_ws(HELPER_BODY)),
-            "require_current_tenant() in migration 2 differs from xtask/src/rls/require_current_tenant.plpgsql"
+            up.contains("FUNCTION attestor_app.require_current_tenant() RETURNS uuid LANGUAGE sql")
+                && up.contains(&format!("{};", normalize_ws(HELPER_BODY))),
+            "require_current_tenant() in migration 6 differs from xtask/src/rls/require_current_tenant.sql"
+        );
+        assert!(
+            up.contains(&format!("AS $$ {} $$;", normalize_ws(SLOW_PATH_BODY))),
+            "tenant_context_error() in migration 6 differs from xtask/src/rls/tenant_context_error.plpgsql"
+        );
+        assert!(
+            up.contains("REVOKE ALL ON FUNCTION attestor_app.tenant_context_error(text) FROM PUBLIC;"),
+            "migration 6 must revoke EXECUTE on the slow path from PUBLIC"
+        );
+    }
+
+    #[test]
+    fn helper_body_names_the_module_helper_schema() {
+        assert_eq!(helper_body(&Module::new("attestor", "attestor")), HELPER_BODY);
+        let other = helper_body(&Module::new("billing", "billing"));
+        assert!(
+            other.contains("ELSE billing_app.tenant_context_error(current_setting("),
+            "{other}"
+        );
+        assert!(!other.contains("attestor_app"), "{other}");
+    }
+
+    #[test]
+    fn set_clauses_are_spelled_as_sql() {
+        let mut f: Function = serde_json::from_value(serde_json::json!({
+            "schema": "attestor_app", "name": "require_current_tenant", "args": "", "arg_types": "",
+            "kind": "f", "security_definer": false, "leakproof": false, "volatility": "s",
+            "owner": "attestor_owner", "config": null, "is_trigger": false, "returns": "uuid",
+            "strict": false, "body": "", "standard_body": true, "sql_body": "RETURN 1",
+            "language": "sql", "public_execute": false
+        }))
+        .unwrap();
+        assert_eq!(set_clause(&f), None);
+        f.config = Some(vec![
+            "search_path=pg_catalog, pg_temp".into(),
+            "work_mem=64kB".into(),
+        ]);
+        assert_eq!(
+            set_clause(&f).as_deref(),
+            Some("SET search_path = pg_catalog, pg_temp, SET work_mem = 64kB")
         );
     }
 }

@@ -1,3 +1,18 @@
+-- Revert migration 6: back to migration 2's PL/pgSQL require_current_tenant().
+
+SET LOCAL ROLE attestor_owner;
+
+CREATE OR REPLACE FUNCTION attestor_app.require_current_tenant()
+    RETURNS uuid
+    LANGUAGE plpgsql
+    STABLE
+    SECURITY INVOKER
+    -- Restricted, not unsafe: as the InitPlan of an RLS policy it runs once in
+    -- the leader, and parallel plans stay possible for the rest of the query.
+    -- (The EXCEPTION block below needs a subtransaction, forbidden in workers.)
+    PARALLEL RESTRICTED
+    SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     raw    text := NULLIF(current_setting('app.tenant_id', true), '');
     tenant uuid;
@@ -29,3 +44,12 @@ BEGIN
 
     RETURN tenant;
 END
+$$;
+
+COMMENT ON FUNCTION attestor_app.require_current_tenant() IS
+    'Tenant of the current transaction (GUC app.tenant_id, set with set_config(..., true)). '
+    'Raises AT001 when unset, AT002 when not a UUID or the nil UUID.';
+
+DROP FUNCTION attestor_app.tenant_context_error(text);
+
+SET LOCAL ROLE NONE;
