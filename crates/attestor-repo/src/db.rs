@@ -30,11 +30,14 @@
 //!    Only after a successful `COMMIT`/`ROLLBACK`, with diesel-async reporting no
 //!    open transaction, is the *in use* flag cleared.
 //!
-//! [`Database::fetch`] goes one step further for a single statement: it
-//! polls the `BEGIN; set_config(…)` future and the query future together on
+//! [`Database::fetch`] goes further for a single statement: it polls the
+//! `BEGIN; set_config(…)` future, the query future and, once the statement is
+//! known to be prepared on the connection, the `COMMIT` future together on
 //! `&AsyncPgConnection` (diesel-async pipelines concurrently polled futures;
-//! each sends its request on its first poll, BEGIN first), so the guard and
-//! the statement share one round trip; `COMMIT` follows.
+//! each sends its request on its first poll, in order), so guard, statement
+//! and commit share *one* round trip. See [`Database::fetch`] for why this
+//! needs the statement to be prepared already and why a mistake there fails
+//! closed.
 //!
 //! The pool's `has_broken` hook discards any connection whose flag is still
 //! set when it comes back, which covers every way out that is not a clean
@@ -48,6 +51,8 @@
 //! empty string), use a session-level `SET`, or return a connection to the
 //! pool that still has an open transaction.
 
+use std::any::TypeId;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +60,8 @@ use std::time::Duration;
 use attestor_formats::Limits;
 use bb8::ManageConnection;
 use diesel::connection::{Instrumentation, InstrumentationEvent};
+use diesel::pg::Pg;
+use diesel::query_builder::{QueryFragment, QueryId};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, PoolError};
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, TransactionManager};
 use scoped_futures::ScopedBoxFuture;
@@ -74,6 +81,9 @@ pub(crate) struct GuardedManager {
 pub(crate) struct GuardedConnection {
     conn: AsyncPgConnection,
     in_use: bool,
+    /// Statements (by diesel query id) that diesel-async has prepared and
+    /// cached on this connection, so [`Database::fetch`] may pipeline COMMIT.
+    prepared: HashSet<TypeId>,
     /// Set by [`ErrorFlag`] whenever a statement on this connection fails.
     query_failed: Arc<AtomicBool>,
 }
@@ -113,6 +123,7 @@ impl ManageConnection for GuardedManager {
         Ok(GuardedConnection {
             conn,
             in_use: false,
+            prepared: HashSet::new(),
             query_failed,
         })
     }
@@ -340,6 +351,17 @@ fn release_if_clean(g: &mut GuardedConnection) {
     }
 }
 
+/// The key under which diesel-async's statement cache keeps `query`'s prepared
+/// statement, when it keeps one: its static query id (diesel caches by type
+/// alone for those), if the query says it is safe to cache. `None`: prepared
+/// afresh on every execution.
+fn statement_key<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> Option<TypeId> {
+    match query.is_safe_to_cache_prepared(&Pg) {
+        Ok(true) => Q::query_id(),
+        _ => None,
+    }
+}
+
 /// What an idle pooled connection carries, read without a tenant: see [`Database::probe_idle`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionProbe {
@@ -484,19 +506,38 @@ impl Database {
     }
 
     /// Runs one query in a tenant transaction with the guard *pipelined* with
-    /// it: the `BEGIN; SELECT set_config(…)` message and the query are sent
-    /// back to back on the wire before either answer is read (diesel-async
-    /// pipelines concurrently polled futures on `&AsyncPgConnection`), then
-    /// `COMMIT`. Two round trips for a prepared statement instead of the three
-    /// of `transaction` (BEGIN, query, COMMIT). Same cleanup rules: any error
-    /// rolls back, a dropped future discards the connection.
+    /// it: the `BEGIN; SELECT set_config(…)` message, the query and `COMMIT`
+    /// are sent back to back before any answer is read (diesel-async
+    /// pipelines concurrently polled futures on `&AsyncPgConnection`): one
+    /// round trip instead of the three of `transaction` (BEGIN, query, COMMIT).
+    /// Same cleanup rules: any error rolls back, a dropped future discards the
+    /// connection.
+    ///
+    /// The single round trip needs the statement to be prepared on the
+    /// connection already: a statement diesel-async still has to prepare sends
+    /// `Parse` first and its `Bind`/`Execute` only after the answer, which
+    /// would put it *after* the pipelined `COMMIT`. So the guarded connection
+    /// remembers which statements (diesel's static query id, for queries that
+    /// are safe to cache, exactly what diesel-async's statement cache keys on)
+    /// it has run; the first run of a statement on a connection, and every
+    /// run of one that is never cached (`sql_query`, boxed queries), takes two
+    /// round trips (`BEGIN`+guard with the query, then `COMMIT`). Were that
+    /// bookkeeping ever wrong, the statement would run after `COMMIT`, outside
+    /// the transaction and without a tenant, and every tenant table's policy
+    /// refuses that with `TenantNotSet` (AT001): it fails closed, and the
+    /// statement is forgotten so the next run takes two round trips again.
+    /// The span records `round_trips` (1 or 2).
     ///
     /// The transaction is invisible to diesel-async's transaction manager
     /// (this function sends `BEGIN`/`COMMIT`/`ROLLBACK` itself and the query
     /// cannot nest one), so use it for single statements, typically hot reads.
     pub async fn fetch<Q, U>(&self, ctx: TenantContext, query: Q) -> Result<Vec<U>, RepoError>
     where
-        Q: for<'c> diesel_async::methods::LoadQuery<'static, &'c AsyncPgConnection, U> + Send + 'static,
+        Q: for<'c> diesel_async::methods::LoadQuery<'static, &'c AsyncPgConnection, U>
+            + QueryFragment<Pg>
+            + QueryId
+            + Send
+            + 'static,
         U: Send + 'static,
     {
         use diesel_async::SimpleAsyncConnection as _;
@@ -505,38 +546,71 @@ impl Database {
             tenant = %ctx.tenant,
             actor = ctx.actor.as_deref().unwrap_or(""),
             pipelined = true,
+            round_trips = tracing::field::Empty,
         );
+        let recorder = span.clone();
         async move {
             let begin = begin_sql(
                 Some(ctx.tenant),
                 ctx.actor.as_deref(),
                 self.core.statement_timeout,
             )?;
+            let key = statement_key(&query);
             let mut pooled = self.core.pool.get_owned().await?;
             let g: &mut GuardedConnection = &mut pooled;
             g.in_use = true;
-            let (begun, rows) = {
-                let conn: &AsyncPgConnection = &g.conn;
-                let (mut c1, mut c2) = (conn, conn);
-                // `join` polls the BEGIN future first, and a diesel-async query
-                // future sends its request on its first poll: BEGIN is on the
-                // wire before the query, whatever the statement cache holds.
-                futures_util::future::join(c1.batch_execute(&begin), query.load::<U>(&mut c2)).await
+            let one_round_trip = key.is_some_and(|k| g.prepared.contains(&k));
+            recorder.record("round_trips", if one_round_trip { 1 } else { 2 });
+            let conn: &AsyncPgConnection = &g.conn;
+            let (mut c1, mut c2, mut c3) = (conn, conn, conn);
+            // `join` polls its futures in order and each diesel-async future
+            // sends its request on its first poll; a query whose statement is
+            // already prepared sends Bind/Execute at once, one that is not
+            // sends Parse first and Bind/Execute only after the answer.
+            let (begun, rows, ended) = if one_round_trip {
+                let (b, r, c) = futures_util::future::join3(
+                    c1.batch_execute(&begin),
+                    query.load::<U>(&mut c2),
+                    c3.batch_execute("COMMIT"),
+                )
+                .await;
+                (b, r, Some(c))
+            } else {
+                let (b, r) =
+                    futures_util::future::join(c1.batch_execute(&begin), query.load::<U>(&mut c2)).await;
+                (b, r, None)
             };
             let outcome = begun
                 .map_err(RepoError::from)
                 .and_then(|()| rows.map_err(RepoError::from));
-            match outcome {
-                Ok(rows) => {
-                    g.conn.batch_execute("COMMIT").await.map_err(RepoError::from)?;
+            if one_round_trip && matches!(outcome, Err(RepoError::TenantNotSet)) {
+                // Fails closed: the statement was not prepared after all, so it
+                // ran after COMMIT, outside the tenant transaction, and RLS
+                // refused it. Next time, take two round trips.
+                if let Some(k) = key {
+                    g.prepared.remove(&k);
+                }
+            }
+            let ended = match ended {
+                Some(commit) => commit,
+                None if outcome.is_ok() => g.conn.batch_execute("COMMIT").await,
+                None => g.conn.batch_execute("ROLLBACK").await,
+            };
+            match ended {
+                // COMMIT of a failed transaction rolls it back: either way the
+                // transaction is over and the tenant setting gone with it.
+                Ok(()) => {
                     g.in_use = false;
-                    Ok(rows)
+                    if let (Ok(_), Some(k)) = (&outcome, key) {
+                        g.prepared.insert(k);
+                    }
+                    outcome
                 }
                 Err(e) => {
                     if g.conn.batch_execute("ROLLBACK").await.is_ok() {
                         g.in_use = false;
                     }
-                    Err(e)
+                    Err(outcome.err().unwrap_or_else(|| e.into()))
                 }
             }
         }

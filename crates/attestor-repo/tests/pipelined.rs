@@ -105,3 +105,30 @@ async fn fetch_errors_and_cancellation_leave_a_clean_pool() {
         .unwrap_err();
     assert!(matches!(e, RepoError::InvalidInput { .. }), "{e:?}");
 }
+
+/// A statement that fails in the single-round-trip path (prepared, COMMIT
+/// pipelined behind it): the error is reported, the failed transaction ends
+/// with that COMMIT, and the same connection serves the next fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_statement_with_commit_pipelined_leaves_the_connection_clean() {
+    let tdb = test_db();
+    let db = app(&tdb, 1).await;
+    let t = TenantId::new_random();
+    let doc = gen::cyclonedx(4);
+    run!(db, t, |tx| { sbom_entries::ingest(tx, &doc).await }).unwrap();
+    let pid = db.probe_idle().await.unwrap().backend_pid;
+    let quotient = |divisor: i32| {
+        db.fetch::<_, i32>(
+            TenantContext::new(t),
+            s::table.select(s::component_count / divisor),
+        )
+    };
+    assert_eq!(quotient(2).await.unwrap(), [2], "first run: two round trips");
+    let e = quotient(0).await.unwrap_err();
+    assert!(e.to_string().contains("division by zero"), "{e:?}");
+    let probe = db.probe_idle().await.unwrap();
+    assert!(probe.is_clean() && probe.backend_pid == pid, "{probe:?}");
+    assert_eq!(quotient(1).await.unwrap(), [4]);
+    let probe = db.probe_idle().await.unwrap();
+    assert!(probe.is_clean() && probe.backend_pid == pid, "{probe:?}");
+}
