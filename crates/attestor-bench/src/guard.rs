@@ -4,9 +4,9 @@
 //! tenants, then, with the same pool size and concurrency, alternates timed
 //! rounds of:
 //!
-//! * **guarded**: `Database::fetch` as `attestor_app` (the pipelined
-//!   single-statement path: `BEGIN; set_config('app.tenant_id', …, true)` and
-//!   the query on the wire together, then `COMMIT`; the RLS policy adds the
+//! * **guarded**: `Database::fetch` as `attestor_app` (one request: the
+//!   guard's `set_config('app.tenant_id', …, true)` spliced into the query's
+//!   own message group, one implicit transaction; the RLS policy adds the
 //!   tenant), and, reported alongside, the general `Database::transaction`
 //!   (BEGIN+set_config, query, COMMIT: three round trips);
 //! * **baseline**: the same query with an explicit `WHERE tenant_id = $1`,

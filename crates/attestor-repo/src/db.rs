@@ -1,7 +1,9 @@
 //! The tenant guard: the pool and the only way to run tenant-scoped SQL.
 //!
 //! Owns: [`Database`] (a bb8 pool of `AsyncPgConnection`s logged in as
-//! `attestor_app`), [`Database::transaction`] and the [`TenantTx`] it lends
+//! `attestor_app`, opened through `wire::connect`; they do not
+//! deliver LISTEN notifications, open a connection of your own for that),
+//! [`Database::transaction`] and the [`TenantTx`] it lends
 //! to the closure; [`WorkerDatabase`]/[`WorkerTx`], the separately named
 //! path for work that spans tenants (the queue worker, as `attestor_worker`);
 //! and the pool wrapper that decides whether a returned connection may be
@@ -30,14 +32,12 @@
 //!    Only after a successful `COMMIT`/`ROLLBACK`, with diesel-async reporting no
 //!    open transaction, is the *in use* flag cleared.
 //!
-//! [`Database::fetch`] goes further for a single statement: it polls the
-//! `BEGIN; set_config(…)` future, the query future and, once the statement is
-//! known to be prepared on the connection, the `COMMIT` future together on
-//! `&AsyncPgConnection` (diesel-async pipelines concurrently polled futures;
-//! each sends its request on its first poll, in order), so guard, statement
-//! and commit share *one* round trip. See [`Database::fetch`] for why this
-//! needs the statement to be prepared already and why a mistake there fails
-//! closed.
+//! [`Database::fetch`] runs a single statement in *one* request: the pool's
+//! connections run over `wire`'s splice stream, which writes the
+//! guard's `Bind`/`Execute` (a `set_config('app.tenant_id', $1, true)`
+//! prepared on every connection) into the statement's own extended-protocol
+//! group, so guard and statement share one implicit transaction that the
+//! statement's `Sync` ends; no `BEGIN`/`COMMIT`.
 //!
 //! The pool's `has_broken` hook discards any connection whose flag is still
 //! set when it comes back, which covers every way out that is not a clean
@@ -51,8 +51,6 @@
 //! empty string), use a session-level `SET`, or return a connection to the
 //! pool that still has an open transaction.
 
-use std::any::TypeId;
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,8 +58,6 @@ use std::time::Duration;
 use attestor_formats::Limits;
 use bb8::ManageConnection;
 use diesel::connection::{Instrumentation, InstrumentationEvent};
-use diesel::pg::Pg;
-use diesel::query_builder::{QueryFragment, QueryId};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, PoolError};
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, TransactionManager};
 use scoped_futures::ScopedBoxFuture;
@@ -70,10 +66,15 @@ use tracing::Instrument as _;
 use crate::config::DatabaseConfig;
 use crate::error::RepoError;
 use crate::tenant::{TenantContext, TenantId, MAX_ACTOR_BYTES};
+use crate::wire::{self, Splice};
 
 /// bb8 manager: diesel-async's manager plus the *in use* flag check.
 pub(crate) struct GuardedManager {
     inner: AsyncDieselConnectionManager<AsyncPgConnection>,
+    url: String,
+    /// Open connections through [`wire::connect`] (the tenant pool, for
+    /// [`Database::fetch`]); the worker pool uses diesel-async's own.
+    splice: bool,
 }
 
 /// A pooled connection and whether a transaction we opened on it has not yet
@@ -81,9 +82,8 @@ pub(crate) struct GuardedManager {
 pub(crate) struct GuardedConnection {
     conn: AsyncPgConnection,
     in_use: bool,
-    /// Statements (by diesel query id) that diesel-async has prepared and
-    /// cached on this connection, so [`Database::fetch`] may pipeline COMMIT.
-    prepared: HashSet<TypeId>,
+    /// The guard splice of this connection's socket (tenant pool only).
+    splice: Option<Splice>,
     /// Set by [`ErrorFlag`] whenever a statement on this connection fails.
     query_failed: Arc<AtomicBool>,
 }
@@ -114,7 +114,14 @@ impl ManageConnection for GuardedManager {
 
     async fn connect(&self) -> Result<GuardedConnection, PoolError> {
         use diesel_async::AsyncConnection as _;
-        let mut conn = self.inner.connect().await?;
+        let (mut conn, splice) = if self.splice {
+            let (conn, splice) = wire::connect(&self.url)
+                .await
+                .map_err(PoolError::ConnectionError)?;
+            (conn, Some(splice))
+        } else {
+            (self.inner.connect().await?, None)
+        };
         let query_failed = Arc::new(AtomicBool::new(false));
         conn.set_instrumentation(ErrorFlag {
             failed: query_failed.clone(),
@@ -123,7 +130,7 @@ impl ManageConnection for GuardedManager {
         Ok(GuardedConnection {
             conn,
             in_use: false,
-            prepared: HashSet::new(),
+            splice,
             query_failed,
         })
     }
@@ -141,12 +148,14 @@ impl ManageConnection for GuardedManager {
 type Pool = bb8::Pool<GuardedManager>;
 type Pooled = bb8::PooledConnection<'static, GuardedManager>;
 
-async fn build_pool(config: &DatabaseConfig) -> Result<Pool, RepoError> {
+async fn build_pool(config: &DatabaseConfig, splice: bool) -> Result<Pool, RepoError> {
     if config.max_connections == 0 {
         return Err(RepoError::invalid("max_connections must be at least 1"));
     }
     let manager = GuardedManager {
         inner: AsyncDieselConnectionManager::new(config.url.clone()),
+        url: config.url.clone(),
+        splice,
     };
     let pool = bb8::Pool::builder()
         .max_size(config.max_connections)
@@ -175,9 +184,9 @@ struct PoolCore {
 }
 
 impl PoolCore {
-    async fn connect(config: &DatabaseConfig) -> Result<PoolCore, RepoError> {
+    async fn connect(config: &DatabaseConfig, splice: bool) -> Result<PoolCore, RepoError> {
         Ok(PoolCore {
-            pool: build_pool(config).await?,
+            pool: build_pool(config, splice).await?,
             limits: config.limits(),
             statement_timeout: config.statement_timeout,
         })
@@ -261,6 +270,18 @@ fn escape_literal(value: &str) -> String {
     out
 }
 
+/// The actor as sent to the server (`""` for none): NUL and overlong refused.
+fn checked_actor(actor: Option<&str>) -> Result<&str, RepoError> {
+    match actor {
+        Some(a) if a.contains('\0') => Err(RepoError::invalid("actor contains a NUL character")),
+        Some(a) if a.len() > MAX_ACTOR_BYTES => Err(RepoError::invalid(format!(
+            "actor is longer than {MAX_ACTOR_BYTES} bytes"
+        ))),
+        Some(a) => Ok(a),
+        None => Ok(""),
+    }
+}
+
 /// The one message that opens a transaction and sets its context.
 fn begin_sql(
     tenant: Option<TenantId>,
@@ -268,15 +289,9 @@ fn begin_sql(
     statement_timeout: Option<Duration>,
 ) -> Result<String, RepoError> {
     let tenant = tenant.map(|t| t.to_string()).unwrap_or_default();
-    let actor = match actor {
-        Some(a) if a.contains('\0') => return Err(RepoError::invalid("actor contains a NUL character")),
-        Some(a) if a.len() > MAX_ACTOR_BYTES => {
-            return Err(RepoError::invalid(format!(
-                "actor is longer than {MAX_ACTOR_BYTES} bytes"
-            )))
-        }
-        Some(a) => escape_literal(a),
-        None => "''".to_owned(),
+    let actor = match checked_actor(actor)? {
+        "" => "''".to_owned(),
+        a => escape_literal(a),
     };
     let mut sql = format!(
         "BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true), set_config('app.actor', {actor}, true)"
@@ -348,17 +363,6 @@ fn release_if_clean(g: &mut GuardedConnection) {
         g.in_use = false;
     } else {
         tracing::warn!("transaction still open after COMMIT/ROLLBACK; the connection is discarded");
-    }
-}
-
-/// The key under which diesel-async's statement cache keeps `query`'s prepared
-/// statement, when it keeps one: its static query id (diesel caches by type
-/// alone for those), if the query says it is safe to cache. `None`: prepared
-/// afresh on every execution.
-fn statement_key<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> Option<TypeId> {
-    match query.is_safe_to_cache_prepared(&Pg) {
-        Ok(true) => Q::query_id(),
-        _ => None,
     }
 }
 
@@ -458,7 +462,7 @@ impl Database {
     /// Builds the pool and checks that one connection can be opened.
     pub async fn connect(config: DatabaseConfig) -> Result<Database, RepoError> {
         Ok(Database {
-            core: PoolCore::connect(&config).await?,
+            core: PoolCore::connect(&config, true).await?,
         })
     }
 
@@ -505,112 +509,72 @@ impl Database {
         .await
     }
 
-    /// Runs one query in a tenant transaction with the guard *pipelined* with
-    /// it: the `BEGIN; SELECT set_config(…)` message, the query and `COMMIT`
-    /// are sent back to back before any answer is read (diesel-async
-    /// pipelines concurrently polled futures on `&AsyncPgConnection`): one
-    /// round trip instead of the three of `transaction` (BEGIN, query, COMMIT).
-    /// Same cleanup rules: any error rolls back, a dropped future discards the
-    /// connection.
+    /// Runs one statement for `ctx.tenant` in *one* request: the guard
+    /// travels in the statement's own extended-protocol message group
+    /// (`Bind`/`Execute` of a prepared `set_config('app.tenant_id', …, true)`,
+    /// then the statement's `Bind`/`Execute`, one `Sync`), so both run in one
+    /// implicit transaction that ends, with the tenant setting, at the `Sync`.
+    /// No `BEGIN`/`COMMIT`, no extra round trip; see `wire` for how.
     ///
-    /// The single round trip needs the statement to be prepared on the
-    /// connection already: a statement diesel-async still has to prepare sends
-    /// `Parse` first and its `Bind`/`Execute` only after the answer, which
-    /// would put it *after* the pipelined `COMMIT`. So the guarded connection
-    /// remembers which statements (diesel's static query id, for queries that
-    /// are safe to cache, exactly what diesel-async's statement cache keys on)
-    /// it has run; the first run of a statement on a connection, and every
-    /// run of one that is never cached (`sql_query`, boxed queries), takes two
-    /// round trips (`BEGIN`+guard with the query, then `COMMIT`). Were that
-    /// bookkeeping ever wrong, the statement would run after `COMMIT`, outside
-    /// the transaction and without a tenant, and every tenant table's policy
-    /// refuses that with `TenantNotSet` (AT001): it fails closed, and the
-    /// statement is forgotten so the next run takes two round trips again.
-    /// The span records `round_trips` (1 or 2).
-    ///
-    /// The transaction is invisible to diesel-async's transaction manager
-    /// (this function sends `BEGIN`/`COMMIT`/`ROLLBACK` itself and the query
-    /// cannot nest one), so use it for single statements, typically hot reads.
+    /// For single statements (typically hot reads; a write is atomic on its
+    /// own). A statement that diesel-async has not prepared yet on the
+    /// connection costs its usual `Parse` round trip first, unguarded and
+    /// harmless (it runs nothing). Same cleanup rules as
+    /// [`Database::transaction`]: an error ends the implicit transaction at
+    /// the `Sync`, a dropped future or a stream that lost its framing
+    /// discards the connection.
     pub async fn fetch<Q, U>(&self, ctx: TenantContext, query: Q) -> Result<Vec<U>, RepoError>
     where
-        Q: for<'c> diesel_async::methods::LoadQuery<'static, &'c AsyncPgConnection, U>
-            + QueryFragment<Pg>
-            + QueryId
-            + Send
-            + 'static,
+        Q: for<'c> diesel_async::methods::LoadQuery<'static, &'c AsyncPgConnection, U> + Send + 'static,
         U: Send + 'static,
     {
-        use diesel_async::SimpleAsyncConnection as _;
         let span = tracing::info_span!(
             "tenant_transaction",
             tenant = %ctx.tenant,
             actor = ctx.actor.as_deref().unwrap_or(""),
-            pipelined = true,
-            round_trips = tracing::field::Empty,
+            single_request = true,
         );
-        let recorder = span.clone();
         async move {
-            let begin = begin_sql(
-                Some(ctx.tenant),
-                ctx.actor.as_deref(),
-                self.core.statement_timeout,
-            )?;
-            let key = statement_key(&query);
+            let actor = checked_actor(ctx.actor.as_deref())?;
+            let guard = wire::encode_guard(&ctx.tenant.to_string(), actor, self.core.statement_timeout);
             let mut pooled = self.core.pool.get_owned().await?;
             let g: &mut GuardedConnection = &mut pooled;
+            let Some(splice) = g.splice.clone() else {
+                return Err(RepoError::Internal {
+                    message: "fetch needs a connection opened by Database::connect".into(),
+                });
+            };
             g.in_use = true;
-            let one_round_trip = key.is_some_and(|k| g.prepared.contains(&k));
-            recorder.record("round_trips", if one_round_trip { 1 } else { 2 });
-            let conn: &AsyncPgConnection = &g.conn;
-            let (mut c1, mut c2, mut c3) = (conn, conn, conn);
-            // `join` polls its futures in order and each diesel-async future
-            // sends its request on its first poll; a query whose statement is
-            // already prepared sends Bind/Execute at once, one that is not
-            // sends Parse first and Bind/Execute only after the answer.
-            let (begun, rows, ended) = if one_round_trip {
-                let (b, r, c) = futures_util::future::join3(
-                    c1.batch_execute(&begin),
-                    query.load::<U>(&mut c2),
-                    c3.batch_execute("COMMIT"),
-                )
-                .await;
-                (b, r, Some(c))
-            } else {
-                let (b, r) =
-                    futures_util::future::join(c1.batch_execute(&begin), query.load::<U>(&mut c2)).await;
-                (b, r, None)
+            splice.arm(guard);
+            let rows = {
+                let mut conn: &AsyncPgConnection = &g.conn;
+                query.load::<U>(&mut conn).await
             };
-            let outcome = begun
-                .map_err(RepoError::from)
-                .and_then(|()| rows.map_err(RepoError::from));
-            if one_round_trip && matches!(outcome, Err(RepoError::TenantNotSet)) {
-                // Fails closed: the statement was not prepared after all, so it
-                // ran after COMMIT, outside the tenant transaction, and RLS
-                // refused it. Next time, take two round trips.
-                if let Some(k) = key {
-                    g.prepared.remove(&k);
-                }
+            let wire = splice.disarm();
+            let rows = rows.map_err(RepoError::from);
+            if !wire.in_sync {
+                tracing::warn!("the guard splice lost the protocol framing; the connection is discarded");
+                return Err(rows.err().unwrap_or_else(|| RepoError::Unavailable {
+                    message: "the guard splice lost the protocol framing".into(),
+                }));
             }
-            let ended = match ended {
-                Some(commit) => commit,
-                None if outcome.is_ok() => g.conn.batch_execute("COMMIT").await,
-                None => g.conn.batch_execute("ROLLBACK").await,
-            };
-            match ended {
-                // COMMIT of a failed transaction rolls it back: either way the
-                // transaction is over and the tenant setting gone with it.
-                Ok(()) => {
+            if wire.guard_failed {
+                tracing::warn!("the tenant guard failed on this connection; the connection is discarded");
+                return rows;
+            }
+            match rows {
+                // The connection itself failed: never reuse it.
+                Err(e @ RepoError::Unavailable { .. }) => Err(e),
+                Ok(_) if !wire.injected => Err(RepoError::Internal {
+                    message: "the statement did not go out as Bind/Execute, so no tenant guard could \
+                              travel with it; nothing was read"
+                        .into(),
+                }),
+                // Either way the implicit transaction is over: the statement
+                // ran (or failed) and the Sync ended it, or nothing was sent.
+                result => {
                     g.in_use = false;
-                    if let (Ok(_), Some(k)) = (&outcome, key) {
-                        g.prepared.insert(k);
-                    }
-                    outcome
-                }
-                Err(e) => {
-                    if g.conn.batch_execute("ROLLBACK").await.is_ok() {
-                        g.in_use = false;
-                    }
-                    Err(outcome.err().unwrap_or_else(|| e.into()))
+                    result
                 }
             }
         }
@@ -673,7 +637,7 @@ impl WorkerDatabase {
     /// Builds the worker pool and checks that one connection can be opened.
     pub async fn connect(config: DatabaseConfig) -> Result<WorkerDatabase, RepoError> {
         Ok(WorkerDatabase {
-            core: PoolCore::connect(&config).await?,
+            core: PoolCore::connect(&config, false).await?,
         })
     }
 

@@ -86,6 +86,11 @@ pub enum RepoError {
         source: FormatError,
     },
 
+    /// An invariant of this crate did not hold (a bug, not bad input); the
+    /// connection involved was discarded and nothing was read or written.
+    #[error("internal error: {message}")]
+    Internal { message: String },
+
     /// An unexpected database error (a bug or an operational problem, not bad input).
     #[error("unexpected database error: {0}")]
     Database(#[source] DieselError),

@@ -47,9 +47,11 @@
 //!   `attestor_worker` URL: its transactions set `app.tenant_id` to `''`, so
 //!   only the worker's own policies apply; to act for one tenant, open a
 //!   [`Database::transaction`] for it.
-//! - [`Database::fetch`] runs a single query with the guard pipelined in
-//!   front of it (`BEGIN; set_config(…)` and the query leave together: two
-//!   round trips instead of three), for hot reads.
+//! - [`Database::fetch`] runs a single statement in one request: the guard's
+//!   `set_config` travels in the statement's own extended-protocol message
+//!   group (one implicit transaction, no `BEGIN`/`COMMIT`), for hot reads.
+//!   The pool's connections run over a socket wrapper that does this (module
+//!   `wire`); they do not deliver LISTEN notifications.
 //! - [`Database::probe_idle`] reads what an idle pooled connection carries
 //!   (tenant, actor, open transaction) for health checks; a dirty one is discarded.
 //!
@@ -68,6 +70,7 @@ pub mod spines;
 pub mod tenant;
 pub mod trust_anchors;
 pub mod verdict_ledger;
+mod wire;
 
 pub use config::DatabaseConfig;
 pub use db::{ConnectionProbe, Database, PoolStatus, TenantTx, WorkerDatabase, WorkerTx};

@@ -1,6 +1,7 @@
-//! `Database::fetch`: one statement with the guard pipelined in front of it.
-//! The query sees the tenant (cached and uncached statements alike), only the
-//! tenant's rows, and every way out leaves a clean pool.
+//! `Database::fetch`: one statement with the guard spliced into its own
+//! message group. The query sees the tenant, the actor and the statement
+//! timeout (cached and uncached statements alike), only the tenant's rows,
+//! and every way out leaves a clean pool.
 
 mod common;
 
@@ -106,11 +107,11 @@ async fn fetch_errors_and_cancellation_leave_a_clean_pool() {
     assert!(matches!(e, RepoError::InvalidInput { .. }), "{e:?}");
 }
 
-/// A statement that fails in the single-round-trip path (prepared, COMMIT
-/// pipelined behind it): the error is reported, the failed transaction ends
-/// with that COMMIT, and the same connection serves the next fetch.
+/// A statement that fails after its guard succeeded: the error is reported,
+/// the Sync ends the failed implicit transaction, and the same connection
+/// serves the next fetch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_statement_with_commit_pipelined_leaves_the_connection_clean() {
+async fn a_failing_statement_leaves_the_connection_clean() {
     let tdb = test_db();
     let db = app(&tdb, 1).await;
     let t = TenantId::new_random();
@@ -123,7 +124,7 @@ async fn a_failing_statement_with_commit_pipelined_leaves_the_connection_clean()
             s::table.select(s::component_count / divisor),
         )
     };
-    assert_eq!(quotient(2).await.unwrap(), [2], "first run: two round trips");
+    assert_eq!(quotient(2).await.unwrap(), [2], "first run: prepared on the way");
     let e = quotient(0).await.unwrap_err();
     assert!(e.to_string().contains("division by zero"), "{e:?}");
     let probe = db.probe_idle().await.unwrap();
@@ -131,4 +132,77 @@ async fn a_failing_statement_with_commit_pipelined_leaves_the_connection_clean()
     assert_eq!(quotient(1).await.unwrap(), [4]);
     let probe = db.probe_idle().await.unwrap();
     assert!(probe.is_clean() && probe.backend_pid == pid, "{probe:?}");
+}
+
+/// The actor and the configured statement timeout travel with the guard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_carries_the_actor_and_the_statement_timeout() {
+    let tdb = test_db();
+    let mut config = attestor_repo::DatabaseConfig::new(tdb.app_url()).with_max_connections(1);
+    config.statement_timeout = Some(Duration::from_millis(300));
+    let db = attestor_repo::Database::connect(config).await.unwrap();
+    let t = TenantId::new_random();
+    let pid = db.probe_idle().await.unwrap().backend_pid;
+    for q in ["app.actor", "statement_timeout", "app.tenant_id"] {
+        let got: Vec<Setting> = db
+            .fetch(
+                TenantContext::new(t).with_actor("auditor"),
+                diesel::sql_query(format!("SELECT current_setting('{q}', true) AS v")),
+            )
+            .await
+            .unwrap();
+        let want = match q {
+            "app.actor" => "auditor".to_owned(),
+            "statement_timeout" => "300ms".to_owned(),
+            _ => t.to_string(),
+        };
+        assert_eq!(got[0].v.as_deref(), Some(want.as_str()), "{q}");
+    }
+    let e = db
+        .fetch::<_, Setting>(
+            TenantContext::new(t),
+            diesel::sql_query("SELECT pg_sleep(2)::text AS v"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RepoError::Timeout { .. }), "{e:?}");
+    let probe = db.probe_idle().await.unwrap();
+    assert!(probe.is_clean() && probe.backend_pid == pid, "{probe:?}");
+}
+
+/// If the guard itself fails (here: its prepared statement was dropped by
+/// hand), the statement does not run, the error is reported, and the
+/// connection, which can no longer guard anything, is replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_guard_fails_the_statement_and_replaces_the_connection() {
+    let tdb = test_db();
+    let db = app(&tdb, 1).await;
+    let t = TenantId::new_random();
+    let doc = gen::cyclonedx(3);
+    run!(db, t, |tx| { sbom_entries::ingest(tx, &doc).await }).unwrap();
+    let pid = db.probe_idle().await.unwrap().backend_pid;
+    run!(db, t, |tx| {
+        use diesel_async::SimpleAsyncConnection as _;
+        tx.conn()
+            .batch_execute("DEALLOCATE attestor_guard")
+            .await
+            .map_err(RepoError::from)
+    })
+    .unwrap();
+    let e = db
+        .fetch::<_, uuid::Uuid>(TenantContext::new(t), s::table.select(s::id))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("attestor_guard"), "{e:?}");
+    let probe = db.probe_idle().await.unwrap();
+    assert!(probe.is_clean(), "{probe:?}");
+    assert_ne!(
+        probe.backend_pid, pid,
+        "the connection without its guard was dropped"
+    );
+    let ids: Vec<uuid::Uuid> = db
+        .fetch(TenantContext::new(t), s::table.select(s::id))
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1);
 }

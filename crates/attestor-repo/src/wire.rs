@@ -1,0 +1,632 @@
+//! The guard in the query's own message group: one request per guarded read.
+//!
+//! Owns [`SpliceStream`], the byte stream between a pooled connection's
+//! tokio-postgres driver and its socket, [`Splice`], the handle
+//! [`Database::fetch`](crate::Database::fetch) arms it with, and
+//! [`connect`], which builds such a connection.
+//!
+//! ## Why
+//!
+//! In PostgreSQL's extended query protocol, every message up to a `Sync` runs
+//! in one implicit transaction. tokio-postgres (under diesel-async) ends every
+//! statement with its own `Sync`, so `set_config('app.tenant_id', …, true)`
+//! sent as a statement of its own is gone before the query runs; the guard
+//! then costs a `BEGIN`/`COMMIT` pair and extra requests. Here the guard's
+//! `Bind`+`Execute` (of a statement prepared once per connection) is written
+//! into the byte stream right before the query's own `Bind`, so the server
+//! sees `Bind(guard) Execute Bind(query) Execute Sync`: the tenant is set
+//! transaction-locally, the query runs under it, and the `Sync` ends the
+//! transaction and the setting with it. The driver never learns about the
+//! guard: its three answers (`BindComplete`, `DataRow`, `CommandComplete`)
+//! are taken out of the stream before the driver reads it; an `ErrorResponse`
+//! to the guard is passed through, so the query fails with it (the server
+//! skips the query up to the `Sync`).
+//!
+//! Both directions are parsed only as far as message framing (type byte and
+//! length); bodies pass through untouched.
+//!
+//! Must never: inject anything that `fetch` did not arm, inject one arming
+//! twice, hand the driver an answer that belongs to an injected guard, or
+//! keep going after the stream stops looking like the protocol (it fails the
+//! connection instead, and the pool discards it).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use diesel::result::ConnectionError;
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection as _};
+use postgres_protocol::message::frontend;
+use postgres_protocol::IsNull;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+use tokio_postgres::config::Host;
+use tokio_postgres::NoTls;
+
+/// Prepared once per connection by [`connect`]: the guard statements (the
+/// tenant alone, the common case; with the actor; with a statement timeout).
+const PREPARE_GUARDS: &str = "\
+PREPARE attestor_guard(text) AS
+    SELECT set_config('app.tenant_id', $1, true);
+PREPARE attestor_guard_actor(text, text) AS
+    SELECT set_config('app.tenant_id', $1, true), set_config('app.actor', $2, true);
+PREPARE attestor_guard_timeout(text, text, text) AS
+    SELECT set_config('app.tenant_id', $1, true), set_config('app.actor', $2, true),
+           set_config('statement_timeout', $3, true)";
+
+/// Outgoing bytes buffered before `poll_write` waits for the socket.
+const HIGH_WATER: usize = 256 * 1024;
+
+#[derive(Default)]
+struct State {
+    /// The guard's `Bind`+`Execute`, to go out before the next `Bind`.
+    armed: Option<BytesMut>,
+    /// The armed guard went out.
+    injected: bool,
+    /// Injected guards whose answers have not all been taken out yet.
+    awaiting: u32,
+    /// The stream stopped looking like the protocol.
+    broken: bool,
+    /// The injected guard answered with an error (passed on to the driver).
+    guard_failed: bool,
+}
+
+/// The handle of one connection's [`SpliceStream`].
+#[derive(Clone, Default)]
+pub(crate) struct Splice(Arc<Shared>);
+
+#[derive(Default)]
+struct Shared {
+    /// Armed and not yet disarmed: only then do the streams look at `state`
+    /// (one relaxed load per message otherwise).
+    active: AtomicBool,
+    state: Mutex<State>,
+}
+
+/// What happened to an arming, read by [`Splice::disarm`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Disarmed {
+    /// The guard went out in front of a `Bind`.
+    pub injected: bool,
+    /// Every injected guard's answers were taken out and the framing held.
+    pub in_sync: bool,
+    /// The guard itself failed (its error reached the driver as the
+    /// statement's): the connection cannot guard statements any more.
+    pub guard_failed: bool,
+}
+
+impl Splice {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent across a panic (plain field writes).
+        self.0.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn active(&self) -> bool {
+        self.0.active.load(Ordering::Acquire)
+    }
+
+    /// Put `guard` in front of the next `Bind` written to the server.
+    pub(crate) fn arm(&self, guard: BytesMut) {
+        let mut s = self.state();
+        s.armed = Some(guard);
+        s.injected = false;
+        s.guard_failed = false;
+        self.0.active.store(true, Ordering::Release);
+    }
+
+    /// Take the arming back (whether or not it was used) and say what happened.
+    pub(crate) fn disarm(&self) -> Disarmed {
+        let mut s = self.state();
+        s.armed = None;
+        // Answers still due keep the reader looking (and `in_sync` false).
+        self.0.active.store(s.awaiting > 0, Ordering::Release);
+        Disarmed {
+            injected: s.injected,
+            in_sync: s.awaiting == 0 && !s.broken,
+            guard_failed: s.guard_failed,
+        }
+    }
+}
+
+/// The guard's `Bind` (of a statement prepared by [`connect`]) and
+/// `Execute`, parameters in text format. No `Sync`: the query's ends the
+/// group. An empty actor is not sent: outside a transaction that sets it,
+/// `app.actor` is empty anyway.
+pub(crate) fn encode_guard(tenant: &str, actor: &str, statement_timeout: Option<Duration>) -> BytesMut {
+    let timeout = statement_timeout.map(|t| t.as_millis().max(1).to_string());
+    let (statement, values): (&str, Vec<&[u8]>) = match (&timeout, actor) {
+        (Some(ms), _) => (
+            "attestor_guard_timeout",
+            vec![tenant.as_bytes(), actor.as_bytes(), ms.as_bytes()],
+        ),
+        (None, "") => ("attestor_guard", vec![tenant.as_bytes()]),
+        (None, _) => ("attestor_guard_actor", vec![tenant.as_bytes(), actor.as_bytes()]),
+    };
+    let mut buf = BytesMut::with_capacity(64 + tenant.len() + actor.len());
+    frontend::bind(
+        "",
+        statement,
+        [0i16],
+        values,
+        |v, buf| {
+            buf.extend_from_slice(v);
+            Ok(IsNull::No)
+        },
+        [0i16],
+        &mut buf,
+    )
+    .unwrap_or_else(|_| unreachable!("encoding text parameters into memory cannot fail"));
+    frontend::execute("", 0, &mut buf).expect("encoding into memory cannot fail");
+    buf
+}
+
+/// Message framing of one direction: where the current message ends.
+struct Framing {
+    header: [u8; 5],
+    header_len: usize,
+    /// Body bytes of the current message still to come (0: at a header).
+    remaining: usize,
+    /// Length of the next header (4 for the untyped startup message).
+    header_size: usize,
+}
+
+impl Framing {
+    fn new(header_size: usize) -> Framing {
+        Framing {
+            header: [0; 5],
+            header_len: 0,
+            remaining: 0,
+            header_size,
+        }
+    }
+
+    /// Consumes header bytes from `data`; returns the complete header, if any.
+    fn header<'h>(&'h mut self, data: &mut &[u8]) -> io::Result<Option<&'h [u8]>> {
+        let size = self.header_size;
+        let take = (size - self.header_len).min(data.len());
+        self.header[self.header_len..self.header_len + take].copy_from_slice(&data[..take]);
+        self.header_len += take;
+        *data = &data[take..];
+        if self.header_len < size {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes(self.header[size - 4..size].try_into().expect("4 bytes")) as usize;
+        if len < 4 {
+            return Err(desync("a message length below 4"));
+        }
+        self.remaining = len - 4;
+        self.header_len = 0;
+        self.header_size = 5;
+        Ok(Some(&self.header[..size]))
+    }
+
+    /// Consumes up to the rest of the current body from `data`.
+    fn body<'d>(&mut self, data: &mut &'d [u8]) -> &'d [u8] {
+        let take = self.remaining.min(data.len());
+        let (body, rest) = data.split_at(take);
+        self.remaining -= take;
+        *data = rest;
+        body
+    }
+}
+
+fn desync(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("tenant guard splice: {what}; the connection is dropped"),
+    )
+}
+
+/// A socket under tokio-postgres that injects the armed guard and takes its
+/// answers out; see the module docs.
+pub(crate) struct SpliceStream<S> {
+    inner: S,
+    splice: Splice,
+    out: BytesMut,
+    write: Framing,
+    read: Framing,
+    /// Whether the current incoming message goes to the driver.
+    passing: bool,
+}
+
+impl<S> SpliceStream<S> {
+    pub(crate) fn new(inner: S, splice: Splice) -> SpliceStream<S> {
+        SpliceStream {
+            inner,
+            splice,
+            out: BytesMut::with_capacity(8 * 1024),
+            // The client's first message (StartupMessage) has no type byte.
+            write: Framing::new(4),
+            read: Framing::new(5),
+            passing: true,
+        }
+    }
+
+    /// Outgoing bytes: copied to `out`, the armed guard in front of a `Bind`.
+    fn feed(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            if self.write.remaining == 0 {
+                let Some(header) = self.write.header(&mut data)? else {
+                    break;
+                };
+                if header[0] == b'B' && header.len() == 5 && self.splice.active() {
+                    let mut s = self.splice.state();
+                    if let Some(guard) = s.armed.take() {
+                        self.out.extend_from_slice(&guard);
+                        s.injected = true;
+                        s.awaiting += 1;
+                    }
+                }
+                self.out.extend_from_slice(header);
+            } else {
+                let body = self.write.body(&mut data);
+                self.out.extend_from_slice(body);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an incoming message of type `kind` goes to the driver.
+    fn pass(&self, kind: u8) -> io::Result<bool> {
+        if !self.splice.active() {
+            return Ok(true);
+        }
+        let mut s = self.splice.state();
+        if s.awaiting == 0 {
+            return Ok(true);
+        }
+        Ok(match kind {
+            // BindComplete, DataRow: the guard's; dropped.
+            b'2' | b'D' => false,
+            // CommandComplete: the guard's last answer.
+            b'C' => {
+                s.awaiting -= 1;
+                false
+            }
+            // The guard failed: the query fails with its error (the server
+            // skips the query up to the Sync).
+            b'E' => {
+                s.awaiting -= 1;
+                s.guard_failed = true;
+                true
+            }
+            // Asynchronous messages can come at any time.
+            b'N' | b'A' | b'S' => true,
+            other => {
+                s.broken = true;
+                return Err(desync(&format!(
+                    "unexpected message {:?} where the guard's answer belongs",
+                    other as char
+                )));
+            }
+        })
+    }
+
+    /// Incoming bytes, filtered in place: the injected guards' answers are
+    /// cut out. Returns how many bytes remain at the front of `data`.
+    fn filter(&mut self, data: &mut [u8]) -> io::Result<usize> {
+        let (mut r, mut w) = (0, 0);
+        while r < data.len() {
+            let take = if self.read.remaining == 0 {
+                if self.read.header_len == 0 {
+                    self.passing = self.pass(data[r])?;
+                }
+                let take = (5 - self.read.header_len).min(data.len() - r);
+                self.read.header[self.read.header_len..self.read.header_len + take]
+                    .copy_from_slice(&data[r..r + take]);
+                self.read.header_len += take;
+                if self.read.header_len == 5 {
+                    let len =
+                        u32::from_be_bytes(self.read.header[1..5].try_into().expect("4 bytes")) as usize;
+                    if len < 4 {
+                        self.splice.state().broken = true;
+                        return Err(desync("a message length below 4"));
+                    }
+                    self.read.remaining = len - 4;
+                    self.read.header_len = 0;
+                }
+                take
+            } else {
+                let take = self.read.remaining.min(data.len() - r);
+                self.read.remaining -= take;
+                take
+            };
+            if self.passing {
+                if r != w {
+                    data.copy_within(r..r + take, w);
+                }
+                w += take;
+            }
+            r += take;
+        }
+        Ok(w)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> SpliceStream<S> {
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.out.is_empty() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.out))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.out.advance(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for SpliceStream<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            let before = buf.filled().len();
+            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            let after = buf.filled().len();
+            if after == before {
+                return Poll::Ready(Ok(())); // end of stream
+            }
+            let kept = this.filter(&mut buf.filled_mut()[before..after])?;
+            buf.set_filled(before + kept);
+            if kept > 0 {
+                return Poll::Ready(Ok(()));
+            }
+            // Only guard answers arrived: read on.
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for SpliceStream<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.out.len() >= HIGH_WATER {
+            ready!(this.poll_drain(cx))?;
+        }
+        this.feed(buf)?;
+        // Start writing now; whatever is left goes out in poll_flush.
+        if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+/// A TCP or Unix-domain socket.
+trait Socket: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Socket for T {}
+
+async fn open_socket(config: &tokio_postgres::Config) -> io::Result<Box<dyn Socket>> {
+    let ports = config.get_ports();
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "the database URL names no host");
+    for (i, host) in config.get_hosts().iter().enumerate() {
+        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        let attempt = async {
+            Ok::<Box<dyn Socket>, io::Error>(match host {
+                Host::Tcp(name) => {
+                    let s = TcpStream::connect((name.as_str(), port)).await?;
+                    s.set_nodelay(true)?;
+                    Box::new(s)
+                }
+                Host::Unix(dir) => Box::new(UnixStream::connect(dir.join(format!(".s.PGSQL.{port}"))).await?),
+            })
+        };
+        let result = match config.get_connect_timeout() {
+            Some(t) => tokio::time::timeout(*t, attempt)
+                .await
+                .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "connect timeout"))),
+            None => attempt.await,
+        };
+        match result {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Opens a connection whose socket is a [`SpliceStream`] and prepares the
+/// guard statements on it. Plain TCP or Unix socket, no TLS (as
+/// diesel-async's own `establish`).
+pub(crate) async fn connect(url: &str) -> Result<(AsyncPgConnection, Splice), ConnectionError> {
+    let bad = |e: &dyn std::fmt::Display| ConnectionError::BadConnection(e.to_string());
+    let config: tokio_postgres::Config = url.parse().map_err(|e| bad(&e))?;
+    let socket = open_socket(&config).await.map_err(|e| bad(&e))?;
+    let splice = Splice::default();
+    let (client, connection) = config
+        .connect_raw(SpliceStream::new(socket, splice.clone()), NoTls)
+        .await
+        .map_err(|e| bad(&e))?;
+    // Ends when the client is dropped (Terminate) or the socket fails; the
+    // client's requests then fail, and the pool discards the connection.
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "database connection closed");
+        }
+    });
+    let mut conn = AsyncPgConnection::try_from(client).await?;
+    conn.batch_execute(PREPARE_GUARDS)
+        .await
+        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    Ok((conn, splice))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![kind];
+        m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    fn stream() -> (SpliceStream<tokio::io::DuplexStream>, Splice) {
+        let splice = Splice::default();
+        let (a, _b) = tokio::io::duplex(64);
+        (SpliceStream::new(a, splice.clone()), splice)
+    }
+
+    /// BindComplete, one DataRow, CommandComplete, ReadyForQuery.
+    fn answers_to_the_query() -> Vec<u8> {
+        [
+            message(b'2', b""),
+            message(b'D', b"\0\0"),
+            message(b'C', b"SELECT 1\0"),
+            message(b'Z', b"I"),
+        ]
+        .concat()
+    }
+
+    /// A stream past its startup message that has sent one `Bind` with `guard` armed.
+    fn sent_with(guard: BytesMut) -> (SpliceStream<tokio::io::DuplexStream>, Splice) {
+        let (mut s, splice) = stream();
+        s.feed(&[0, 0, 0, 8, 0, 3, 0, 0]).unwrap();
+        splice.arm(guard);
+        s.feed(&message(b'B', b"\0\0\0\0\0\0\0\0")).unwrap();
+        (s, splice)
+    }
+
+    #[test]
+    fn the_guard_goes_in_front_of_the_next_bind_once() {
+        let (mut s, splice) = stream();
+        let startup = [0, 0, 0, 8, 0, 3, 0, 0];
+        s.feed(&startup).unwrap();
+        splice.arm(encode_guard("t", "a", None));
+        let parse = message(b'P', b"\0SELECT 1\0\0\0");
+        let bind = message(b'B', b"\0\0\0\0\0\0\0\0");
+        let exec = message(b'E', b"\0\0\0\0\0");
+        let sync = message(b'S', b"");
+        let all: Vec<u8> = [&parse[..], &bind, &exec, &sync, &bind, &exec, &sync].concat();
+        // Fed one byte at a time: framing must not depend on write boundaries.
+        for b in &all {
+            s.feed(std::slice::from_ref(b)).unwrap();
+        }
+        let guard = encode_guard("t", "a", None);
+        let expected: Vec<u8> = [
+            &startup[..],
+            &parse,
+            &guard,
+            &bind,
+            &exec,
+            &sync,
+            &bind,
+            &exec,
+            &sync,
+        ]
+        .concat();
+        assert_eq!(&s.out[..], &expected[..]);
+        let d = splice.disarm();
+        assert!(
+            d.injected && !d.in_sync,
+            "{d:?}: the guard's answers are still due"
+        );
+    }
+
+    #[test]
+    fn the_guards_answers_are_taken_out_and_its_error_passed_on() {
+        let (mut s, splice) = sent_with(encode_guard("t", "a", Some(Duration::from_secs(1))));
+        let notice = message(b'N', b"Mhello\0\0");
+        let guard_answers = [
+            message(b'2', b""),
+            message(b'D', b"\0\x01\0\0\0\x01x"),
+            notice.clone(),
+            message(b'C', b"SELECT 1\0"),
+        ]
+        .concat();
+        let query_answers = answers_to_the_query();
+        let incoming = [guard_answers, query_answers.clone()].concat();
+        // One byte at a time: framing must not depend on read boundaries.
+        let mut passed = Vec::new();
+        for b in &incoming {
+            let mut one = [*b];
+            let kept = s.filter(&mut one).unwrap();
+            passed.extend_from_slice(&one[..kept]);
+        }
+        assert_eq!(passed, [notice, query_answers].concat());
+        assert_eq!(
+            splice.disarm(),
+            Disarmed {
+                injected: true,
+                in_sync: true,
+                guard_failed: false
+            }
+        );
+
+        // A failing guard: its ErrorResponse reaches the driver as the query's.
+        let (mut s, splice) = sent_with(encode_guard("t", "a", None));
+        let answers = [message(b'E', b"SERROR\0\0"), message(b'Z', b"I")].concat();
+        let mut data = answers.clone();
+        let kept = s.filter(&mut data).unwrap();
+        assert_eq!(&data[..kept], &answers[..]);
+        assert_eq!(
+            splice.disarm(),
+            Disarmed {
+                injected: true,
+                in_sync: true,
+                guard_failed: true
+            }
+        );
+    }
+
+    #[test]
+    fn answers_in_one_read_are_compacted_in_place() {
+        let (mut s, splice) = sent_with(encode_guard("t", "", None));
+        let guard = [
+            message(b'2', b""),
+            message(b'D', b"\0\x01\0\0\0\x01x"),
+            message(b'C', b"SELECT 1\0"),
+        ]
+        .concat();
+        let query = answers_to_the_query();
+        let mut data = [guard, query.clone()].concat();
+        let kept = s.filter(&mut data).unwrap();
+        assert_eq!(&data[..kept], &query[..]);
+        let d = splice.disarm();
+        assert!(d.injected && d.in_sync && !d.guard_failed, "{d:?}");
+        // Disarmed: later answers pass untouched.
+        let mut again = query.clone();
+        assert_eq!(s.filter(&mut again).unwrap(), query.len());
+    }
+
+    #[test]
+    fn anything_else_where_the_guards_answer_belongs_breaks_the_connection() {
+        let (mut s, splice) = sent_with(encode_guard("t", "a", None));
+        assert!(s.filter(&mut message(b'Z', b"I")).is_err());
+        let d = splice.disarm();
+        assert!(d.injected && !d.in_sync, "{d:?}");
+    }
+
+    #[test]
+    fn nothing_is_injected_unless_armed() {
+        let (mut s, splice) = stream();
+        let bytes = [
+            &[0u8, 0, 0, 8, 0, 3, 0, 0][..],
+            &message(b'B', b"\0\0\0\0\0\0\0\0"),
+        ]
+        .concat();
+        s.feed(&bytes).unwrap();
+        assert_eq!(&s.out[..], &bytes[..]);
+        let d = splice.disarm();
+        assert!(!d.injected && d.in_sync && !d.guard_failed, "{d:?}");
+    }
+}
