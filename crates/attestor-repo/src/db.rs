@@ -519,7 +519,11 @@ impl Database {
     /// For single statements (typically hot reads; a write is atomic on its
     /// own). A statement that diesel-async has not prepared yet on the
     /// connection costs its usual `Parse` round trip first, unguarded and
-    /// harmless (it runs nothing). Same cleanup rules as
+    /// harmless (it runs nothing). (A statement with a bind of a custom SQL
+    /// type would make diesel-async look the type up first, the guard would
+    /// travel with that lookup instead, and the statement would fail closed
+    /// with `TenantNotSet`; the attestor schema has no custom types.) Same
+    /// cleanup rules as
     /// [`Database::transaction`]: an error ends the implicit transaction at
     /// the `Sync`, a dropped future or a stream that lost its framing
     /// discards the connection.
@@ -567,7 +571,7 @@ impl Database {
                 Err(e @ RepoError::Unavailable { .. }) => Err(e),
                 Ok(_) if !wire.injected => Err(RepoError::Internal {
                     message: "the statement did not go out as Bind/Execute, so no tenant guard could \
-                              travel with it; nothing was read"
+                              travel with it; its result is withheld and the connection dropped"
                         .into(),
                 }),
                 // Either way the implicit transaction is over: the statement

@@ -82,7 +82,7 @@ pub(crate) struct Splice(Arc<Shared>);
 #[derive(Default)]
 struct Shared {
     /// Armed and not yet disarmed: only then do the streams look at `state`
-    /// (one relaxed load per message otherwise).
+    /// (one atomic load per message otherwise).
     active: AtomicBool,
     state: Mutex<State>,
 }
