@@ -206,3 +206,44 @@ async fn a_failing_guard_fails_the_statement_and_replaces_the_connection() {
         .unwrap();
     assert_eq!(ids.len(), 1);
 }
+
+#[derive(QueryableByName, Debug)]
+struct Big {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    n: i32,
+    #[diesel(sql_type = Text)]
+    body: String,
+}
+
+/// Answers far larger than one socket read (5 MB in 50 rows, then a run of
+/// small ones) cross the splice intact, before and after a guarded statement
+/// on the same connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_answers_cross_the_splice_intact() {
+    let tdb = test_db();
+    let db = app(&tdb, 1).await;
+    let t = TenantId::new_random();
+    for (rows, width) in [(50, 100_000), (5_000, 3), (1, 0)] {
+        let got: Vec<Big> = db
+            .fetch(
+                TenantContext::new(t),
+                diesel::sql_query(format!(
+                    "SELECT g AS n, repeat(chr(65 + g % 26), {width}) || current_setting('app.tenant_id') AS body \
+                     FROM generate_series(1, {rows}) g"
+                )),
+            )
+            .await
+            .unwrap();
+        assert_eq!(got.len(), rows);
+        for (i, row) in got.iter().enumerate() {
+            let n = i as i32 + 1;
+            assert_eq!(row.n, n);
+            let letter = char::from(65 + (n % 26) as u8);
+            assert_eq!(row.body.len(), width + 36, "row {n}");
+            assert!(row.body[..width].chars().all(|c| c == letter), "row {n}");
+            assert_eq!(&row.body[width..], t.to_string(), "row {n}");
+        }
+    }
+    let probe = db.probe_idle().await.unwrap();
+    assert!(probe.is_clean(), "{probe:?}");
+}
