@@ -311,30 +311,20 @@ impl<S> SpliceStream<S> {
     fn filter(&mut self, data: &mut [u8]) -> io::Result<usize> {
         let (mut r, mut w) = (0, 0);
         while r < data.len() {
-            let take = if self.read.remaining == 0 {
+            let mut rest: &[u8] = &data[r..];
+            if self.read.remaining == 0 {
                 if self.read.header_len == 0 {
-                    self.passing = self.pass(data[r])?;
+                    // The type byte decides; the rest of the message follows it.
+                    self.passing = self.pass(rest[0])?;
                 }
-                let take = (5 - self.read.header_len).min(data.len() - r);
-                self.read.header[self.read.header_len..self.read.header_len + take]
-                    .copy_from_slice(&data[r..r + take]);
-                self.read.header_len += take;
-                if self.read.header_len == 5 {
-                    let len =
-                        u32::from_be_bytes(self.read.header[1..5].try_into().expect("4 bytes")) as usize;
-                    if len < 4 {
-                        self.splice.state().broken = true;
-                        return Err(desync("a message length below 4"));
-                    }
-                    self.read.remaining = len - 4;
-                    self.read.header_len = 0;
+                if let Err(e) = self.read.header(&mut rest) {
+                    self.splice.state().broken = true;
+                    return Err(e);
                 }
-                take
             } else {
-                let take = self.read.remaining.min(data.len() - r);
-                self.read.remaining -= take;
-                take
-            };
+                self.read.body(&mut rest);
+            }
+            let take = data.len() - r - rest.len();
             if self.passing {
                 if r != w {
                     data.copy_within(r..r + take, w);
