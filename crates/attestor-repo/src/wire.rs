@@ -32,7 +32,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -67,8 +67,6 @@ struct State {
     armed: Option<BytesMut>,
     /// The armed guard went out.
     injected: bool,
-    /// Injected guards whose answers have not all been taken out yet.
-    awaiting: u32,
     /// The stream stopped looking like the protocol.
     broken: bool,
     /// The injected guard answered with an error (passed on to the driver).
@@ -84,6 +82,10 @@ struct Shared {
     /// Armed and not yet disarmed: only then do the streams look at `state`
     /// (one atomic load per message otherwise).
     active: AtomicBool,
+    /// Injected guards whose answers have not all been taken out yet.
+    /// Changed only under the `state` lock; read without it, so that the
+    /// statement's own answers (most of the traffic) never take the lock.
+    awaiting: AtomicU32,
     state: Mutex<State>,
 }
 
@@ -109,6 +111,10 @@ impl Splice {
         self.0.active.load(Ordering::Acquire)
     }
 
+    fn awaiting(&self) -> u32 {
+        self.0.awaiting.load(Ordering::SeqCst)
+    }
+
     /// Put `guard` in front of the next `Bind` written to the server.
     pub(crate) fn arm(&self, guard: BytesMut) {
         let mut s = self.state();
@@ -122,11 +128,12 @@ impl Splice {
     pub(crate) fn disarm(&self) -> Disarmed {
         let mut s = self.state();
         s.armed = None;
+        let awaiting = self.awaiting();
         // Answers still due keep the reader looking (and `in_sync` false).
-        self.0.active.store(s.awaiting > 0, Ordering::Release);
+        self.0.active.store(awaiting > 0, Ordering::Release);
         Disarmed {
             injected: s.injected,
-            in_sync: s.awaiting == 0 && !s.broken,
+            in_sync: awaiting == 0 && !s.broken,
             guard_failed: s.guard_failed,
         }
     }
@@ -258,7 +265,7 @@ impl<S> SpliceStream<S> {
                     if let Some(guard) = s.armed.take() {
                         self.out.extend_from_slice(&guard);
                         s.injected = true;
-                        s.awaiting += 1;
+                        self.splice.0.awaiting.fetch_add(1, Ordering::SeqCst);
                     }
                 }
                 self.out.extend_from_slice(header);
@@ -272,25 +279,23 @@ impl<S> SpliceStream<S> {
 
     /// Whether an incoming message of type `kind` goes to the driver.
     fn pass(&self, kind: u8) -> io::Result<bool> {
-        if !self.splice.active() {
+        if !self.splice.active() || self.splice.awaiting() == 0 {
             return Ok(true);
         }
         let mut s = self.splice.state();
-        if s.awaiting == 0 {
-            return Ok(true);
-        }
+        let answered = || self.splice.0.awaiting.fetch_sub(1, Ordering::SeqCst);
         Ok(match kind {
             // BindComplete, DataRow: the guard's; dropped.
             b'2' | b'D' => false,
             // CommandComplete: the guard's last answer.
             b'C' => {
-                s.awaiting -= 1;
+                answered();
                 false
             }
             // The guard failed: the query fails with its error (the server
             // skips the query up to the Sync).
             b'E' => {
-                s.awaiting -= 1;
+                answered();
                 s.guard_failed = true;
                 true
             }
@@ -307,10 +312,14 @@ impl<S> SpliceStream<S> {
     }
 
     /// Incoming bytes, filtered in place: the injected guards' answers are
-    /// cut out. Returns how many bytes remain at the front of `data`.
+    /// cut out. Returns how many bytes remain at the front of `data`. The
+    /// bytes that pass are moved once per run, not once per message (a page
+    /// of rows behind a guard's answers is one move).
     fn filter(&mut self, data: &mut [u8]) -> io::Result<usize> {
-        let (mut r, mut w) = (0, 0);
+        // `data[run..r]`: passing bytes not yet moved down to `w`.
+        let (mut r, mut w, mut run) = (0, 0, 0);
         while r < data.len() {
+            let chunk = r;
             let mut rest: &[u8] = &data[r..];
             if self.read.remaining == 0 {
                 if self.read.header_len == 0 {
@@ -324,17 +333,23 @@ impl<S> SpliceStream<S> {
             } else {
                 self.read.body(&mut rest);
             }
-            let take = data.len() - r - rest.len();
-            if self.passing {
-                if r != w {
-                    data.copy_within(r..r + take, w);
-                }
-                w += take;
+            r = data.len() - rest.len();
+            if !self.passing {
+                w = move_down(data, run..chunk, w);
+                run = r;
             }
-            r += take;
         }
-        Ok(w)
+        Ok(move_down(data, run..data.len(), w))
     }
+}
+
+/// Moves `data[range]` to `data[to..]`; returns where the moved bytes end.
+fn move_down(data: &mut [u8], range: std::ops::Range<usize>, to: usize) -> usize {
+    let len = range.len();
+    if range.start != to && len > 0 {
+        data.copy_within(range, to);
+    }
+    to + len
 }
 
 impl<S: AsyncWrite + Unpin> SpliceStream<S> {
@@ -596,6 +611,45 @@ mod tests {
         // Disarmed: later answers pass untouched.
         let mut again = query.clone();
         assert_eq!(s.filter(&mut again).unwrap(), query.len());
+    }
+
+    #[test]
+    fn every_read_boundary_leaves_the_same_bytes() {
+        // A notice ahead of the guard's answers, one inside them, then a
+        // page of rows: passing runs on both sides of the cut-out parts.
+        let notice = message(b'N', b"Mhello\0\0");
+        let rows: Vec<u8> = (0..50u8)
+            .flat_map(|i| message(b'D', &[0, 1, 0, 0, 0, 1, i]))
+            .collect();
+        let query = [
+            message(b'2', b""),
+            rows,
+            message(b'C', b"SELECT 50\0"),
+            message(b'Z', b"I"),
+        ]
+        .concat();
+        let incoming = [
+            notice.clone(),
+            message(b'2', b""),
+            notice.clone(),
+            message(b'D', b"\0\x01\0\0\0\x01x"),
+            message(b'C', b"SELECT 1\0"),
+            query.clone(),
+        ]
+        .concat();
+        let expected = [notice.clone(), notice, query].concat();
+        for cut in 0..=incoming.len() {
+            let (mut s, splice) = sent_with(encode_guard("t", "", None));
+            let mut passed = Vec::new();
+            for part in [&incoming[..cut], &incoming[cut..]] {
+                let mut data = part.to_vec();
+                let kept = s.filter(&mut data).unwrap();
+                passed.extend_from_slice(&data[..kept]);
+            }
+            assert_eq!(passed, expected, "read boundary at byte {cut}");
+            let d = splice.disarm();
+            assert!(d.injected && d.in_sync && !d.guard_failed, "cut {cut}: {d:?}");
+        }
     }
 
     #[test]
