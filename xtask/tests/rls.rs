@@ -525,13 +525,16 @@ fn flaw_slow_path_strict() {
     assert_only(&r, &[Check::Helper]);
 }
 
+/// verify-rls on the schema as `migration`'s down.sql leaves it.
+fn verify_reverted(migration: &str) -> Report {
+    let path = xtask::util::root().join(format!("migrations/{migration}/down.sql"));
+    let down = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    verify_flawed(&format!("BEGIN;\n{down}\nCOMMIT;"), "")
+}
+
 #[test]
 fn the_migration_six_down_state_is_reported() {
-    let down = std::fs::read_to_string(
-        xtask::util::root().join("migrations/2026-11-28-000006_inline_tenant_helper/down.sql"),
-    )
-    .unwrap();
-    let r = verify_flawed(&format!("BEGIN;\n{down}\nCOMMIT;"), "");
+    let r = verify_reverted("2026-11-28-000006_inline_tenant_helper");
     assert_finding(
         &r,
         Check::Helper,
@@ -539,6 +542,20 @@ fn the_migration_six_down_state_is_reported() {
         "the helper's slow path does not exist",
     );
     assert_finding_starts(&r, Check::Helper, HELPER, "the helper is LANGUAGE plpgsql, ");
+    assert_only(&r, &[Check::Helper]);
+}
+
+#[test]
+fn the_migration_seven_down_state_is_reported() {
+    // Migration 6's regular-expression fast path: it isolates exactly like
+    // the canonical helper (the proof passes), only check 3 sees it.
+    let r = verify_reverted("2026-11-28-000007_cheaper_tenant_check");
+    assert_finding(
+        &r,
+        Check::Helper,
+        HELPER,
+        "the helper has a body that differs from the canonical one",
+    );
     assert_only(&r, &[Check::Helper]);
 }
 

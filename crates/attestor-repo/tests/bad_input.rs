@@ -97,26 +97,54 @@ async fn nil_and_malformed_tenant_ids_are_refused_before_any_sql() {
     let tdb = test_db();
     let db = small_db(&tdb).await;
     let t = TenantId::new_random();
-    for (value, want_invalid) in [
-        ("00000000-0000-0000-0000-000000000000", true),
-        ("garbage", true),
-        ("", false),
-    ] {
-        let e = run!(db, t, |tx| {
-            use diesel_async::RunQueryDsl;
-            diesel::sql_query(format!(
-                "SELECT set_config('app.tenant_id', '{value}', true), attestor_app.require_current_tenant()"
-            ))
-            .execute(tx.conn())
-            .await?;
-            Ok(())
-        })
-        .unwrap_err();
-        if want_invalid {
-            assert!(matches!(e, RepoError::InvalidTenant), "{value}: {e:?}");
-        } else {
-            assert!(matches!(e, RepoError::TenantNotSet), "{value}: {e:?}");
+    let helper = |value: String| {
+        let db = db.clone();
+        async move {
+            run!(db, t, |tx| {
+                use diesel_async::RunQueryDsl;
+                #[derive(diesel::QueryableByName)]
+                struct Tenant {
+                    #[diesel(sql_type = diesel::sql_types::Text)]
+                    t: String,
+                }
+                let row: Tenant = diesel::sql_query(format!(
+                    "SELECT set_config('app.tenant_id', '{value}', true), \
+                     attestor_app.require_current_tenant()::text AS t"
+                ))
+                .get_result(tx.conn())
+                .await?;
+                Ok(row.t)
+            })
         }
+    };
+    for (value, want) in [
+        ("00000000-0000-0000-0000-000000000000", "invalid tenant"),
+        ("garbage", "invalid tenant"),
+        ("", "not set"),
+        // The fast path (migration 7) casts anything shaped like a UUID: a
+        // non-hex digit fails in the cast (22P02), still before any row.
+        ("0b3c5c1e-8f4e-4c59-9d4e-2f1a6f3b9azz", "invalid input"),
+    ] {
+        let e = helper(value.to_string()).await.unwrap_err();
+        let got = match e {
+            RepoError::InvalidTenant => "invalid tenant",
+            RepoError::TenantNotSet => "not set",
+            RepoError::InvalidInput { .. } => "invalid input",
+            _ => "something else",
+        };
+        assert_eq!(got, want, "{value:?}: {e:?}");
+    }
+    // Other spellings of a UUID mean that UUID, on both paths.
+    for spelling in [
+        t.to_string().to_uppercase(),
+        format!("{{{t}}}"),
+        t.to_string().replace('-', ""),
+    ] {
+        assert_eq!(
+            helper(spelling.clone()).await.unwrap(),
+            t.to_string(),
+            "{spelling}"
+        );
     }
 }
 

@@ -17,11 +17,14 @@ use super::generate::{desired, policy_matches, PolicySpec};
 use super::report::{Check, Finding, Report};
 use super::{isolation_policy_name, lit, Module};
 
-/// The migration that creates the canonical tenant helper and its slow path.
-pub const HELPER_MIGRATION: &str = "2026-11-28-000006_inline_tenant_helper";
+/// The migration that last defines the canonical tenant helper.
+pub const HELPER_MIGRATION: &str = "2026-11-28-000007_cheaper_tenant_check";
+
+/// The migration that creates the helper's slow path.
+pub const SLOW_PATH_MIGRATION: &str = "2026-11-28-000006_inline_tenant_helper";
 
 /// The canonical SQL-standard body (`RETURN …`) of
-/// `<module>_app.require_current_tenant()`, as migration 6 writes it for
+/// `<module>_app.require_current_tenant()`, as migration 7 writes it for
 /// module `attestor` (a unit test keeps them in step; [`helper_body`] puts in
 /// another module's helper schema). Check 3 never compares this text
 /// directly: the server deparses it (a temporary function, rolled back) and
@@ -232,7 +235,7 @@ fn policies(db: &mut Db, catalog: &Catalog, m: &Module, config: &Config, report:
 ///
 /// `<module>_app.require_current_tenant()` is what every policy calls (once
 /// per statement, as an InitPlan). It must be the canonical *inlinable* SQL
-/// function of migration 6: returns uuid, STABLE, SECURITY INVOKER, owned by
+/// function of migration 7 (6 for the slow path): returns uuid, STABLE, SECURITY INVOKER, owned by
 /// the owner role, `LANGUAGE sql` with a SQL-standard body (`RETURN …`) equal
 /// to [`HELPER_BODY`] (both sides deparsed by the server in this session,
 /// then compared whitespace-normalized), no SET clause at all (a function
@@ -336,7 +339,7 @@ fn helper(db: &mut Db, catalog: &Catalog, m: &Module, report: &mut Report) -> Re
             Check::Helper,
             &slow_object,
             "the helper's slow path does not exist",
-            format!("create it as migration {HELPER_MIGRATION} does"),
+            format!("create it as migration {SLOW_PATH_MIGRATION} does"),
         ));
         return Ok(());
     };
@@ -362,7 +365,7 @@ fn helper(db: &mut Db, catalog: &Catalog, m: &Module, report: &mut Report) -> Re
         problems.push((
             "has a body that differs from the canonical one".into(),
             format!(
-                "recreate it exactly as migration {HELPER_MIGRATION} does (body: \
+                "recreate it exactly as migration {SLOW_PATH_MIGRATION} does (body: \
                  xtask/src/rls/tenant_context_error.plpgsql)"
             ),
         ));
@@ -373,7 +376,7 @@ fn helper(db: &mut Db, catalog: &Catalog, m: &Module, report: &mut Report) -> Re
             &slow_object,
             format!("the slow path {p}"),
             if fix.is_empty() {
-                format!("recreate it exactly as migration {HELPER_MIGRATION} does")
+                format!("recreate it exactly as migration {SLOW_PATH_MIGRATION} does")
             } else {
                 fix
             },
@@ -1158,25 +1161,29 @@ pub fn canonical_predicate(db: &mut Db, m: &Module, t: &Table) -> Result<String>
 mod tests {
     use super::*;
 
+    fn up_sql(migration: &str) -> String {
+        let path = crate::util::root().join(format!("migrations/{migration}/up.sql"));
+        normalize_ws(&std::fs::read_to_string(path).unwrap())
+    }
+
     #[test]
-    fn migration_six_creates_the_canonical_helper_and_slow_path() {
-        let up = std::fs::read_to_string(
-            crate::util::root().join(format!("migrations/{HELPER_MIGRATION}/up.sql")),
-        )
-        .unwrap();
-        let up = normalize_ws(&up);
+    fn the_migrations_create_the_canonical_helper_and_slow_path() {
+        let helper = up_sql(HELPER_MIGRATION);
         assert!(
-            up.contains("FUNCTION attestor_app.require_current_tenant() RETURNS uuid LANGUAGE sql")
-                && up.contains(&format!("{};", normalize_ws(HELPER_BODY))),
-            "require_current_tenant() in migration 6 differs from xtask/src/rls/require_current_tenant.sql"
+            helper.contains("FUNCTION attestor_app.require_current_tenant() RETURNS uuid LANGUAGE sql")
+                && helper.contains(&format!("{};", normalize_ws(HELPER_BODY))),
+            "require_current_tenant() in migration {HELPER_MIGRATION} differs from \
+             xtask/src/rls/require_current_tenant.sql"
+        );
+        let slow = up_sql(SLOW_PATH_MIGRATION);
+        assert!(
+            slow.contains(&format!("AS $$ {} $$;", normalize_ws(SLOW_PATH_BODY))),
+            "tenant_context_error() in migration {SLOW_PATH_MIGRATION} differs from \
+             xtask/src/rls/tenant_context_error.plpgsql"
         );
         assert!(
-            up.contains(&format!("AS $$ {} $$;", normalize_ws(SLOW_PATH_BODY))),
-            "tenant_context_error() in migration 6 differs from xtask/src/rls/tenant_context_error.plpgsql"
-        );
-        assert!(
-            up.contains("REVOKE ALL ON FUNCTION attestor_app.tenant_context_error(text) FROM PUBLIC;"),
-            "migration 6 must revoke EXECUTE on the slow path from PUBLIC"
+            slow.contains("REVOKE ALL ON FUNCTION attestor_app.tenant_context_error(text) FROM PUBLIC;"),
+            "migration {SLOW_PATH_MIGRATION} must revoke EXECUTE on the slow path from PUBLIC"
         );
     }
 
