@@ -46,10 +46,13 @@
 //! or `ROLLBACK`, a lost connection. Dropping an `AsyncPgConnection` closes
 //! the socket, and the server rolls the transaction back.
 //!
+//! New connections get the configured `plan_cache_mode`
+//! ([`crate::PlanCacheMode`]), the only session-level setting a pool makes.
+//!
 //! Must never: hand out a pooled connection outside a transaction that set a
 //! tenant (the worker path is separately named and sets the tenant GUC to the
-//! empty string), use a session-level `SET`, or return a connection to the
-//! pool that still has an open transaction.
+//! empty string), set tenant context (or the actor) at session level, or
+//! return a connection to the pool that still has an open transaction.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -75,6 +78,8 @@ pub(crate) struct GuardedManager {
     /// Open connections through [`wire::connect`] (the tenant pool, for
     /// [`Database::fetch`]); the worker pool uses diesel-async's own.
     splice: bool,
+    /// Run once on every new connection (the configured `plan_cache_mode`).
+    session_setup: Option<String>,
 }
 
 /// A pooled connection and whether a transaction we opened on it has not yet
@@ -122,6 +127,10 @@ impl ManageConnection for GuardedManager {
         } else {
             (self.inner.connect().await?, None)
         };
+        if let Some(sql) = &self.session_setup {
+            use diesel_async::SimpleAsyncConnection as _;
+            conn.batch_execute(sql).await.map_err(PoolError::QueryError)?;
+        }
         let query_failed = Arc::new(AtomicBool::new(false));
         conn.set_instrumentation(ErrorFlag {
             failed: query_failed.clone(),
@@ -156,6 +165,7 @@ async fn build_pool(config: &DatabaseConfig, splice: bool) -> Result<Pool, RepoE
         inner: AsyncDieselConnectionManager::new(config.url.clone()),
         url: config.url.clone(),
         splice,
+        session_setup: config.plan_cache_mode.session_setup(),
     };
     let pool = bb8::Pool::builder()
         .max_size(config.max_connections)

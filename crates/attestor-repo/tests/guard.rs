@@ -9,7 +9,9 @@ mod common;
 use std::time::Duration;
 
 use attestor_repo::scoped_futures::ScopedFutureExt as _;
-use attestor_repo::{Database, DatabaseConfig, RepoError, TenantContext, TenantId, WorkerDatabase};
+use attestor_repo::{
+    Database, DatabaseConfig, PlanCacheMode, RepoError, TenantContext, TenantId, WorkerDatabase,
+};
 use common::*;
 use diesel::sql_types::{Integer, Nullable, Text};
 use diesel::QueryableByName;
@@ -447,6 +449,46 @@ async fn custom_error_types_work_with_the_guard() {
         .await;
     assert!(matches!(r, Err(AppError::Denied)));
     let _ = AppError::Repo(RepoError::TenantNotSet);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_new_connection_gets_the_configured_plan_cache_mode() {
+    let tdb = test_db();
+    let t = TenantId::new_random();
+    let read = |db: Database| async move {
+        let rows: Vec<Setting> = db
+            .fetch(
+                ctx(t),
+                diesel::sql_query("SELECT current_setting('plan_cache_mode') AS v"),
+            )
+            .await
+            .unwrap();
+        rows.into_iter().next().and_then(|r| r.v)
+    };
+    // The default: generic plans (see PlanCacheMode), through fetch's splice.
+    assert_eq!(
+        read(app(&tdb, 1).await).await.as_deref(),
+        Some("force_generic_plan")
+    );
+    let server = DatabaseConfig::new(tdb.app_url())
+        .with_max_connections(1)
+        .with_plan_cache_mode(PlanCacheMode::ServerSetting);
+    assert_eq!(
+        read(Database::connect(server).await.unwrap()).await.as_deref(),
+        Some("auto")
+    );
+    // The worker pool (diesel-async's own connections) gets it too.
+    let worker = DatabaseConfig::new(tdb.worker_url())
+        .with_max_connections(1)
+        .with_plan_cache_mode(PlanCacheMode::ForceCustomPlan);
+    let w = WorkerDatabase::connect(worker).await.unwrap();
+    let mode = w
+        .transaction(None, |tx| {
+            async move { setting(tx.conn(), "plan_cache_mode").await }.scope_boxed()
+        })
+        .await
+        .unwrap();
+    assert_eq!(mode.as_deref(), Some("force_custom_plan"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
