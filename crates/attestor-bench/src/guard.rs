@@ -1,8 +1,9 @@
 //! `guard`: what the tenant guard costs.
 //!
 //! Loads `--rows` rows into `attestor.sbom_entries` spread over `--tenants`
-//! tenants, then, with the same pool size and concurrency, alternates timed
-//! rounds of:
+//! tenants, then, with the same pool size and concurrency, times `--rounds`
+//! short rounds of each path (the order rotating from round to round, so the
+//! drift of a shared machine hits every path alike):
 //!
 //! * **guarded**: `Database::fetch` as `attestor_app` (one request: the
 //!   guard's `set_config('app.tenant_id', …, true)` spliced into the query's
@@ -13,6 +14,12 @@
 //!   autocommit, as a role with BYPASSRLS (no policy, no transaction).
 //!
 //! for (a) a point read by id and (b) the page of the 50 newest rows.
+//! Throughputs are totals over all rounds; the ratio is the median of the
+//! per-round ratios (each guarded round against the baseline round next to
+//! it). It also prints the CPU time per operation of this process (client)
+//! and of the machine's `postgres` processes (server), read from `/proc`,
+//! which says where a gap comes from.
+//!
 //! It must never be run against a production server: it creates a BYPASSRLS
 //! role and bulk-loads a database of its own.
 
@@ -21,11 +28,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use attestor_repo::{Database, DatabaseConfig, RepoError, TenantContext, TenantId};
+use attestor_repo::{Database, DatabaseConfig, PlanCacheMode, RepoError, TenantContext, TenantId};
 use attestor_schema::schema::attestor::sbom_entries as s;
 use diesel::prelude::*;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel::result::ConnectionError;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection as _};
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
@@ -42,11 +50,181 @@ enum Query {
     Page,
 }
 
-/// Which guarded API to drive.
+/// What one timed round drives: a guarded API, or the baseline.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Path {
     Fetch,
     Transaction,
+    Baseline,
+}
+
+const PATHS: [Path; 3] = [Path::Fetch, Path::Transaction, Path::Baseline];
+/// Indexes into [`PATHS`].
+const FETCH: usize = 0;
+const TRANSACTION: usize = 1;
+const BASELINE: usize = 2;
+
+type BaselinePool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
+
+/// One timed run of one path.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    ops: u64,
+    elapsed: Duration,
+    cpu: Cpu,
+}
+
+impl Sample {
+    fn per_s(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn add(&mut self, other: &Sample) {
+        self.ops += other.ops;
+        self.elapsed += other.elapsed;
+        self.cpu.client += other.cpu.client;
+        self.cpu.server += other.cpu.server;
+    }
+
+    /// CPU microseconds per operation: (this process, the PostgreSQL processes).
+    fn cpu_us_per_op(&self) -> (f64, f64) {
+        let per_op = |seconds: f64| seconds * 1e6 / self.ops.max(1) as f64;
+        (per_op(self.cpu.client), per_op(self.cpu.server))
+    }
+}
+
+/// CPU seconds used (user + system) by this process (the client: pool,
+/// driver, splice) and by every process named `postgres` on the machine
+/// (the server). Read from `/proc`; zero where that is not available.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    client: f64,
+    server: f64,
+}
+
+impl Cpu {
+    fn now() -> Cpu {
+        // The server's processes first: scanning /proc costs this process
+        // CPU, which must fall outside the client's figure.
+        let server = postgres_cpu_seconds();
+        Cpu {
+            client: cpu_seconds("/proc/self/stat").unwrap_or(0.0),
+            server,
+        }
+    }
+
+    fn since(&self, before: &Cpu) -> Cpu {
+        let client = cpu_seconds("/proc/self/stat").unwrap_or(0.0) - before.client;
+        Cpu {
+            client,
+            server: postgres_cpu_seconds() - before.server,
+        }
+    }
+}
+
+/// utime + stime of a `/proc/<pid>/stat` file, in seconds.
+fn cpu_seconds(path: &str) -> Option<f64> {
+    const TICKS_PER_S: f64 = 100.0; // USER_HZ, 100 on every Linux ABI
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The fields after the parenthesised command name (which may hold spaces).
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / TICKS_PER_S)
+}
+
+fn postgres_cpu_seconds() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|comm| comm.starts_with("postgres"))
+        })
+        .filter_map(|e| cpu_seconds(&e.path().join("stat").to_string_lossy()))
+        .sum()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// One query's result: totals per path and the paired ratios.
+struct Report {
+    name: &'static str,
+    fetch: Sample,
+    transaction: Sample,
+    baseline: Sample,
+    /// Median over rounds of fetch/baseline throughput, each round's pair
+    /// measured back to back.
+    ratio: f64,
+    transaction_ratio: f64,
+    rounds: usize,
+    plan_cache_mode: PlanCacheMode,
+}
+
+impl Report {
+    fn json(&self, rows: i64, tenants: i64, connections: u32) -> serde_json::Value {
+        let round3 = |x: f64| (x * 1000.0).round() / 1000.0;
+        let round1 = |x: f64| (x * 10.0).round() / 10.0;
+        let (fetch_client, fetch_server) = self.fetch.cpu_us_per_op();
+        let (base_client, base_server) = self.baseline.cpu_us_per_op();
+        serde_json::json!({
+            "bench": self.name, "guarded_per_s": self.fetch.per_s().round(),
+            "baseline_per_s": self.baseline.per_s().round(), "ratio": round3(self.ratio),
+            "transaction_per_s": self.transaction.per_s().round(),
+            "transaction_ratio": round3(self.transaction_ratio),
+            "guarded_client_cpu_us": round1(fetch_client), "guarded_server_cpu_us": round1(fetch_server),
+            "baseline_client_cpu_us": round1(base_client), "baseline_server_cpu_us": round1(base_server),
+            "rounds": self.rounds, "plan_cache_mode": self.plan_cache_mode.setting().unwrap_or("server"),
+            "rows": rows, "tenants": tenants, "connections": connections,
+        })
+    }
+
+    fn print(&self) {
+        let (name, ratio, transaction_ratio) = (self.name, self.ratio, self.transaction_ratio);
+        println!(
+            "{name:<17} guarded(fetch) {:>8.0}/s  transaction {:>8.0}/s  baseline {:>8.0}/s  \
+             ratio {ratio:.3} (transaction {transaction_ratio:.3}; median of {} paired rounds; target >= 0.9)",
+            self.fetch.per_s(),
+            self.transaction.per_s(),
+            self.baseline.per_s(),
+            self.rounds,
+        );
+        let cpu = |s: &Sample| {
+            let (c, v) = s.cpu_us_per_op();
+            format!("{c:.1} + {v:.1}")
+        };
+        println!(
+            "{:<17} CPU us/op, client + server: fetch {}  transaction {}  baseline {}  (plan_cache_mode {})",
+            "",
+            cpu(&self.fetch),
+            cpu(&self.transaction),
+            cpu(&self.baseline),
+            self.plan_cache_mode.setting().unwrap_or("of the server"),
+        );
+    }
+}
+
+/// Run `path` for `duration`.
+async fn measure(
+    path: Path,
+    guarded: &Database,
+    baseline: &BaselinePool,
+    sample: &Arc<Vec<(Uuid, Uuid)>>,
+    query: Query,
+    connections: u32,
+    duration: Duration,
+) -> Result<Sample> {
+    match path {
+        Path::Baseline => measure_baseline(baseline, sample, query, connections, duration).await,
+        path => measure_guarded(guarded, sample, query, path, connections, duration).await,
+    }
 }
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -55,6 +233,14 @@ pub fn run(args: &[String]) -> Result<()> {
     let tenants: i64 = opts.value("--tenants", 1_000)?;
     let seconds: f64 = opts.value("--seconds", 5.0)?;
     let connections: u32 = opts.value("--connections", 4)?;
+    let rounds: usize = opts.value("--rounds", 20)?;
+    // Both pools get the same plan_cache_mode: the guarded pool's default
+    // unless told otherwise.
+    let plan_cache_mode = match opts.value::<String>("--plan-cache-mode", String::new())?.as_str() {
+        "" => DatabaseConfig::new("").plan_cache_mode,
+        mode => mode.parse::<PlanCacheMode>().map_err(anyhow::Error::msg)?,
+    };
+    anyhow::ensure!(rounds >= 1, "--rounds must be at least 1");
     let json = opts.flag("--json");
 
     let server = attestor_testdb::Server::from_env().context("starting PostgreSQL")?;
@@ -69,57 +255,80 @@ pub fn run(args: &[String]) -> Result<()> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let mut config = DatabaseConfig::new(db.app_url()).with_max_connections(connections);
+        let mut config = DatabaseConfig::new(db.app_url())
+            .with_max_connections(connections)
+            .with_plan_cache_mode(plan_cache_mode);
         config.test_on_checkout = false;
         let guarded = Database::connect(config).await?;
         let bypass_url = server.role(BYPASS_ROLE, db.name()).url();
+        let mut manager = ManagerConfig::<AsyncPgConnection>::default();
+        manager.custom_setup = Box::new(move |url| {
+            Box::pin(async move {
+                let mut conn = AsyncPgConnection::establish(url).await?;
+                if let Some(mode) = plan_cache_mode.setting() {
+                    conn.batch_execute(&format!("SET plan_cache_mode = {mode}"))
+                        .await
+                        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                }
+                Ok(conn)
+            })
+        });
         let baseline = bb8::Pool::builder()
             .max_size(connections)
             .test_on_check_out(false)
-            .build(AsyncDieselConnectionManager::<AsyncPgConnection>::new(bypass_url))
+            .build(AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(bypass_url, manager))
             .await?;
         let sample = Arc::new(sample);
         for (query, name) in [(Query::Point, "guard-point-read"), (Query::Page, "guard-page")] {
-            // Warm up both paths, then alternate rounds so drift hits both.
-            let round = Duration::from_secs_f64(seconds / 4.0);
-            // (ops, time) for fetch, transaction, baseline.
-            let mut totals = [(0u64, Duration::ZERO); 3];
             let warm = Duration::from_millis(300);
-            measure_guarded(&guarded, &sample, query, Path::Fetch, connections, warm).await?;
-            measure_guarded(&guarded, &sample, query, Path::Transaction, connections, warm).await?;
-            measure_baseline(&baseline, &sample, query, connections, warm).await?;
-            for _ in 0..4 {
-                for (slot, path) in [(0, Some(Path::Fetch)), (1, Some(Path::Transaction)), (2, None)] {
-                    let (n, t) = match path {
-                        Some(path) => measure_guarded(&guarded, &sample, query, path, connections, round).await?,
-                        None => measure_baseline(&baseline, &sample, query, connections, round).await?,
-                    };
-                    totals[slot].0 += n;
-                    totals[slot].1 += t;
+            for path in PATHS {
+                measure(path, &guarded, &baseline, &sample, query, connections, warm).await?;
+            }
+            // Many short rounds, the order of the paths rotating, so that the
+            // machine's drift (it is shared) hits every path alike.
+            let round = Duration::from_secs_f64(seconds / rounds as f64);
+            let mut totals = [Sample::default(); 3];
+            let mut per_round = [Vec::new(), Vec::new(), Vec::new()];
+            for r in 0..rounds {
+                for k in 0..PATHS.len() {
+                    let slot = (r + k) % PATHS.len();
+                    let got = measure(
+                        PATHS[slot],
+                        &guarded,
+                        &baseline,
+                        &sample,
+                        query,
+                        connections,
+                        round,
+                    )
+                    .await?;
+                    totals[slot].add(&got);
+                    per_round[slot].push(got.per_s());
                 }
             }
-            let per_s = |(n, t): (u64, Duration)| n as f64 / t.as_secs_f64();
-            let (guarded_per_s, transaction_per_s, baseline_per_s) =
-                (per_s(totals[0]), per_s(totals[1]), per_s(totals[2]));
-            let ratio = guarded_per_s / baseline_per_s;
-            let transaction_ratio = transaction_per_s / baseline_per_s;
-            let round3 = |x: f64| (x * 1000.0).round() / 1000.0;
+            let paired = |slot: usize| {
+                median(
+                    per_round[slot]
+                        .iter()
+                        .zip(&per_round[BASELINE])
+                        .map(|(g, b)| g / b)
+                        .collect(),
+                )
+            };
+            let report = Report {
+                name,
+                fetch: totals[FETCH],
+                transaction: totals[TRANSACTION],
+                baseline: totals[BASELINE],
+                ratio: paired(FETCH),
+                transaction_ratio: paired(TRANSACTION),
+                rounds,
+                plan_cache_mode,
+            };
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "bench": name, "guarded_per_s": guarded_per_s.round(),
-                        "baseline_per_s": baseline_per_s.round(), "ratio": round3(ratio),
-                        "transaction_per_s": transaction_per_s.round(),
-                        "transaction_ratio": round3(transaction_ratio),
-                        "rows": rows, "tenants": tenants, "connections": connections,
-                    })
-                );
+                println!("{}", report.json(rows, tenants, connections));
             } else {
-                println!(
-                    "{name:<17} guarded(fetch) {guarded_per_s:>8.0}/s  transaction {transaction_per_s:>8.0}/s  \
-                     baseline {baseline_per_s:>8.0}/s  ratio {ratio:.3} (transaction {transaction_ratio:.3}; target >= 0.9)"
-                );
+                report.print();
             }
         }
         anyhow::Ok(())
@@ -172,13 +381,14 @@ fn sample_ids(db: &attestor_testdb::TestDatabase<'_>, n: i64) -> Result<Vec<(Uui
 /// Run `connections` concurrent loops for `duration`, each doing one query
 /// after another. The loops are joined on one task (not spawned): the same
 /// driver for every path, and no `Send` bound on the query futures.
-async fn drive<F, Fut>(connections: u32, duration: Duration, op: F) -> Result<(u64, Duration)>
+async fn drive<F, Fut>(connections: u32, duration: Duration, op: F) -> Result<Sample>
 where
     F: Fn(u64) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
     let stop = AtomicBool::new(false);
     let count = AtomicU64::new(0);
+    let cpu_before = Cpu::now();
     let started = Instant::now();
     let loops = (0..connections as u64).map(|worker| {
         let (stop, count, op) = (&stop, &count, &op);
@@ -198,8 +408,14 @@ where
         anyhow::Ok(())
     };
     let (results, _) = futures_util::future::join(futures_util::future::join_all(loops), timer).await;
+    let elapsed = started.elapsed();
+    let cpu = Cpu::now().since(&cpu_before);
     results.into_iter().collect::<Result<Vec<()>>>()?;
-    Ok((AtomicU64::load(&count, Ordering::Relaxed), started.elapsed()))
+    Ok(Sample {
+        ops: AtomicU64::load(&count, Ordering::Relaxed),
+        elapsed,
+        cpu,
+    })
 }
 
 async fn measure_guarded(
@@ -209,7 +425,7 @@ async fn measure_guarded(
     path: Path,
     connections: u32,
     duration: Duration,
-) -> Result<(u64, Duration)> {
+) -> Result<Sample> {
     let (db, sample) = (db.clone(), sample.clone());
     drive(connections, duration, move |i| {
         let (db, sample) = (db.clone(), sample.clone());
@@ -277,12 +493,12 @@ async fn measure_guarded(
 }
 
 async fn measure_baseline(
-    pool: &bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>,
+    pool: &BaselinePool,
     sample: &Arc<Vec<(Uuid, Uuid)>>,
     query: Query,
     connections: u32,
     duration: Duration,
-) -> Result<(u64, Duration)> {
+) -> Result<Sample> {
     let (pool, sample) = (pool.clone(), sample.clone());
     drive(connections, duration, move |i| {
         let (pool, sample) = (pool.clone(), sample.clone());

@@ -17,11 +17,14 @@ const HELP: &str = "\
 attestor-bench <benchmark> [options]
 
 Benchmarks:
-  guard    tenant guard (RLS + set_config in a transaction) vs. an explicit
-           WHERE tenant_id = $1 as a BYPASSRLS role, same pool size:
-           point read by id and a page of the 50 newest rows
-           options: --rows N (1000000) --tenants N (1000) --seconds S (5)
-                    --connections N (4) --json
+  guard    tenant guard (Database::fetch: set_config + RLS in one request;
+           Database::transaction alongside) vs. an explicit WHERE tenant_id = $1
+           as a BYPASSRLS role, same pool size: point read by id and a page of
+           the 50 newest rows; ratio = median of paired rounds; CPU per op
+           options: --rows N (1000000) --tenants N (1000) --seconds S (5, per path)
+                    --rounds N (20) --connections N (4) --json
+                    --plan-cache-mode auto|force_generic_plan|force_custom_plan|server
+                      (both pools; default: the guarded pool's, force_generic_plan)
   queue    Rekor submission queue burn-down with a no-op submitter (durable commits)
            vs. pgbench running the queue's claim + complete SQL, for B = 1 and 100;
            fairness p99 of small tenants behind a big backlog; peak worker RSS
