@@ -11,7 +11,11 @@
 //!   (`attestor_queue::claim::CLAIM_SQL`, batch B) followed by one set-based
 //!   statement that stores an entry per claimed job and marks them succeeded
 //!   (same tables, triggers and audit rows as a real completion, but as the
-//!   superuser, without tenant transactions): the speed of light.
+//!   superuser, without tenant transactions): the speed of light. pgbench
+//!   runs with `plan_cache_mode = force_custom_plan`, its fast mode: under
+//!   `auto` it settled from one run to the next on either custom plans
+//!   (~7–9k jobs/s here) or generic ones (~2k), which made the ratio swing
+//!   between 0.4 and 1.8.
 //! * Both for B = 1 and B = 100 (or `--batches`), printing jobs/s and the ratio.
 //! * **Fairness**: one tenant with `--big-backlog` ready jobs draining while 9
 //!   small tenants enqueue 100 jobs each in waves; the p99 of their
@@ -280,6 +284,8 @@ fn pgbench_baseline(
     let per_client = (jobs as f64 / (batch as f64 * clients as f64)).ceil() as u64;
     let started = Instant::now();
     let out = Command::new(pgbench)
+        // The baseline's best plans, every run (see the module docs).
+        .env("PGOPTIONS", "-c plan_cache_mode=force_custom_plan")
         .args([
             "-n",
             "-M",
