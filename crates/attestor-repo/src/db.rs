@@ -63,6 +63,7 @@ use bb8::ManageConnection;
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, PoolError};
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, TransactionManager};
+use futures_util::future::BoxFuture;
 use scoped_futures::ScopedBoxFuture;
 use tracing::Instrument as _;
 
@@ -537,7 +538,19 @@ impl Database {
     /// [`Database::transaction`]: an error ends the implicit transaction at
     /// the `Sync`, a dropped future or a stream that lost its framing
     /// discards the connection.
-    pub async fn fetch<Q, U>(&self, ctx: TenantContext, query: Q) -> Result<Vec<U>, RepoError>
+    ///
+    /// The future is boxed and `Send`, so a task that calls `fetch` can be
+    /// spawned (an `async fn` with this higher-ranked bound would not be
+    /// provably `Send` to a caller that spawns it).
+    pub fn fetch<Q, U>(&self, ctx: TenantContext, query: Q) -> BoxFuture<'_, Result<Vec<U>, RepoError>>
+    where
+        Q: for<'c> diesel_async::methods::LoadQuery<'static, &'c AsyncPgConnection, U> + Send + 'static,
+        U: Send + 'static,
+    {
+        Box::pin(self.fetch_inner(ctx, query))
+    }
+
+    async fn fetch_inner<Q, U>(&self, ctx: TenantContext, query: Q) -> Result<Vec<U>, RepoError>
     where
         Q: for<'c> diesel_async::methods::LoadQuery<'static, &'c AsyncPgConnection, U> + Send + 'static,
         U: Send + 'static,

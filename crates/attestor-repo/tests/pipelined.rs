@@ -67,6 +67,34 @@ async fn fetch_runs_inside_the_tenant_transaction() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_can_run_in_spawned_tasks() {
+    // Compiles only while fetch's future is Send for every caller (the queue
+    // worker spawns its completions); runs tenants side by side on two
+    // connections.
+    let tdb = test_db();
+    let db = app(&tdb, 2).await;
+    let tenants: Vec<TenantId> = (0..4).map(|_| TenantId::new_random()).collect();
+    let tasks: Vec<_> = tenants
+        .iter()
+        .map(|&t| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.fetch(
+                    TenantContext::new(t),
+                    diesel::sql_query("SELECT current_setting('app.tenant_id', true) AS v"),
+                )
+                .await
+            })
+        })
+        .collect();
+    for (task, t) in tasks.into_iter().zip(&tenants) {
+        let got: Vec<Setting> = task.await.unwrap().unwrap();
+        assert_eq!(got[0].v.as_deref(), Some(t.to_string().as_str()));
+    }
+    assert!(db.probe_idle().await.unwrap().is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_errors_and_cancellation_leave_a_clean_pool() {
     let tdb = test_db();
     let db = app(&tdb, 1).await;
