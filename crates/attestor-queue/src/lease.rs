@@ -339,7 +339,7 @@ pub async fn complete(
 }
 
 #[derive(QueryableByName)]
-struct CompleteManyRow {
+pub(crate) struct CompleteManyRow {
     #[diesel(sql_type = BigInt)]
     ord: i64,
     #[diesel(sql_type = Bool)]
@@ -420,86 +420,167 @@ pub async fn complete_many(
     conn: &mut AsyncPgConnection,
     items: &[(Lease, &TlogEntry, &serde_json::Value)],
 ) -> Result<Vec<Result<Uuid>>> {
-    let mut out: Vec<Option<Result<Uuid>>> = Vec::with_capacity(items.len());
-    let mut sent = Vec::new();
-    for (_, entry, _) in items {
-        match entry.inclusion_proof.as_ref().map(|_| entry.verify_inclusion()) {
-            Some(Err(e)) => out.push(Some(Err(QueueError::InvalidEntry(e)))),
-            _ => {
-                out.push(None);
-                sent.push(out.len() - 1);
+    let mut plan = CompleteMany::plan(items);
+    let rows = match plan.statement.take() {
+        Some(statement) => statement.into_query().load(conn).await?,
+        None => Vec::new(),
+    };
+    Ok(plan.finish(items, rows))
+}
+
+/// [`complete_many`] in parts, for callers that run the statement their own
+/// way (the worker sends it with `Database::fetch`, in one request): the
+/// items decided before any SQL (an inclusion proof that does not verify)
+/// and the one statement for the rest.
+pub(crate) struct CompleteMany {
+    out: Vec<Option<Result<Uuid>>>,
+    /// Indexes into the items of the jobs the statement carries, in its `ord` order.
+    sent: Vec<usize>,
+    /// `None` when no item is left for the database.
+    pub(crate) statement: Option<CompleteManyStatement>,
+}
+
+/// The bound [`COMPLETE_MANY_SQL`] (cheap to rebuild from its parts).
+pub(crate) struct CompleteManyStatement {
+    job_ids: Vec<Uuid>,
+    tokens: Vec<Uuid>,
+    log_ids: Vec<String>,
+    log_indexes: Vec<i64>,
+    shards: Vec<Option<i64>>,
+    uuids: Vec<Option<String>>,
+    kinds: Vec<String>,
+    versions: Vec<String>,
+    times: Vec<Option<f64>>,
+    bodies: Vec<Vec<u8>>,
+    proofs: Vec<Option<serde_json::Value>>,
+    checkpoints: Vec<Option<String>>,
+    sets: Vec<Option<Vec<u8>>>,
+    leaves: Vec<Vec<u8>>,
+    results: Vec<serde_json::Value>,
+}
+
+/// The statement's row type, for loading it through any connection.
+pub(crate) type CompleteManyRows = Vec<CompleteManyRow>;
+
+impl CompleteManyStatement {
+    /// The statement with its 15 array parameters bound.
+    pub(crate) fn into_query(
+        self,
+    ) -> diesel::query_builder::BoxedSqlQuery<'static, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
+        diesel::sql_query(COMPLETE_MANY_SQL)
+            .into_boxed()
+            .bind::<Array<SqlUuid>, _>(self.job_ids)
+            .bind::<Array<SqlUuid>, _>(self.tokens)
+            .bind::<Array<Text>, _>(self.log_ids)
+            .bind::<Array<Int8>, _>(self.log_indexes)
+            .bind::<Array<Nullable<Int8>>, _>(self.shards)
+            .bind::<Array<Nullable<Text>>, _>(self.uuids)
+            .bind::<Array<Text>, _>(self.kinds)
+            .bind::<Array<Text>, _>(self.versions)
+            .bind::<Array<Nullable<Double>>, _>(self.times)
+            .bind::<Array<Bytea>, _>(self.bodies)
+            .bind::<Array<Nullable<Jsonb>>, _>(self.proofs)
+            .bind::<Array<Nullable<Text>>, _>(self.checkpoints)
+            .bind::<Array<Nullable<Bytea>>, _>(self.sets)
+            .bind::<Array<Bytea>, _>(self.leaves)
+            .bind::<Array<Jsonb>, _>(self.results)
+    }
+}
+
+impl CompleteMany {
+    pub(crate) fn plan(items: &[(Lease, &TlogEntry, &serde_json::Value)]) -> CompleteMany {
+        let mut out: Vec<Option<Result<Uuid>>> = Vec::with_capacity(items.len());
+        let mut sent = Vec::new();
+        for (_, entry, _) in items {
+            match entry.inclusion_proof.as_ref().map(|_| entry.verify_inclusion()) {
+                Some(Err(e)) => out.push(Some(Err(QueueError::InvalidEntry(e)))),
+                _ => {
+                    out.push(None);
+                    sent.push(out.len() - 1);
+                }
             }
         }
+        if sent.is_empty() {
+            return CompleteMany {
+                out,
+                sent,
+                statement: None,
+            };
+        }
+        let mut st = CompleteManyStatement {
+            job_ids: vec![],
+            tokens: vec![],
+            log_ids: vec![],
+            log_indexes: vec![],
+            shards: vec![],
+            uuids: vec![],
+            kinds: vec![],
+            versions: vec![],
+            times: vec![],
+            bodies: vec![],
+            proofs: vec![],
+            checkpoints: vec![],
+            sets: vec![],
+            leaves: vec![],
+            results: vec![],
+        };
+        for &k in &sent {
+            let (lease, entry, result) = &items[k];
+            st.job_ids.push(lease.job_id);
+            st.tokens.push(lease.token);
+            st.log_ids.push(entry.log_id.clone());
+            st.log_indexes.push(entry.log_index);
+            st.shards.push(entry.shard_log_index);
+            st.uuids.push(entry.entry_uuid.clone());
+            st.kinds.push(entry.kind.clone());
+            st.versions.push(entry.kind_version.clone());
+            st.times.push(entry.integrated_time.map(|t| t as f64));
+            st.bodies.push(entry.canonical_body.clone());
+            st.proofs.push(entry.inclusion_proof.as_ref().map(proof_json));
+            st.checkpoints
+                .push(entry.inclusion_proof.as_ref().and_then(|p| p.checkpoint.clone()));
+            st.sets.push(entry.signed_entry_timestamp.clone());
+            st.leaves.push(entry.leaf_hash.to_vec());
+            st.results.push((*result).clone());
+        }
+        CompleteMany {
+            out,
+            sent,
+            statement: Some(st),
+        }
     }
-    if sent.is_empty() {
-        return Ok(out.into_iter().map(|r| r.expect("decided")).collect());
+
+    /// Each item's result, from the statement's rows (none if it did not run).
+    pub(crate) fn finish(
+        mut self,
+        items: &[(Lease, &TlogEntry, &serde_json::Value)],
+        rows: CompleteManyRows,
+    ) -> Vec<Result<Uuid>> {
+        for row in rows {
+            let k = self.sent[(row.ord - 1) as usize];
+            let (lease, entry, _) = &items[k];
+            self.out[k] = Some(match row {
+                CompleteManyRow { held: false, .. } => Err(lost(lease)),
+                CompleteManyRow {
+                    entry_id: Some(id),
+                    completed: true,
+                    ..
+                } => Ok(id),
+                CompleteManyRow { entry_id: None, .. } => Err(QueueError::InvalidInput(format!(
+                    "log {} index {} is being stored by a concurrent transaction; retry",
+                    entry.log_id, entry.log_index
+                ))),
+                CompleteManyRow { .. } => Err(QueueError::InvalidInput(format!(
+                    "log {} index {} already holds a different entry",
+                    entry.log_id, entry.log_index
+                ))),
+            });
+        }
+        self.out
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(QueueError::InvalidInput("job missing from the result".into()))))
+            .collect()
     }
-    let (mut job_ids, mut tokens, mut log_ids, mut log_indexes, mut shards) =
-        (vec![], vec![], vec![], vec![], vec![]);
-    let (mut uuids, mut kinds, mut versions, mut times, mut bodies) =
-        (vec![], vec![], vec![], vec![], vec![]);
-    let (mut proofs, mut checkpoints, mut sets, mut leaves, mut results) =
-        (vec![], vec![], vec![], vec![], vec![]);
-    for &k in &sent {
-        let (lease, entry, result) = &items[k];
-        job_ids.push(lease.job_id);
-        tokens.push(lease.token);
-        log_ids.push(entry.log_id.clone());
-        log_indexes.push(entry.log_index);
-        shards.push(entry.shard_log_index);
-        uuids.push(entry.entry_uuid.clone());
-        kinds.push(entry.kind.clone());
-        versions.push(entry.kind_version.clone());
-        times.push(entry.integrated_time.map(|t| t as f64));
-        bodies.push(entry.canonical_body.clone());
-        proofs.push(entry.inclusion_proof.as_ref().map(proof_json));
-        checkpoints.push(entry.inclusion_proof.as_ref().and_then(|p| p.checkpoint.clone()));
-        sets.push(entry.signed_entry_timestamp.clone());
-        leaves.push(entry.leaf_hash.to_vec());
-        results.push((*result).clone());
-    }
-    let rows: Vec<CompleteManyRow> = diesel::sql_query(COMPLETE_MANY_SQL)
-        .bind::<Array<SqlUuid>, _>(job_ids)
-        .bind::<Array<SqlUuid>, _>(tokens)
-        .bind::<Array<Text>, _>(log_ids)
-        .bind::<Array<Int8>, _>(log_indexes)
-        .bind::<Array<Nullable<Int8>>, _>(shards)
-        .bind::<Array<Nullable<Text>>, _>(uuids)
-        .bind::<Array<Text>, _>(kinds)
-        .bind::<Array<Text>, _>(versions)
-        .bind::<Array<Nullable<Double>>, _>(times)
-        .bind::<Array<Bytea>, _>(bodies)
-        .bind::<Array<Nullable<Jsonb>>, _>(proofs)
-        .bind::<Array<Nullable<Text>>, _>(checkpoints)
-        .bind::<Array<Nullable<Bytea>>, _>(sets)
-        .bind::<Array<Bytea>, _>(leaves)
-        .bind::<Array<Jsonb>, _>(results)
-        .load(conn)
-        .await?;
-    for row in rows {
-        let k = sent[(row.ord - 1) as usize];
-        let (lease, entry, _) = &items[k];
-        out[k] = Some(match row {
-            CompleteManyRow { held: false, .. } => Err(lost(lease)),
-            CompleteManyRow {
-                entry_id: Some(id),
-                completed: true,
-                ..
-            } => Ok(id),
-            CompleteManyRow { entry_id: None, .. } => Err(QueueError::InvalidInput(format!(
-                "log {} index {} is being stored by a concurrent transaction; retry",
-                entry.log_id, entry.log_index
-            ))),
-            CompleteManyRow { .. } => Err(QueueError::InvalidInput(format!(
-                "log {} index {} already holds a different entry",
-                entry.log_id, entry.log_index
-            ))),
-        });
-    }
-    Ok(out
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(QueueError::InvalidInput("job missing from the result".into()))))
-        .collect())
 }
 
 fn proof_json(p: &attestor_formats::InclusionProof) -> serde_json::Value {

@@ -655,9 +655,10 @@ const COMPLETION_LINGER: Duration = Duration::from_millis(2);
 const MAX_COMPLETIONS_PER_TX: usize = 64;
 
 /// Collects completions from the job tasks and runs those of the same
-/// tenant that are ready together in *one* tenant transaction and one
-/// set-based statement ([`lease::complete_many`]), each still fenced by its
-/// own token. A job-level refusal (lease lost, different entry) writes
+/// tenant that are ready together in *one* set-based statement
+/// ([`lease::complete_many`]'s, sent with `Database::fetch`: the tenant guard
+/// and the statement in one request, one implicit transaction), each still
+/// fenced by its own token. A job-level refusal (lease lost, different entry) writes
 /// nothing for that job and does not undo the others; a database error
 /// rolls the group back and its jobs are retried one by one.
 async fn completion_batcher(app: Database, actor: String, mut rx: mpsc::UnboundedReceiver<Completion>) {
@@ -691,21 +692,15 @@ async fn completion_batcher(app: Database, actor: String, mut rx: mpsc::Unbounde
 
 async fn complete_group(app: Database, actor: String, group: Vec<Completion>) {
     if group.len() > 1 {
-        let tenant = group[0].lease.tenant_id;
-        let together = async {
-            let context = TenantContext::new(TenantId::try_from(tenant)?).with_actor(actor.clone());
-            app.transaction(context, |tx| {
-                let group = &group;
-                async move {
-                    let items: Vec<_> = group.iter().map(|c| (c.lease, &*c.entry, &*c.value)).collect();
-                    lease::complete_many(tx.conn(), &items).await
-                }
-                .scope_boxed()
-            })
-            .await
-        }
-        .await;
-        if let Ok(results) = together {
+        let mut plan = lease::CompleteMany::plan(&completion_items(&group));
+        let rows = match plan.statement.take() {
+            Some(statement) => {
+                complete_many_rows(app.clone(), actor.clone(), group[0].lease.tenant_id, statement).await
+            }
+            None => Ok(Vec::new()),
+        };
+        if let Ok(rows) = rows {
+            let results = plan.finish(&completion_items(&group), rows);
             for (c, r) in group.into_iter().zip(results) {
                 let _ = c.reply.send(r);
             }
@@ -717,6 +712,24 @@ async fn complete_group(app: Database, actor: String, group: Vec<Completion>) {
         let r = complete_in_tenant(&app, &actor, &c.lease, &c.entry, &c.value).await;
         let _ = c.reply.send(r);
     }
+}
+
+/// The group as [`lease::complete_many`] takes it.
+fn completion_items(group: &[Completion]) -> Vec<(Lease, &TlogEntry, &serde_json::Value)> {
+    group.iter().map(|c| (c.lease, &*c.entry, &*c.value)).collect()
+}
+
+/// Runs a group's completion statement for `tenant` in one request
+/// (`Database::fetch`: the tenant guard and the statement share one implicit
+/// transaction). Takes everything by value: no borrow lives across the await.
+async fn complete_many_rows(
+    app: Database,
+    actor: String,
+    tenant: Uuid,
+    statement: lease::CompleteManyStatement,
+) -> Result<lease::CompleteManyRows> {
+    let context = TenantContext::new(TenantId::try_from(tenant)?).with_actor(actor);
+    Ok(app.fetch(context, statement.into_query()).await?)
 }
 
 /// Retry `op` on transient errors (database restarting) until the lease
