@@ -440,7 +440,8 @@ pub(crate) struct CompleteMany {
     pub(crate) statement: Option<CompleteManyStatement>,
 }
 
-/// The bound [`COMPLETE_MANY_SQL`] (cheap to rebuild from its parts).
+/// The parameters of [`COMPLETE_MANY_SQL`], one array per column, in the
+/// statement's `ord` order; [`Self::into_query`] binds them.
 pub(crate) struct CompleteManyStatement {
     job_ids: Vec<Uuid>,
     tokens: Vec<Uuid>,

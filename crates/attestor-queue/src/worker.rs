@@ -656,11 +656,11 @@ const MAX_COMPLETIONS_PER_TX: usize = 64;
 
 /// Collects completions from the job tasks and runs those of the same
 /// tenant that are ready together in *one* set-based statement
-/// ([`lease::complete_many`]'s, sent with `Database::fetch`: the tenant guard
-/// and the statement in one request, one implicit transaction), each still
-/// fenced by its own token. A job-level refusal (lease lost, different entry) writes
-/// nothing for that job and does not undo the others; a database error
-/// rolls the group back and its jobs are retried one by one.
+/// ([`lease::complete_many`]'s, sent with `Database::fetch`: the tenant
+/// guard and the statement in one request, one implicit transaction), each
+/// still fenced by its own token. A job-level refusal (lease lost, different
+/// entry) writes nothing for that job and does not undo the others; a
+/// database error rolls the group back and its jobs are retried one by one.
 async fn completion_batcher(app: Database, actor: String, mut rx: mpsc::UnboundedReceiver<Completion>) {
     let mut groups_in_flight = JoinSet::new();
     while let Some(first) = rx.recv().await {
@@ -721,7 +721,7 @@ fn completion_items(group: &[Completion]) -> Vec<(Lease, &TlogEntry, &serde_json
 
 /// Runs a group's completion statement for `tenant` in one request
 /// (`Database::fetch`: the tenant guard and the statement share one implicit
-/// transaction). Takes everything by value: no borrow lives across the await.
+/// transaction, as `actor` for the audit log).
 async fn complete_many_rows(
     app: Database,
     actor: String,

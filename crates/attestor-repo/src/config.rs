@@ -2,7 +2,8 @@
 //!
 //! Owns: the knobs of a [`crate::Database`] / [`crate::WorkerDatabase`] and
 //! their defaults, including the one session setting a pool applies to its
-//! connections ([`PlanCacheMode`]; tenant context is never a session setting). Must never: read the environment or files on its own (the
+//! connections ([`PlanCacheMode`]; tenant context is never a session
+//! setting). Must never: read the environment or files on its own (the
 //! service decides where configuration comes from), or hold credentials
 //! anywhere but inside `url`.
 
@@ -46,10 +47,9 @@ pub struct DatabaseConfig {
 /// InitPlan, a value the planner never sees, so a custom plan cannot use the
 /// most selective predicate of a tenant query anyway. PostgreSQL's `auto`
 /// still keeps re-planning a statement whose generic plan looks dearer than
-/// its custom ones, which is every statement with `LIMIT $n` (a generic
-/// plan estimates an unknown limit at 10% of the rows): every page of a
-/// list is planned again, policies, sub-select and the inlined tenant
-/// helper included. Measured (`cargo xtask bench guard`, 1M rows): a page
+/// its custom ones, typically one with `LIMIT $n` (a generic plan estimates
+/// an unknown limit at 10% of the rows): every page of a list is planned
+/// again, policies, sub-select and the inlined tenant helper included. Measured (`cargo xtask bench guard`, 1M rows): a page
 /// of 50 costs the server ~85 µs planned each time, ~45 µs with a generic
 /// plan. Choose [`PlanCacheMode::Auto`] (or set `plan_cache_mode` for one
 /// transaction with `set_config`) for statements whose best plan depends on
