@@ -692,7 +692,8 @@ async fn completion_batcher(app: Database, actor: String, mut rx: mpsc::Unbounde
 
 async fn complete_group(app: Database, actor: String, group: Vec<Completion>) {
     if group.len() > 1 {
-        let mut plan = lease::CompleteMany::plan(&completion_items(&group));
+        let items: Vec<_> = group.iter().map(|c| (c.lease, &*c.entry, &*c.value)).collect();
+        let mut plan = lease::CompleteMany::plan(&items);
         let rows = match plan.statement.take() {
             Some(statement) => {
                 complete_many_rows(app.clone(), actor.clone(), group[0].lease.tenant_id, statement).await
@@ -700,7 +701,8 @@ async fn complete_group(app: Database, actor: String, group: Vec<Completion>) {
             None => Ok(Vec::new()),
         };
         if let Ok(rows) = rows {
-            let results = plan.finish(&completion_items(&group), rows);
+            let results = plan.finish(&items, rows);
+            drop(items);
             for (c, r) in group.into_iter().zip(results) {
                 let _ = c.reply.send(r);
             }
@@ -712,11 +714,6 @@ async fn complete_group(app: Database, actor: String, group: Vec<Completion>) {
         let r = complete_in_tenant(&app, &actor, &c.lease, &c.entry, &c.value).await;
         let _ = c.reply.send(r);
     }
-}
-
-/// The group as [`lease::complete_many`] takes it.
-fn completion_items(group: &[Completion]) -> Vec<(Lease, &TlogEntry, &serde_json::Value)> {
-    group.iter().map(|c| (c.lease, &*c.entry, &*c.value)).collect()
 }
 
 /// Runs a group's completion statement for `tenant` in one request
