@@ -55,6 +55,10 @@ pub struct ClusterOptions {
     pub tcp_port: Option<u16>,
     /// Extra `-c name=value` settings.
     pub settings: Vec<(String, String)>,
+    /// A command the postmaster runs under (ephemeral clusters only), e.g.
+    /// `["valgrind", "--tool=callgrind", …]` for `cargo xtask bench
+    /// guard-cost`; empty for none. Backends are forked, so they run under it too.
+    pub wrapper: Vec<String>,
 }
 
 /// A running cluster; see the module docs for the two flavours.
@@ -144,8 +148,8 @@ fn make_private_dir(path: &Path, who: Option<RunAs>) -> Result<()> {
 /// The watchdog: starts the postmaster, waits for EOF on stdin, then stops
 /// it and removes the cluster directory.
 const WATCHDOG_SCRIPT: &str = r#"
-pg="$1"; data="$2"; root="$3"; log="$4"; shift 4
-"$pg" -D "$data" "$@" </dev/null >>"$log" 2>&1 &
+root="$1"; log="$2"; shift 2
+"$@" </dev/null >>"$log" 2>&1 &
 pid=$!
 trap '' INT TERM HUP
 while read -r _line; do :; done
@@ -181,10 +185,12 @@ impl Cluster {
             cmd.arg("-c")
                 .arg(WATCHDOG_SCRIPT)
                 .arg("attestor-pg-watchdog")
-                .arg(binaries.program("postgres"))
-                .arg(cluster.data_dir())
                 .arg(&root)
                 .arg(cluster.log_file())
+                .args(&options.wrapper)
+                .arg(binaries.program("postgres"))
+                .arg("-D")
+                .arg(cluster.data_dir())
                 .args(cluster.server_args(options))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())

@@ -147,3 +147,39 @@ fn cloning_is_fast_enough_to_do_per_test() {
         .unwrap();
     assert!(n.len() >= 8);
 }
+
+#[test]
+fn a_wrapper_runs_the_postmaster_itself() {
+    use std::os::unix::fs::PermissionsExt;
+    // The wrapper writes its own pid and then execs the postmaster, so the
+    // pid in postmaster.pid is the wrapper's only if the postmaster really
+    // runs under it (as `bench guard-cost` runs it under valgrind).
+    let dir = std::env::temp_dir().join(format!("attestor-wrapper-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let marker = dir.join("wrapper.pid");
+    let options = attestor_testdb::cluster::ClusterOptions {
+        wrapper: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            r#"echo $$ > "$0"; exec "$@""#.into(),
+            marker.display().to_string(),
+        ],
+        ..Default::default()
+    };
+    let binaries = attestor_testdb::PgBinaries::find().unwrap();
+    let cluster = attestor_testdb::cluster::Cluster::start_ephemeral(&binaries, &options).unwrap();
+    let mut conn = PgConnection::establish(&cluster.superuser("postgres").url()).unwrap();
+    let one: Vec<Name> = diesel::sql_query("SELECT 'up' AS name").load(&mut conn).unwrap();
+    assert_eq!(one[0].name, "up");
+    let wrapper_pid = std::fs::read_to_string(&marker).expect("the wrapper ran");
+    let postmaster_pid = std::fs::read_to_string(cluster.data_dir().join("postmaster.pid")).unwrap();
+    assert_eq!(
+        wrapper_pid.trim(),
+        postmaster_pid.lines().next().unwrap().trim(),
+        "the postmaster is the process the wrapper exec'd"
+    );
+    drop(conn);
+    drop(cluster);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
