@@ -39,13 +39,44 @@ use uuid::Uuid;
 
 use crate::Options;
 
-const BYPASS_ROLE: &str = "attestor_bench_bypass";
-const PAGE: i64 = 50;
+pub(crate) const BYPASS_ROLE: &str = "attestor_bench_bypass";
+pub(crate) const PAGE: i64 = 50;
 
-type Row = (Uuid, Uuid, chrono::DateTime<chrono::Utc>, i32);
+pub(crate) type Row = (Uuid, Uuid, chrono::DateTime<chrono::Utc>, i32);
+
+/// The statements every guard benchmark sends (`guard` and `guard-cost`
+/// alike): the guarded ones name no tenant (the RLS policy adds it), the
+/// baseline's carry an explicit `tenant_id = $1`.
+macro_rules! bench_query {
+    (guarded point, $id:expr) => {
+        s::table
+            .filter(s::id.eq($id))
+            .select((s::id, s::tenant_id, s::created_at, s::component_count))
+    };
+    (guarded page) => {
+        s::table
+            .order((s::created_at.desc(), s::id.desc()))
+            .limit($crate::guard::PAGE)
+            .select((s::id, s::tenant_id, s::created_at, s::component_count))
+    };
+    (baseline point, $tenant:expr, $id:expr) => {
+        s::table
+            .filter(s::tenant_id.eq($tenant))
+            .filter(s::id.eq($id))
+            .select((s::id, s::tenant_id, s::created_at, s::component_count))
+    };
+    (baseline page, $tenant:expr) => {
+        s::table
+            .filter(s::tenant_id.eq($tenant))
+            .order((s::created_at.desc(), s::id.desc()))
+            .limit($crate::guard::PAGE)
+            .select((s::id, s::tenant_id, s::created_at, s::component_count))
+    };
+}
+pub(crate) use bench_query;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Query {
+pub(crate) enum Query {
     Point,
     Page,
 }
@@ -338,7 +369,7 @@ pub fn run(args: &[String]) -> Result<()> {
 
 /// Bulk load as the superuser, bypassing the audit trigger (replica mode),
 /// and create the BYPASSRLS baseline role.
-fn load(server: &attestor_testdb::Server, database: &str, rows: i64, tenants: i64) -> Result<()> {
+pub(crate) fn load(server: &attestor_testdb::Server, database: &str, rows: i64, tenants: i64) -> Result<()> {
     let mut conn = server.connect_admin(database)?;
     let sql = format!(
         "DO $$ BEGIN
@@ -434,28 +465,8 @@ async fn measure_guarded(
             let ctx = TenantContext::new(TenantId::try_from(tenant)?);
             if path == Path::Fetch {
                 let rows: Vec<Row> = match query {
-                    Query::Point => {
-                        db.fetch(
-                            ctx,
-                            s::table.filter(s::id.eq(id)).select((
-                                s::id,
-                                s::tenant_id,
-                                s::created_at,
-                                s::component_count,
-                            )),
-                        )
-                        .await?
-                    }
-                    Query::Page => {
-                        db.fetch(
-                            ctx,
-                            s::table
-                                .order((s::created_at.desc(), s::id.desc()))
-                                .limit(PAGE)
-                                .select((s::id, s::tenant_id, s::created_at, s::component_count)),
-                        )
-                        .await?
-                    }
+                    Query::Point => db.fetch(ctx, bench_query!(guarded point, id)).await?,
+                    Query::Page => db.fetch(ctx, bench_query!(guarded page)).await?,
                 };
                 anyhow::ensure!(!rows.is_empty(), "guarded fetch returned no row");
                 return Ok(());
@@ -464,21 +475,8 @@ async fn measure_guarded(
                 .transaction(ctx, |tx| {
                     async move {
                         let rows: Vec<Row> = match query {
-                            Query::Point => {
-                                s::table
-                                    .filter(s::id.eq(id))
-                                    .select((s::id, s::tenant_id, s::created_at, s::component_count))
-                                    .load(tx.conn())
-                                    .await?
-                            }
-                            Query::Page => {
-                                s::table
-                                    .order((s::created_at.desc(), s::id.desc()))
-                                    .limit(PAGE)
-                                    .select((s::id, s::tenant_id, s::created_at, s::component_count))
-                                    .load(tx.conn())
-                                    .await?
-                            }
+                            Query::Point => bench_query!(guarded point, id).load(tx.conn()).await?,
+                            Query::Page => bench_query!(guarded page).load(tx.conn()).await?,
                         };
                         Ok::<_, RepoError>(rows.len())
                     }
@@ -506,23 +504,8 @@ async fn measure_baseline(
             let (tenant, id) = sample[(i as usize) % sample.len()];
             let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
             let rows: Vec<Row> = match query {
-                Query::Point => {
-                    s::table
-                        .filter(s::tenant_id.eq(tenant))
-                        .filter(s::id.eq(id))
-                        .select((s::id, s::tenant_id, s::created_at, s::component_count))
-                        .load(&mut *conn)
-                        .await?
-                }
-                Query::Page => {
-                    s::table
-                        .filter(s::tenant_id.eq(tenant))
-                        .order((s::created_at.desc(), s::id.desc()))
-                        .limit(PAGE)
-                        .select((s::id, s::tenant_id, s::created_at, s::component_count))
-                        .load(&mut *conn)
-                        .await?
-                }
+                Query::Point => bench_query!(baseline point, tenant, id).load(&mut *conn).await?,
+                Query::Page => bench_query!(baseline page, tenant).load(&mut *conn).await?,
             };
             anyhow::ensure!(!rows.is_empty(), "baseline query returned no row");
             Ok(())

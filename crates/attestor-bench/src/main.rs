@@ -4,11 +4,14 @@
 //! Each benchmark starts its own throwaway cluster (or uses `DATABASE_URL`),
 //! loads its data, and compares the project's code path against a baseline
 //! *in the same run*, printing both throughputs and their ratio (absolute
-//! numbers on a shared 2-core machine are noise; ratios are the result).
+//! numbers on a shared 2-core machine are noise; ratios are the result);
+//! `guard-cost` counts server instructions instead, which that noise does
+//! not move.
 //! Benchmarks never run as part of `cargo test` and assert nothing: they
 //! report. `--json` prints one JSON object per line for machines.
 
 mod guard;
+mod guard_cost;
 mod queue;
 
 use std::process::ExitCode;
@@ -25,6 +28,13 @@ Benchmarks:
                     --rounds N (20) --connections N (4) --json
                     --plan-cache-mode auto|force_generic_plan|force_custom_plan|server
                       (both pools; default: the guarded pool's, force_generic_plan)
+  guard-cost
+           the same paths counted, not timed: PostgreSQL backend instructions per
+           operation under valgrind's callgrind (baseline, fetch, and fetch's two
+           parts: the guard statement alone, RLS alone); needs valgrind; its own
+           cluster (ignores DATABASE_URL)
+           options: --rows N (20000) --tenants N (100) --warmup N (200) --ops N (1000)
+                    --json
   queue    Rekor submission queue burn-down with a no-op submitter (durable commits)
            vs. pgbench running the queue's claim + complete SQL, for B = 1 and 100;
            fairness p99 of small tenants behind a big backlog; peak worker RSS
@@ -37,6 +47,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("guard") => guard::run(&args[1..]),
+        Some("guard-cost") => guard_cost::run(&args[1..]),
         Some("queue") => queue::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");

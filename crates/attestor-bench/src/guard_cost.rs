@@ -1,0 +1,354 @@
+//! `guard-cost`: what the tenant guard costs the server, counted in instructions.
+//!
+//! The `guard` benchmark times throughput, which on a shared 2-core machine
+//! moves with everything else the machine does; its ratio also depends on how
+//! much of an operation's CPU goes to the client and the kernel. This one
+//! counts instead: the throwaway cluster's postmaster runs under valgrind's
+//! callgrind, so every backend's user-space instructions are counted exactly
+//! (the same binary and inputs give the same count whatever the machine is
+//! doing). One backend per measurement runs `n` operations of one path and
+//! then exits; callgrind writes its total; the per-operation figure is the
+//! difference of two such runs (`--warmup` and `--warmup + --ops`
+//! operations) divided by `--ops`, so connection start-up and cache warm-up
+//! cancel out.
+//!
+//! Paths, for a point read by id and the page of the 50 newest rows, all on
+//! the rows of one tenant, generic plans on every connection:
+//!
+//! * **baseline**: the explicit-`WHERE tenant_id = $1` statement as the
+//!   BYPASSRLS role (what `guard` compares against);
+//! * **fetch**: `Database::fetch` as `attestor_app` (the guard's
+//!   `Bind`/`Execute` spliced in front of the statement, RLS adding the
+//!   tenant);
+//! * **guard alone**: `Database::fetch` of the baseline statement as the
+//!   BYPASSRLS role (the guard statement, setting and reverting the GUC; no
+//!   policy);
+//! * **RLS alone**: the guarded statement as `attestor_app` on a plain
+//!   connection whose tenant was set once with a session-level `SET` (the
+//!   policy's InitPlan and `require_current_tenant()`; no guard statement).
+//!   Only a measurement does this; the library never sets a tenant for a
+//!   session.
+//!
+//! Needs `valgrind` on PATH and its own cluster (it ignores `DATABASE_URL`).
+//! Must never be pointed at a server anyone else uses.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use attestor_repo::{Database, DatabaseConfig, PlanCacheMode, TenantContext, TenantId};
+use attestor_schema::schema::attestor::sbom_entries as s;
+use attestor_testdb::cluster::{Cluster, ClusterOptions};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection as _};
+use uuid::Uuid;
+
+use crate::guard::{bench_query, load, Query, Row, BYPASS_ROLE};
+use crate::Options;
+
+/// What one backend runs (see the module docs).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Route {
+    Baseline,
+    Fetch,
+    GuardAlone,
+    RlsAlone,
+}
+
+const PATHS: [(Route, &str); 4] = [
+    (Route::Baseline, "baseline"),
+    (Route::Fetch, "fetch (guard + RLS)"),
+    (Route::GuardAlone, "  guard alone"),
+    (Route::RlsAlone, "  RLS alone"),
+];
+
+/// Where callgrind writes one file per process (`cg.<pid>`); removed on drop.
+struct OutDir(PathBuf);
+
+impl OutDir {
+    fn new() -> Result<OutDir> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!(
+            "attestor-callgrind-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        ));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        // The server may run as the `postgres` user: like /tmp, anyone may
+        // write, only the owner may remove.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777))?;
+        Ok(OutDir(dir))
+    }
+
+    /// The total instruction count of process `pid`, once it has exited and
+    /// callgrind has written the file to its end (`totals:`).
+    fn instructions(&self, pid: i32) -> Result<u64> {
+        let path = self.0.join(format!("cg.{pid}"));
+        let started = Instant::now();
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                if let Some(total) = text.lines().rev().find_map(|l| l.strip_prefix("totals:")) {
+                    return total
+                        .trim()
+                        .parse()
+                        .with_context(|| format!("reading the totals line of {}", path.display()));
+                }
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                bail!(
+                    "callgrind wrote no totals for backend {pid} in {}",
+                    path.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for OutDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn valgrind_version() -> Result<String> {
+    let out = std::process::Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .context("valgrind not found on PATH: install it (Debian: apt-get install valgrind)")?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The URLs and the rows one measurement works on.
+struct Target {
+    app_url: String,
+    bypass_url: String,
+    tenant: Uuid,
+    ids: Vec<Uuid>,
+}
+
+#[derive(QueryableByName)]
+struct Pid {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pid: i32,
+}
+
+async fn plain_connection(url: &str, setup: &str) -> Result<(AsyncPgConnection, i32)> {
+    let mut conn = AsyncPgConnection::establish(url).await?;
+    conn.batch_execute(setup).await?;
+    let pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+        .get_result::<Pid>(&mut conn)
+        .await?
+        .pid;
+    Ok((conn, pid))
+}
+
+async fn guarded_database(url: &str) -> Result<(Database, i32)> {
+    let mut config = DatabaseConfig::new(url)
+        .with_max_connections(1)
+        .with_plan_cache_mode(PlanCacheMode::ForceGenericPlan);
+    config.min_idle = None;
+    config.test_on_checkout = false;
+    let db = Database::connect(config).await?;
+    let pid = db.probe_idle().await?.backend_pid;
+    Ok((db, pid))
+}
+
+/// Runs `n` operations of `path` on a fresh backend, closes it and returns its pid.
+async fn run_backend(path: Route, query: Query, target: &Target, n: usize) -> Result<i32> {
+    const GENERIC: &str = "SET plan_cache_mode = force_generic_plan";
+    let tenant = target.tenant;
+    let ctx = TenantContext::new(TenantId::try_from(tenant)?);
+    let ids = target.ids.iter().copied().cycle().take(n);
+    let mut rows = 0usize;
+    let pid = match path {
+        Route::Baseline | Route::RlsAlone => {
+            let (url, setup) = match path {
+                Route::Baseline => (&target.bypass_url, GENERIC.to_owned()),
+                _ => (
+                    &target.app_url,
+                    format!("{GENERIC}; SET app.tenant_id = '{tenant}'"),
+                ),
+            };
+            let (mut conn, pid) = plain_connection(url, &setup).await?;
+            for id in ids {
+                let got: Vec<Row> = match (path, query) {
+                    (Route::Baseline, Query::Point) => {
+                        bench_query!(baseline point, tenant, id).load(&mut conn).await?
+                    }
+                    (Route::Baseline, Query::Page) => {
+                        bench_query!(baseline page, tenant).load(&mut conn).await?
+                    }
+                    (_, Query::Point) => bench_query!(guarded point, id).load(&mut conn).await?,
+                    (_, Query::Page) => bench_query!(guarded page).load(&mut conn).await?,
+                };
+                rows += got.len();
+            }
+            pid
+        }
+        Route::Fetch | Route::GuardAlone => {
+            let url = match path {
+                Route::Fetch => &target.app_url,
+                _ => &target.bypass_url,
+            };
+            let (db, pid) = guarded_database(url).await?;
+            for id in ids {
+                let got: Vec<Row> = match (path, query) {
+                    (Route::Fetch, Query::Point) => {
+                        db.fetch(ctx.clone(), bench_query!(guarded point, id)).await?
+                    }
+                    (Route::Fetch, Query::Page) => db.fetch(ctx.clone(), bench_query!(guarded page)).await?,
+                    (_, Query::Point) => {
+                        db.fetch(ctx.clone(), bench_query!(baseline point, tenant, id))
+                            .await?
+                    }
+                    (_, Query::Page) => db.fetch(ctx.clone(), bench_query!(baseline page, tenant)).await?,
+                };
+                rows += got.len();
+            }
+            pid
+        }
+    };
+    // Every operation must have found its rows, or the paths did not do the same work.
+    let per_op = match query {
+        Query::Point => 1,
+        Query::Page => crate::guard::PAGE as usize,
+    };
+    anyhow::ensure!(
+        rows == n * per_op,
+        "{path:?} {query:?} returned {rows} rows for {n} operations (expected {})",
+        n * per_op
+    );
+    // The connection (or the pool and its one connection) is closed here;
+    // the backend exits and callgrind writes its file.
+    Ok(pid)
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let opts = Options::new(args);
+    let rows: i64 = opts.value("--rows", 20_000)?;
+    let tenants: i64 = opts.value("--tenants", 100)?;
+    let warmup: usize = opts.value("--warmup", 200)?;
+    let ops: usize = opts.value("--ops", 1_000)?;
+    let json = opts.flag("--json");
+    anyhow::ensure!(ops >= 1, "--ops must be at least 1");
+    anyhow::ensure!(
+        rows >= tenants * crate::guard::PAGE,
+        "--rows must give every tenant a full page"
+    );
+    let version = valgrind_version()?;
+    if std::env::var("DATABASE_URL").is_ok_and(|u| !u.trim().is_empty()) {
+        eprintln!("guard-cost ignores DATABASE_URL: it needs a server of its own under valgrind");
+    }
+
+    let out = OutDir::new()?;
+    let options = ClusterOptions {
+        wrapper: vec![
+            "valgrind".into(),
+            "--quiet".into(),
+            "--tool=callgrind".into(),
+            "--dump-instr=no".into(),
+            "--dump-line=no".into(),
+            format!("--callgrind-out-file={}/cg.%p", out.0.display()),
+        ],
+        settings: vec![("jit".into(), "off".into()), ("autovacuum".into(), "off".into())],
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let binaries = attestor_testdb::PgBinaries::find()?;
+    let server = attestor_testdb::Server::with_cluster(Cluster::start_ephemeral(&binaries, &options)?);
+    let db = server.test_database()?;
+    load(&server, db.name(), rows, tenants)?;
+    let (tenant, ids) = one_tenants_ids(&db)?;
+    eprintln!(
+        "{version}: cluster, migrations and {rows} rows over {tenants} tenants in {:.1?}; \
+         {} rows of one tenant per path",
+        started.elapsed(),
+        ids.len()
+    );
+    let target = Target {
+        app_url: db.app_url(),
+        bypass_url: server.role(BYPASS_ROLE, db.name()).url(),
+        tenant,
+        ids,
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    for (query, name) in [
+        (Query::Point, "guard-cost-point-read"),
+        (Query::Page, "guard-cost-page"),
+    ] {
+        let mut per_op = Vec::new();
+        for (path, _) in PATHS {
+            let mut totals = [0u64; 2];
+            for (slot, n) in [warmup, warmup + ops].into_iter().enumerate() {
+                let pid = runtime.block_on(run_backend(path, query, &target, n))?;
+                totals[slot] = out.instructions(pid)?;
+            }
+            let diff = totals[1].checked_sub(totals[0]).with_context(|| {
+                format!("{path:?}: the longer run counted fewer instructions ({totals:?})")
+            })?;
+            per_op.push(diff as f64 / ops as f64);
+        }
+        report(name, query, &per_op, ops, json);
+    }
+    drop(runtime);
+    drop(db);
+    drop(server);
+    Ok(())
+}
+
+fn report(name: &str, query: Query, per_op: &[f64], ops: usize, json: bool) {
+    let (base, fetch, guard, rls) = (per_op[0], per_op[1], per_op[2], per_op[3]);
+    if json {
+        let round = |x: f64| x.round();
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": name, "ops": ops,
+                "baseline_server_instructions": round(base), "fetch_server_instructions": round(fetch),
+                "guard_alone_server_instructions": round(guard), "rls_alone_server_instructions": round(rls),
+                "baseline_over_fetch": (base / fetch * 1000.0).round() / 1000.0,
+            })
+        );
+        return;
+    }
+    let title = match query {
+        Query::Point => "point read",
+        Query::Page => "page of 50",
+    };
+    println!("{name}: PostgreSQL backend instructions per {title} (callgrind, user space, {ops} ops)");
+    for ((_, label), value) in PATHS.iter().zip(per_op) {
+        let extra = match label.trim_start() {
+            "baseline" => String::new(),
+            _ => format!("  +{:.0} (+{:.1}%)", value - base, (value - base) / base * 100.0),
+        };
+        println!("  {label:<22} {value:>10.0}{extra}");
+    }
+    println!("  baseline / fetch       {:>10.3}", base / fetch);
+}
+
+/// The rows of the tenant with the most rows (every path reads only these).
+fn one_tenants_ids(db: &attestor_testdb::TestDatabase<'_>) -> Result<(Uuid, Vec<Uuid>)> {
+    use diesel::Connection as _;
+    let mut conn = diesel::PgConnection::establish(&db.admin_url())?;
+    let tenant: Uuid = diesel::RunQueryDsl::get_result(
+        s::table
+            .group_by(s::tenant_id)
+            .select(s::tenant_id)
+            .order(diesel::dsl::count_star().desc())
+            .limit(1),
+        &mut conn,
+    )?;
+    let ids = diesel::RunQueryDsl::load(
+        s::table
+            .filter(s::tenant_id.eq(tenant))
+            .select(s::id)
+            .order(s::id),
+        &mut conn,
+    )?;
+    Ok((tenant, ids))
+}
