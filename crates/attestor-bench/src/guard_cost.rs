@@ -55,7 +55,7 @@ enum Route {
     RlsAlone,
 }
 
-const PATHS: [(Route, &str); 4] = [
+const ROUTES: [(Route, &str); 4] = [
     (Route::Baseline, "baseline"),
     (Route::Fetch, "fetch (guard + RLS)"),
     (Route::GuardAlone, "  guard alone"),
@@ -157,16 +157,16 @@ async fn guarded_database(url: &str) -> Result<(Database, i32)> {
     Ok((db, pid))
 }
 
-/// Runs `n` operations of `path` on a fresh backend, closes it and returns its pid.
-async fn run_backend(path: Route, query: Query, target: &Target, n: usize) -> Result<i32> {
+/// Runs `n` operations of `route` on a fresh backend, closes it and returns its pid.
+async fn run_backend(route: Route, query: Query, target: &Target, n: usize) -> Result<i32> {
     const GENERIC: &str = "SET plan_cache_mode = force_generic_plan";
     let tenant = target.tenant;
     let ctx = TenantContext::new(TenantId::try_from(tenant)?);
     let ids = target.ids.iter().copied().cycle().take(n);
     let mut rows = 0usize;
-    let pid = match path {
+    let pid = match route {
         Route::Baseline | Route::RlsAlone => {
-            let (url, setup) = match path {
+            let (url, setup) = match route {
                 Route::Baseline => (&target.bypass_url, GENERIC.to_owned()),
                 _ => (
                     &target.app_url,
@@ -175,7 +175,7 @@ async fn run_backend(path: Route, query: Query, target: &Target, n: usize) -> Re
             };
             let (mut conn, pid) = plain_connection(url, &setup).await?;
             for id in ids {
-                let got: Vec<Row> = match (path, query) {
+                let got: Vec<Row> = match (route, query) {
                     (Route::Baseline, Query::Point) => {
                         bench_query!(baseline point, tenant, id).load(&mut conn).await?
                     }
@@ -190,13 +190,13 @@ async fn run_backend(path: Route, query: Query, target: &Target, n: usize) -> Re
             pid
         }
         Route::Fetch | Route::GuardAlone => {
-            let url = match path {
+            let url = match route {
                 Route::Fetch => &target.app_url,
                 _ => &target.bypass_url,
             };
             let (db, pid) = guarded_database(url).await?;
             for id in ids {
-                let got: Vec<Row> = match (path, query) {
+                let got: Vec<Row> = match (route, query) {
                     (Route::Fetch, Query::Point) => {
                         db.fetch(ctx.clone(), bench_query!(guarded point, id)).await?
                     }
@@ -219,7 +219,7 @@ async fn run_backend(path: Route, query: Query, target: &Target, n: usize) -> Re
     };
     anyhow::ensure!(
         rows == n * per_op,
-        "{path:?} {query:?} returned {rows} rows for {n} operations (expected {})",
+        "{route:?} {query:?} returned {rows} rows for {n} operations (expected {})",
         n * per_op
     );
     // The connection (or the pool and its one connection) is closed here;
@@ -282,14 +282,14 @@ pub fn run(args: &[String]) -> Result<()> {
         (Query::Page, "guard-cost-page"),
     ] {
         let mut per_op = Vec::new();
-        for (path, _) in PATHS {
+        for (route, _) in ROUTES {
             let mut totals = [0u64; 2];
             for (slot, n) in [warmup, warmup + ops].into_iter().enumerate() {
-                let pid = runtime.block_on(run_backend(path, query, &target, n))?;
+                let pid = runtime.block_on(run_backend(route, query, &target, n))?;
                 totals[slot] = out.instructions(pid)?;
             }
             let diff = totals[1].checked_sub(totals[0]).with_context(|| {
-                format!("{path:?}: the longer run counted fewer instructions ({totals:?})")
+                format!("{route:?}: the longer run counted fewer instructions ({totals:?})")
             })?;
             per_op.push(diff as f64 / ops as f64);
         }
@@ -321,7 +321,7 @@ fn report(name: &str, query: Query, per_op: &[f64], ops: usize, json: bool) {
         Query::Page => "page of 50",
     };
     println!("{name}: PostgreSQL backend instructions per {title} (callgrind, user space, {ops} ops)");
-    for ((_, label), value) in PATHS.iter().zip(per_op) {
+    for ((_, label), value) in ROUTES.iter().zip(per_op) {
         let extra = match label.trim_start() {
             "baseline" => String::new(),
             _ => format!("  +{:.0} (+{:.1}%)", value - base, (value - base) / base * 100.0),
