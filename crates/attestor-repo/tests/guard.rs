@@ -470,13 +470,19 @@ async fn every_new_connection_gets_the_configured_plan_cache_mode() {
         read(app(&tdb, 1).await).await.as_deref(),
         Some("force_generic_plan")
     );
+    // ServerSetting leaves what a plain attestor_app connection gets from the
+    // server (its configuration, or a role or database setting): read that first.
+    let own: Vec<Setting> = diesel::RunQueryDsl::load(
+        diesel::sql_query("SELECT current_setting('plan_cache_mode') AS v"),
+        &mut tdb.connect_app().unwrap(),
+    )
+    .unwrap();
+    let own = own.into_iter().next().and_then(|r| r.v);
+    assert!(own.is_some());
     let server = DatabaseConfig::new(tdb.app_url())
         .with_max_connections(1)
         .with_plan_cache_mode(PlanCacheMode::ServerSetting);
-    assert_eq!(
-        read(Database::connect(server).await.unwrap()).await.as_deref(),
-        Some("auto")
-    );
+    assert_eq!(read(Database::connect(server).await.unwrap()).await, own);
     // The worker pool (diesel-async's own connections) gets it too.
     let worker = DatabaseConfig::new(tdb.worker_url())
         .with_max_connections(1)
