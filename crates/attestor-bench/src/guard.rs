@@ -17,7 +17,8 @@
 //! Throughputs are totals over all rounds; the ratio is the median of the
 //! per-round ratios (each guarded round against the baseline round next to
 //! it). It also prints the CPU time per operation of this process (client)
-//! and of the machine's `postgres` processes (server), read from `/proc`,
+//! and of the server (the bench cluster's postmaster and the processes it
+//! forked; every `postgres` process against `DATABASE_URL`), read from `/proc`,
 //! which says where a gap comes from.
 //!
 //! It must never be run against a production server: it creates a BYPASSRLS
@@ -125,54 +126,76 @@ impl Sample {
 }
 
 /// CPU seconds used (user + system) by this process (the client: pool,
-/// driver, splice) and by every process named `postgres` on the machine
-/// (the server). Read from `/proc`; zero where that is not available.
+/// driver, splice) and by the server: the bench cluster's postmaster and
+/// the processes it forked (backends, background processes), or, against
+/// `DATABASE_URL`'s server, every process named `postgres` on the machine.
+/// Read from `/proc`; zero where that is not available.
 #[derive(Clone, Copy, Default)]
 struct Cpu {
     client: f64,
     server: f64,
 }
 
+/// The bench cluster's postmaster, set once by [`run`]; `None` for a
+/// server of `DATABASE_URL`.
+static POSTMASTER: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+
 impl Cpu {
     fn now() -> Cpu {
         // The server's processes first: scanning /proc costs this process
         // CPU, which must fall outside the client's figure.
-        let server = postgres_cpu_seconds();
+        let server = server_cpu_seconds();
         Cpu {
-            client: cpu_seconds("/proc/self/stat").unwrap_or(0.0),
+            client: cpu_seconds("/proc/self/stat").map_or(0.0, |(cpu, _)| cpu),
             server,
         }
     }
 
     fn since(&self, before: &Cpu) -> Cpu {
-        let client = cpu_seconds("/proc/self/stat").unwrap_or(0.0) - before.client;
+        let client = cpu_seconds("/proc/self/stat").map_or(0.0, |(cpu, _)| cpu) - before.client;
         Cpu {
             client,
-            server: postgres_cpu_seconds() - before.server,
+            server: server_cpu_seconds() - before.server,
         }
     }
 }
 
-/// utime + stime of a `/proc/<pid>/stat` file, in seconds.
-fn cpu_seconds(path: &str) -> Option<f64> {
+/// utime + stime of a `/proc/<pid>/stat` file, in seconds, and the parent pid.
+fn cpu_seconds(path: &str) -> Option<(f64, u32)> {
     const TICKS_PER_S: f64 = 100.0; // USER_HZ, 100 on every Linux ABI
     let stat = std::fs::read_to_string(path).ok()?;
     // The fields after the parenthesised command name (which may hold spaces).
     let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
-    Some((ticks(11)? + ticks(12)?) / TICKS_PER_S)
+    let ppid = fields.get(1)?.parse().ok()?;
+    Some(((ticks(11)? + ticks(12)?) / TICKS_PER_S, ppid))
 }
 
-fn postgres_cpu_seconds() -> f64 {
+/// The pid in the first line of a data directory's `postmaster.pid`.
+fn postmaster_pid(server: &attestor_testdb::Server) -> Option<u32> {
+    let cluster = server.cluster()?;
+    let text = std::fs::read_to_string(cluster.data_dir().join("postmaster.pid")).ok()?;
+    text.lines().next()?.trim().parse().ok()
+}
+
+fn server_cpu_seconds() -> f64 {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0.0;
     };
+    let postmaster = POSTMASTER.get().copied().flatten();
     entries
         .flatten()
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|comm| comm.starts_with("postgres"))
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let (cpu, ppid) = cpu_seconds(&e.path().join("stat").to_string_lossy())?;
+            let ours = match postmaster {
+                Some(pm) => pid == pm || ppid == pm,
+                None => {
+                    std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.starts_with("postgres"))
+                }
+            };
+            ours.then_some(cpu)
         })
-        .filter_map(|e| cpu_seconds(&e.path().join("stat").to_string_lossy()))
         .sum()
 }
 
@@ -275,6 +298,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let json = opts.flag("--json");
 
     let server = attestor_testdb::Server::from_env().context("starting PostgreSQL")?;
+    let _ = POSTMASTER.set(postmaster_pid(&server));
     let db = server.test_database()?;
     let started = Instant::now();
     load(&server, db.name(), rows, tenants)?;
