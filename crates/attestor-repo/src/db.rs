@@ -13,12 +13,16 @@
 //!
 //! 1. A connection is checked out and marked *in use* (our own flag, see below).
 //! 2. One simple-query message carries
-//!    `BEGIN; SELECT set_config('app.tenant_id', '<uuid>', true), set_config('app.actor', E'…', true)`
-//!    through diesel-async's `AnsiTransactionManager::begin_transaction_sql`, so
-//!    the tenant is set *inside* the transaction, transaction-locally, and costs
-//!    no round trip beyond the `BEGIN` diesel-async would send anyway (nested
-//!    `conn.transaction(…)` calls inside the closure still become savepoints,
-//!    because diesel-async's transaction manager knows the transaction is open).
+//!    `BEGIN; SELECT set_config('app.tenant_id', '<uuid>', true), set_config('app.actor', E'…', true)`,
+//!    so the tenant is set *inside* the transaction, transaction-locally. On
+//!    the tenant pool it costs no request of its own: `wire`'s splice writes it
+//!    in front of the transaction's first request (its first statement, or the
+//!    `COMMIT`/`ROLLBACK` of a transaction that ran none) and takes its answers
+//!    out, and diesel-async's transaction manager is told the transaction is
+//!    open, so nested `conn.transaction(…)` calls inside the closure still
+//!    become savepoints. (The worker pool sends it as its own request, through
+//!    `AnsiTransactionManager::begin_transaction_sql`.) If it fails, the first
+//!    statement fails with its error and the connection is discarded.
 //!    The tenant id is a validated UUID, printed by us; the actor is sent as an
 //!    escaped `E''` literal (NUL refused), so nothing user-controlled is spliced raw.
 //! 3. The closure runs with `&mut TenantTx`.
@@ -325,9 +329,7 @@ where
     T: Send + 'a,
 {
     tx.guarded().in_use = true;
-    AnsiTransactionManager::begin_transaction_sql(&mut tx.guarded().conn, &begin)
-        .await
-        .map_err(RepoError::from)?;
+    begin_transaction(tx.guarded(), &begin).await?;
     tx.guarded().query_failed.store(false, Ordering::Relaxed);
     match f(&mut tx).await {
         Ok(value) => {
@@ -360,6 +362,41 @@ where
     }
 }
 
+/// Opens the transaction with `begin` (`BEGIN; SELECT set_config(…)`).
+///
+/// On a connection with a guard splice (the tenant pool) the message is not
+/// sent on its own: the splice puts it in front of the transaction's first
+/// request (its first statement, or the `COMMIT`/`ROLLBACK` of an empty
+/// transaction) and takes its answers out, and diesel-async's transaction
+/// manager is told the transaction is open, so that nested transactions
+/// still become savepoints and `COMMIT`/`ROLLBACK` still go out. The
+/// transaction then costs one request fewer. If the opening query fails,
+/// the first statement fails with its error and the connection is
+/// discarded ([`release_if_clean`] checks the splice). Without a splice (the
+/// worker pool) `begin` is its own request, through diesel-async.
+async fn begin_transaction(g: &mut GuardedConnection, begin: &str) -> Result<(), RepoError> {
+    let Some(splice) = &g.splice else {
+        return AnsiTransactionManager::begin_transaction_sql(&mut g.conn, begin)
+            .await
+            .map_err(RepoError::from);
+    };
+    use diesel::connection::{InstrumentationEvent, TransactionDepthChange};
+    use diesel_async::AsyncConnection as _;
+    // The same steps as diesel-async's `begin_transaction_sql`, without the
+    // request (these APIs are diesel's, public under the feature diesel-async
+    // itself enables).
+    let state = AnsiTransactionManager::transaction_manager_status_mut(&mut g.conn).transaction_state()?;
+    if state.transaction_depth().is_some() {
+        return Err(diesel::result::Error::AlreadyInTransaction.into());
+    }
+    splice.arm_begin(wire::encode_query(begin));
+    state.change_transaction_depth(TransactionDepthChange::IncreaseDepth)?;
+    g.conn
+        .instrumentation()
+        .on_connection_event(InstrumentationEvent::begin_transaction(std::num::NonZeroU32::MIN));
+    Ok(())
+}
+
 /// Whether the open transaction is in the failed state (only asked after a
 /// statement failed, so the common path pays no round trip). A failure that a
 /// savepoint (nested `transaction`) rolled back leaves the transaction usable.
@@ -370,11 +407,23 @@ async fn transaction_is_aborted(g: &mut GuardedConnection) -> bool {
 
 fn release_if_clean(g: &mut GuardedConnection) {
     let depth = AnsiTransactionManager::transaction_manager_status_mut(&mut g.conn).transaction_depth();
-    if matches!(depth, Ok(None)) {
-        g.in_use = false;
-    } else {
+    if !matches!(depth, Ok(None)) {
         tracing::warn!("transaction still open after COMMIT/ROLLBACK; the connection is discarded");
+        return;
     }
+    if let Some(splice) = &g.splice {
+        // The opening query went out with the first request and all its
+        // answers were taken out, and it did not fail.
+        let wire = splice.disarm();
+        if !(wire.injected && wire.in_sync && !wire.guard_failed) {
+            tracing::warn!(
+                ?wire,
+                "the transaction's opening query did not complete cleanly; the connection is discarded"
+            );
+            return;
+        }
+    }
+    g.in_use = false;
 }
 
 /// What an idle pooled connection carries, read without a tenant: see [`Database::probe_idle`].

@@ -1,8 +1,10 @@
-//! The guard in the query's own message group: one request per guarded read.
+//! The guard in the query's own message group: one request per guarded
+//! read, and no request of its own for a transaction's opening query.
 //!
 //! Owns [`SpliceStream`], the byte stream between a pooled connection's
 //! tokio-postgres driver and its socket, [`Splice`], the handle
-//! [`Database::fetch`](crate::Database::fetch) arms it with, and
+//! [`Database::fetch`](crate::Database::fetch) and
+//! [`Database::transaction`](crate::Database::transaction) arm it with, and
 //! [`connect`], which builds such a connection.
 //!
 //! ## Why
@@ -22,11 +24,22 @@
 //! to the guard is passed through, so the query fails with it (the server
 //! skips the query up to the `Sync`).
 //!
+//! A tenant transaction's opening query (`BEGIN; SELECT set_config(…)`, a
+//! simple `Query` message) is injected the same way, in front of the next
+//! message of any type (the transaction's first statement, or its
+//! `COMMIT`/`ROLLBACK` when it ran none): the server runs it first, then the
+//! statement inside the transaction it opened, and the driver, which was
+//! told the transaction is open, sees only the statement's answers. Its own
+//! answers (`CommandComplete`, `RowDescription`, `DataRow`, up to its
+//! `ReadyForQuery`) are taken out; an `ErrorResponse` is passed through, so
+//! the first statement fails with it (the statement's own "current
+//! transaction is aborted" follows in the same answer and is not read).
+//!
 //! Both directions are parsed only as far as message framing (type byte and
 //! length); bodies pass through untouched.
 //!
-//! Must never: inject anything that `fetch` did not arm, inject one arming
-//! twice, hand the driver an answer that belongs to an injected guard, or
+//! Must never: inject anything that was not armed, inject one arming
+//! twice, hand the driver an answer that belongs to an injected message, or
 //! keep going after the stream stops looking like the protocol (it fails the
 //! connection instead, and the pool discards it).
 
@@ -61,11 +74,26 @@ PREPARE attestor_guard_timeout(text, text, text) AS
 /// Outgoing bytes buffered before `poll_write` waits for the socket.
 const HIGH_WATER: usize = 256 * 1024;
 
+/// What an arming injects, where it goes and where its answers end.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+enum Injection {
+    /// `fetch`'s guard (`Bind`+`Execute`): in front of the next `Bind`; its
+    /// answers end with its `CommandComplete` (or its `ErrorResponse`).
+    #[default]
+    Guard,
+    /// A transaction's opening simple query (`BEGIN; SELECT set_config(…)`):
+    /// in front of the next message of any type, so the transaction's first
+    /// request carries it; its answers end with its `ReadyForQuery`.
+    Begin,
+}
+
 #[derive(Default)]
 struct State {
-    /// The guard's `Bind`+`Execute`, to go out before the next `Bind`.
+    /// The bytes to inject, and where (`kind`).
     armed: Option<BytesMut>,
-    /// The armed guard went out.
+    /// What the current (or last) arming injects.
+    kind: Injection,
+    /// The armed bytes went out.
     injected: bool,
     /// The stream stopped looking like the protocol.
     broken: bool,
@@ -92,12 +120,13 @@ struct Shared {
 /// What happened to an arming, read by [`Splice::disarm`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Disarmed {
-    /// The guard went out in front of a `Bind`.
+    /// The armed bytes went out (the guard in front of a `Bind`, the opening
+    /// query in front of the next message).
     pub injected: bool,
-    /// Every injected guard's answers were taken out and the framing held.
+    /// Every injected message's answers were taken out and the framing held.
     pub in_sync: bool,
-    /// The guard itself failed (its error reached the driver as the
-    /// statement's): the connection cannot guard statements any more.
+    /// The injected message itself failed (its error reached the driver as
+    /// the statement's): the connection is not to be reused.
     pub guard_failed: bool,
 }
 
@@ -117,8 +146,19 @@ impl Splice {
 
     /// Put `guard` in front of the next `Bind` written to the server.
     pub(crate) fn arm(&self, guard: BytesMut) {
+        self.arm_with(Injection::Guard, guard);
+    }
+
+    /// Put `begin` (a simple-query message, see [`encode_query`]) in front of
+    /// the next message written to the server, whatever its type.
+    pub(crate) fn arm_begin(&self, begin: BytesMut) {
+        self.arm_with(Injection::Begin, begin);
+    }
+
+    fn arm_with(&self, kind: Injection, bytes: BytesMut) {
         let mut s = self.state();
-        s.armed = Some(guard);
+        s.armed = Some(bytes);
+        s.kind = kind;
         s.injected = false;
         s.guard_failed = false;
         self.0.active.store(true, Ordering::Release);
@@ -168,6 +208,14 @@ pub(crate) fn encode_guard(tenant: &str, actor: &str, statement_timeout: Option<
     )
     .unwrap_or_else(|_| unreachable!("encoding text parameters into memory cannot fail"));
     frontend::execute("", 0, &mut buf).expect("encoding into memory cannot fail");
+    buf
+}
+
+/// A simple-query (`Query`) message carrying `sql`: a transaction's opening
+/// statements, for [`Splice::arm_begin`].
+pub(crate) fn encode_query(sql: &str) -> BytesMut {
+    let mut buf = BytesMut::with_capacity(sql.len() + 6);
+    frontend::query(sql, &mut buf).expect("encoding into memory cannot fail");
     buf
 }
 
@@ -260,10 +308,14 @@ impl<S> SpliceStream<S> {
                 let Some(header) = self.write.header(&mut data)? else {
                     break;
                 };
-                if header[0] == b'B' && header.len() == 5 && self.splice.active() {
+                if header.len() == 5 && self.splice.active() {
                     let mut s = self.splice.state();
-                    if let Some(guard) = s.armed.take() {
-                        self.out.extend_from_slice(&guard);
+                    let here = match s.kind {
+                        Injection::Guard => header[0] == b'B',
+                        Injection::Begin => true,
+                    };
+                    if let Some(bytes) = s.armed.take_if(|_| here) {
+                        self.out.extend_from_slice(&bytes);
                         s.injected = true;
                         self.splice.0.awaiting.fetch_add(1, Ordering::SeqCst);
                     }
@@ -284,6 +336,33 @@ impl<S> SpliceStream<S> {
         }
         let mut s = self.splice.state();
         let answered = || self.splice.0.awaiting.fetch_sub(1, Ordering::SeqCst);
+        if s.kind == Injection::Begin {
+            return Ok(match kind {
+                // CommandComplete (BEGIN, SELECT), RowDescription, DataRow,
+                // EmptyQueryResponse: the opening query's; dropped.
+                b'C' | b'T' | b'D' | b'I' => false,
+                // ReadyForQuery: its last answer.
+                b'Z' => {
+                    answered();
+                    false
+                }
+                // It failed: the transaction's first statement fails with
+                // its error (the server's own error for that statement,
+                // "current transaction is aborted", follows and is ignored).
+                b'E' => {
+                    s.guard_failed = true;
+                    true
+                }
+                b'N' | b'A' | b'S' => true,
+                other => {
+                    s.broken = true;
+                    return Err(desync(&format!(
+                        "unexpected message {:?} where the opening query's answer belongs",
+                        other as char
+                    )));
+                }
+            });
+        }
         Ok(match kind {
             // BindComplete, DataRow: the guard's; dropped.
             b'2' | b'D' => false,
@@ -650,6 +729,79 @@ mod tests {
             let d = splice.disarm();
             assert!(d.injected && d.in_sync && !d.guard_failed, "cut {cut}: {d:?}");
         }
+    }
+
+    #[test]
+    fn the_opening_query_goes_in_front_of_the_next_message_of_any_type_once() {
+        let begin = encode_query("BEGIN; SELECT 1");
+        let parse = message(b'P', b"\0SELECT 2\0\0\0");
+        let sync = message(b'S', b"");
+        let commit = message(b'Q', b"COMMIT\0");
+        for first in [&parse, &commit] {
+            let (mut s, splice) = stream();
+            let startup = [0, 0, 0, 8, 0, 3, 0, 0];
+            s.feed(&startup).unwrap();
+            splice.arm_begin(begin.clone());
+            let all: Vec<u8> = [&first[..], &sync, &commit].concat();
+            for b in &all {
+                s.feed(std::slice::from_ref(b)).unwrap();
+            }
+            let expected: Vec<u8> = [&startup[..], &begin, first, &sync, &commit].concat();
+            assert_eq!(&s.out[..], &expected[..]);
+            let d = splice.disarm();
+            assert!(d.injected && !d.in_sync, "{d:?}: its answers are still due");
+        }
+    }
+
+    #[test]
+    fn the_opening_querys_answers_are_taken_out_and_its_error_passed_on() {
+        let begin_answers = [
+            message(b'C', b"BEGIN\0"),
+            message(
+                b'T',
+                b"\0\x01x\0\0\0\0\0\0\0\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0",
+            ),
+            message(b'D', b"\0\x01\0\0\0\x01t"),
+            message(b'C', b"SELECT 1\0"),
+            message(b'Z', b"T"),
+        ]
+        .concat();
+        let statement = [message(b'1', b""), message(b'Z', b"T")].concat();
+        let incoming = [begin_answers, statement.clone()].concat();
+        for cut in 0..=incoming.len() {
+            let (mut s, splice) = stream();
+            s.feed(&[0, 0, 0, 8, 0, 3, 0, 0]).unwrap();
+            splice.arm_begin(encode_query("BEGIN"));
+            s.feed(&message(b'P', b"\0SELECT 2\0\0\0")).unwrap();
+            let mut passed = Vec::new();
+            for part in [&incoming[..cut], &incoming[cut..]] {
+                let mut data = part.to_vec();
+                let kept = s.filter(&mut data).unwrap();
+                passed.extend_from_slice(&data[..kept]);
+            }
+            assert_eq!(passed, statement, "read boundary at byte {cut}");
+            let d = splice.disarm();
+            assert!(d.injected && d.in_sync && !d.guard_failed, "cut {cut}: {d:?}");
+        }
+
+        // It failed: the driver gets its error; its ReadyForQuery is taken out.
+        let (mut s, splice) = stream();
+        s.feed(&[0, 0, 0, 8, 0, 3, 0, 0]).unwrap();
+        splice.arm_begin(encode_query("BEGIN"));
+        s.feed(&message(b'P', b"\0SELECT 2\0\0\0")).unwrap();
+        let error = message(b'E', b"SERROR\0\0");
+        let aborted = [message(b'E', b"SERROR\0C25P02\0\0"), message(b'Z', b"E")].concat();
+        let mut data = [error.clone(), message(b'Z', b"E"), aborted.clone()].concat();
+        let kept = s.filter(&mut data).unwrap();
+        assert_eq!(&data[..kept], &[error, aborted].concat()[..]);
+        assert_eq!(
+            splice.disarm(),
+            Disarmed {
+                injected: true,
+                in_sync: true,
+                guard_failed: true
+            }
+        );
     }
 
     #[test]

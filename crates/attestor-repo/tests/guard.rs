@@ -614,3 +614,43 @@ async fn statement_timeout_is_transaction_local_and_typed() {
     let probe = db.probe_idle().await.unwrap();
     assert!(probe.is_clean(), "{probe:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_opening_query_fails_the_first_statement_and_replaces_the_connection() {
+    // The transaction's `BEGIN; SELECT set_config(…)` travels in front of its
+    // first statement (no request of its own); here it is made to fail.
+    let tdb = test_db();
+    let db = app(&tdb, 1).await;
+    let t = TenantId::new_random();
+    let before = db.probe_idle().await.unwrap().backend_pid;
+    let set_config_acl = |grant: &str| {
+        let sql = format!(
+            "{grant} EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean) {}",
+            match grant {
+                "REVOKE" => "FROM PUBLIC",
+                _ => "TO PUBLIC",
+            }
+        );
+        diesel::RunQueryDsl::execute(diesel::sql_query(sql), &mut tdb.connect_admin().unwrap()).unwrap();
+    };
+    set_config_acl("REVOKE");
+    let r = tx(&db, t, |tx| {
+        async move { setting(tx.conn(), "app.tenant_id").await }.scope_boxed()
+    })
+    .await;
+    assert!(
+        matches!(r, Err(RepoError::PermissionDenied)),
+        "the first statement fails with the opening query's own error (42501 on set_config): {r:?}"
+    );
+    set_config_acl("GRANT");
+    // The connection that ran it was discarded; the next one is clean and works.
+    let probe = db.probe_idle().await.unwrap();
+    assert!(probe.is_clean(), "{probe:?}");
+    assert_ne!(probe.backend_pid, before, "the connection was replaced");
+    let got = tx(&db, t, |tx| {
+        async move { setting(tx.conn(), "app.tenant_id").await }.scope_boxed()
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, Some(t.to_string()));
+}
