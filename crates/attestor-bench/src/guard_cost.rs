@@ -27,7 +27,9 @@
 //!   connection whose tenant was set once with a session-level `SET` (the
 //!   policy's InitPlan and `require_current_tenant()`; no guard statement).
 //!   Only a measurement does this; the library never sets a tenant for a
-//!   session.
+//!   session;
+//! * **transaction**: the guarded statement in `Database::transaction`
+//!   (`BEGIN` and the tenant's `set_config`s, the statement, `COMMIT`).
 //!
 //! Needs `valgrind` on PATH and its own cluster (it ignores `DATABASE_URL`).
 //! Must never be pointed at a server anyone else uses.
@@ -41,6 +43,7 @@ use attestor_schema::schema::attestor::sbom_entries as s;
 use attestor_testdb::cluster::{Cluster, ClusterOptions};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection as _};
+use scoped_futures::ScopedFutureExt as _;
 use uuid::Uuid;
 
 use crate::guard::{bench_query, load, Query, Row, BYPASS_ROLE};
@@ -53,13 +56,15 @@ enum Route {
     Fetch,
     GuardAlone,
     RlsAlone,
+    Transaction,
 }
 
-const ROUTES: [(Route, &str); 4] = [
+const ROUTES: [(Route, &str); 5] = [
     (Route::Baseline, "baseline"),
     (Route::Fetch, "fetch (guard + RLS)"),
     (Route::GuardAlone, "  guard alone"),
     (Route::RlsAlone, "  RLS alone"),
+    (Route::Transaction, "transaction"),
 ];
 
 /// Where callgrind writes one file per process (`cg.<pid>`); removed on drop.
@@ -211,6 +216,25 @@ async fn run_backend(route: Route, query: Query, target: &Target, n: usize) -> R
             }
             pid
         }
+        Route::Transaction => {
+            let (db, pid) = guarded_database(&target.app_url).await?;
+            for id in ids {
+                let got: Vec<Row> = db
+                    .transaction(ctx.clone(), |tx| {
+                        async move {
+                            match query {
+                                Query::Point => bench_query!(guarded point, id).load(tx.conn()).await,
+                                Query::Page => bench_query!(guarded page).load(tx.conn()).await,
+                            }
+                            .map_err(attestor_repo::RepoError::from)
+                        }
+                        .scope_boxed()
+                    })
+                    .await?;
+                rows += got.len();
+            }
+            pid
+        }
     };
     // Every operation must have found its rows, or the paths did not do the same work.
     let per_op = match query {
@@ -302,7 +326,7 @@ pub fn run(args: &[String]) -> Result<()> {
 }
 
 fn report(name: &str, query: Query, per_op: &[f64], ops: usize, json: bool) {
-    let (base, fetch, guard, rls) = (per_op[0], per_op[1], per_op[2], per_op[3]);
+    let (base, fetch, guard, rls, transaction) = (per_op[0], per_op[1], per_op[2], per_op[3], per_op[4]);
     if json {
         let round = |x: f64| x.round();
         println!(
@@ -311,6 +335,7 @@ fn report(name: &str, query: Query, per_op: &[f64], ops: usize, json: bool) {
                 "bench": name, "ops": ops,
                 "baseline_server_instructions": round(base), "fetch_server_instructions": round(fetch),
                 "guard_alone_server_instructions": round(guard), "rls_alone_server_instructions": round(rls),
+                "transaction_server_instructions": round(transaction),
                 "baseline_over_fetch": (base / fetch * 1000.0).round() / 1000.0,
             })
         );

@@ -31,7 +31,7 @@ Benchmarks:
   guard-cost
            the same paths counted, not timed: PostgreSQL backend instructions per
            operation under valgrind's callgrind (baseline, fetch, and fetch's two
-           parts: the guard statement alone, RLS alone); needs valgrind; its own
+           parts: the guard statement alone, RLS alone; transaction); needs valgrind; its own
            cluster (ignores DATABASE_URL)
            options: --rows N (20000) --tenants N (100) --warmup N (200) --ops N (1000)
                     --json

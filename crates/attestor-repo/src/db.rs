@@ -297,17 +297,39 @@ fn checked_actor(actor: Option<&str>) -> Result<&str, RepoError> {
     }
 }
 
+/// How [`begin_sql`] sets the context.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum SetContext {
+    /// `SELECT set_config(…)`: parsed, analysed and planned by the server
+    /// each time (the worker pool's connections).
+    Select,
+    /// `EXECUTE` of a guard statement `wire::connect` prepared on the
+    /// connection (the tenant pool's): only the literals are new.
+    Prepared,
+}
+
 /// The one message that opens a transaction and sets its context.
 fn begin_sql(
     tenant: Option<TenantId>,
     actor: Option<&str>,
     statement_timeout: Option<Duration>,
+    how: SetContext,
 ) -> Result<String, RepoError> {
     let tenant = tenant.map(|t| t.to_string()).unwrap_or_default();
     let actor = match checked_actor(actor)? {
         "" => "''".to_owned(),
         a => escape_literal(a),
     };
+    if how == SetContext::Prepared {
+        return Ok(match statement_timeout {
+            Some(t) => format!(
+                "BEGIN; EXECUTE {}('{tenant}', {actor}, '{}')",
+                wire::GUARD_TIMEOUT,
+                t.as_millis().max(1)
+            ),
+            None => format!("BEGIN; EXECUTE {}('{tenant}', {actor})", wire::GUARD_ACTOR),
+        });
+    }
     let mut sql = format!(
         "BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true), set_config('app.actor', {actor}, true)"
     );
@@ -556,6 +578,7 @@ impl Database {
                 Some(ctx.tenant),
                 ctx.actor.as_deref(),
                 self.core.statement_timeout,
+                SetContext::Prepared,
             )?;
             let conn = self.core.pool.get_owned().await.map_err(RepoError::from)?;
             let tx = TenantTx {
@@ -726,7 +749,7 @@ impl WorkerDatabase {
         T: Send + 'a,
     {
         let span = tracing::info_span!("worker_transaction", actor = actor.unwrap_or(""));
-        let begin = begin_sql(None, actor, self.core.statement_timeout);
+        let begin = begin_sql(None, actor, self.core.statement_timeout, SetContext::Select);
         async move {
             let begin = begin?;
             let conn = self.core.pool.get_owned().await.map_err(RepoError::from)?;
@@ -762,15 +785,31 @@ mod tests {
     #[test]
     fn begin_sql_quotes_the_actor() {
         let t: TenantId = "0b3c5c1e-8f4e-4c59-9d4e-2f1a6f3b9a10".parse().unwrap();
-        let sql = begin_sql(Some(t), Some("o'brien \\ x"), None).unwrap();
+        let sql = begin_sql(Some(t), Some("o'brien \\ x"), None, SetContext::Select).unwrap();
         assert_eq!(
             sql,
             "BEGIN; SELECT set_config('app.tenant_id', '0b3c5c1e-8f4e-4c59-9d4e-2f1a6f3b9a10', true), \
              set_config('app.actor', E'o''brien \\\\ x', true)"
         );
-        assert!(begin_sql(Some(t), Some("a\0b"), None).is_err());
-        assert!(begin_sql(Some(t), Some(&"x".repeat(MAX_ACTOR_BYTES + 1)), None).is_err());
-        let sql = begin_sql(None, None, Some(Duration::from_secs(2))).unwrap();
+        for how in [SetContext::Select, SetContext::Prepared] {
+            assert!(begin_sql(Some(t), Some("a\0b"), None, how).is_err());
+            assert!(begin_sql(Some(t), Some(&"x".repeat(MAX_ACTOR_BYTES + 1)), None, how).is_err());
+        }
+        assert_eq!(
+            begin_sql(Some(t), Some("o'brien"), None, SetContext::Prepared).unwrap(),
+            "BEGIN; EXECUTE attestor_guard_actor('0b3c5c1e-8f4e-4c59-9d4e-2f1a6f3b9a10', E'o''brien')"
+        );
+        assert_eq!(
+            begin_sql(
+                Some(t),
+                None,
+                Some(Duration::from_millis(1500)),
+                SetContext::Prepared
+            )
+            .unwrap(),
+            "BEGIN; EXECUTE attestor_guard_timeout('0b3c5c1e-8f4e-4c59-9d4e-2f1a6f3b9a10', '', '1500')"
+        );
+        let sql = begin_sql(None, None, Some(Duration::from_secs(2)), SetContext::Select).unwrap();
         assert!(
             sql.ends_with("set_config('app.actor', '', true), set_config('statement_timeout', '2000', true)")
         );

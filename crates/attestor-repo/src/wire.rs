@@ -60,8 +60,15 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio_postgres::config::Host;
 use tokio_postgres::NoTls;
 
+/// The guard statement that sets the tenant and the actor, and the one that
+/// also sets `statement_timeout` (prepared by [`connect`]; a transaction's
+/// opening query `EXECUTE`s one of them).
+pub(crate) const GUARD_ACTOR: &str = "attestor_guard_actor";
+pub(crate) const GUARD_TIMEOUT: &str = "attestor_guard_timeout";
+
 /// Prepared once per connection by [`connect`]: the guard statements (the
-/// tenant alone, the common case; with the actor; with a statement timeout).
+/// tenant alone, the common case; with the actor, [`GUARD_ACTOR`]; with a
+/// statement timeout, [`GUARD_TIMEOUT`]).
 const PREPARE_GUARDS: &str = "\
 PREPARE attestor_guard(text) AS
     SELECT set_config('app.tenant_id', $1, true);
@@ -187,11 +194,11 @@ pub(crate) fn encode_guard(tenant: &str, actor: &str, statement_timeout: Option<
     let timeout = statement_timeout.map(|t| t.as_millis().max(1).to_string());
     let (statement, values): (&str, Vec<&[u8]>) = match (&timeout, actor) {
         (Some(ms), _) => (
-            "attestor_guard_timeout",
+            GUARD_TIMEOUT,
             vec![tenant.as_bytes(), actor.as_bytes(), ms.as_bytes()],
         ),
         (None, "") => ("attestor_guard", vec![tenant.as_bytes()]),
-        (None, _) => ("attestor_guard_actor", vec![tenant.as_bytes(), actor.as_bytes()]),
+        (None, _) => (GUARD_ACTOR, vec![tenant.as_bytes(), actor.as_bytes()]),
     };
     let mut buf = BytesMut::with_capacity(64 + tenant.len() + actor.len());
     frontend::bind(
