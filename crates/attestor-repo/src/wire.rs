@@ -94,6 +94,49 @@ enum Injection {
     Begin,
 }
 
+/// What an incoming message is while an injected message awaits its answers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Answer {
+    /// One of its answers: taken out of the stream.
+    Dropped,
+    /// Its last answer: taken out, and the stream is the driver's again.
+    Last,
+    /// Its error: passed to the driver, as the error of the driver's own
+    /// statement. For the guard it is the last answer (the server skips to
+    /// the `Sync`); for the opening query its `ReadyForQuery` follows (and
+    /// then the statement's own "current transaction is aborted", which the
+    /// driver does not read).
+    Error { last: bool },
+    /// A notice, notification or parameter status: the driver's, whenever it comes.
+    Asynchronous,
+}
+
+impl Injection {
+    /// What a message of type `kind` is to this injection; `None`: nothing
+    /// it can be answered with (the stream has lost its framing).
+    fn answer(self, kind: u8) -> Option<Answer> {
+        use Injection::{Begin, Guard};
+        match (self, kind) {
+            (_, b'N' | b'A' | b'S') => Some(Answer::Asynchronous),
+            // Guard: BindComplete, DataRow. Opening query: CommandComplete
+            // (BEGIN, SELECT), RowDescription, DataRow, EmptyQueryResponse.
+            (Guard, b'2' | b'D') | (Begin, b'C' | b'T' | b'D' | b'I') => Some(Answer::Dropped),
+            // Guard: CommandComplete. Opening query: ReadyForQuery.
+            (Guard, b'C') | (Begin, b'Z') => Some(Answer::Last),
+            (Guard, b'E') => Some(Answer::Error { last: true }),
+            (Begin, b'E') => Some(Answer::Error { last: false }),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Injection::Guard => "the guard's",
+            Injection::Begin => "the opening query's",
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     /// The bytes to inject, and where (`kind`).
@@ -342,56 +385,28 @@ impl<S> SpliceStream<S> {
             return Ok(true);
         }
         let mut s = self.splice.state();
-        let answered = || self.splice.0.awaiting.fetch_sub(1, Ordering::SeqCst);
-        if s.kind == Injection::Begin {
-            return Ok(match kind {
-                // CommandComplete (BEGIN, SELECT), RowDescription, DataRow,
-                // EmptyQueryResponse: the opening query's; dropped.
-                b'C' | b'T' | b'D' | b'I' => false,
-                // ReadyForQuery: its last answer.
-                b'Z' => {
-                    answered();
-                    false
-                }
-                // It failed: the transaction's first statement fails with
-                // its error (the server's own error for that statement,
-                // "current transaction is aborted", follows and is ignored).
-                b'E' => {
-                    s.guard_failed = true;
-                    true
-                }
-                b'N' | b'A' | b'S' => true,
-                other => {
-                    s.broken = true;
-                    return Err(desync(&format!(
-                        "unexpected message {:?} where the opening query's answer belongs",
-                        other as char
-                    )));
-                }
-            });
-        }
-        Ok(match kind {
-            // BindComplete, DataRow: the guard's; dropped.
-            b'2' | b'D' => false,
-            // CommandComplete: the guard's last answer.
-            b'C' => {
-                answered();
+        let kind_of = s.kind;
+        Ok(match kind_of.answer(kind) {
+            Some(Answer::Dropped) => false,
+            Some(Answer::Last) => {
+                self.splice.0.awaiting.fetch_sub(1, Ordering::SeqCst);
                 false
             }
-            // The guard failed: the query fails with its error (the server
-            // skips the query up to the Sync).
-            b'E' => {
-                answered();
+            // It failed: the statement fails with its error.
+            Some(Answer::Error { last }) => {
+                if last {
+                    self.splice.0.awaiting.fetch_sub(1, Ordering::SeqCst);
+                }
                 s.guard_failed = true;
                 true
             }
-            // Asynchronous messages can come at any time.
-            b'N' | b'A' | b'S' => true,
-            other => {
+            Some(Answer::Asynchronous) => true,
+            None => {
                 s.broken = true;
                 return Err(desync(&format!(
-                    "unexpected message {:?} where the guard's answer belongs",
-                    other as char
+                    "unexpected message {:?} where {} answer belongs",
+                    kind as char,
+                    kind_of.name()
                 )));
             }
         })
@@ -405,6 +420,25 @@ impl<S> SpliceStream<S> {
         // `data[run..r]`: passing bytes not yet moved down to `w`.
         let (mut r, mut w, mut run) = (0, 0, 0);
         while r < data.len() {
+            // The common case, most of the traffic (every row of a page): at
+            // a message boundary, whole header in hand, no injected answer
+            // due. The message is the driver's: step over it by its length.
+            if self.read.remaining == 0
+                && self.read.header_len == 0
+                && data.len() - r >= 5
+                && self.splice.awaiting() == 0
+            {
+                let len = u32::from_be_bytes(data[r + 1..r + 5].try_into().expect("4 bytes")) as usize;
+                if len < 4 {
+                    self.splice.state().broken = true;
+                    return Err(desync("a message length below 4"));
+                }
+                let take = (1 + len).min(data.len() - r);
+                self.read.remaining = 1 + len - take;
+                self.passing = true;
+                r += take;
+                continue;
+            }
             let chunk = r;
             let mut rest: &[u8] = &data[r..];
             if self.read.remaining == 0 {
@@ -809,6 +843,53 @@ mod tests {
                 guard_failed: true
             }
         );
+    }
+
+    #[test]
+    fn framing_holds_across_unguarded_traffic_at_every_read_boundary() {
+        // Answers with no guard due take the fast path (stepped over by
+        // their length), split anywhere; the next guard's answers must still
+        // be found at the right place.
+        let rows: Vec<u8> = (0..20u8)
+            .flat_map(|i| message(b'D', &[0, 1, 0, 0, 0, 2, i, i]))
+            .collect();
+        let unguarded = [
+            message(b'2', b""),
+            rows,
+            message(b'C', b"SELECT 20\0"),
+            message(b'Z', b"I"),
+        ]
+        .concat();
+        let guard = [
+            message(b'2', b""),
+            message(b'D', b"\0\x01\0\0\0\x01x"),
+            message(b'C', b"SELECT 1\0"),
+        ]
+        .concat();
+        let query = answers_to_the_query();
+        for cut in 0..=unguarded.len() {
+            let (mut s, splice) = stream();
+            s.feed(&[0, 0, 0, 8, 0, 3, 0, 0]).unwrap();
+            let mut passed = Vec::new();
+            for part in [&unguarded[..cut], &unguarded[cut..]] {
+                let mut data = part.to_vec();
+                let kept = s.filter(&mut data).unwrap();
+                passed.extend_from_slice(&data[..kept]);
+            }
+            assert_eq!(passed, unguarded, "read boundary at byte {cut}");
+            splice.arm(encode_guard("t", "", None));
+            s.feed(&message(b'B', b"\0\0\0\0\0\0\0\0")).unwrap();
+            let mut data = [guard.clone(), query.clone()].concat();
+            let kept = s.filter(&mut data).unwrap();
+            assert_eq!(&data[..kept], &query[..], "cut {cut}");
+            let d = splice.disarm();
+            assert!(d.injected && d.in_sync && !d.guard_failed, "cut {cut}: {d:?}");
+        }
+        // A length below 4 in the fast path breaks the connection too.
+        let (mut s, splice) = stream();
+        let mut bad = [b'D', 0, 0, 0, 3, 0].to_vec();
+        assert!(s.filter(&mut bad).is_err());
+        assert!(!splice.disarm().in_sync);
     }
 
     #[test]
