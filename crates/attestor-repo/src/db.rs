@@ -12,8 +12,11 @@
 //! ## How a tenant transaction runs
 //!
 //! 1. A connection is checked out and marked *in use* (our own flag, see below).
-//! 2. One simple-query message carries
-//!    `BEGIN; SELECT set_config('app.tenant_id', '<uuid>', true), set_config('app.actor', E'…', true)`,
+//! 2. One simple-query message carries `BEGIN` and the context: on the tenant
+//!    pool `BEGIN; EXECUTE attestor_guard_actor('<uuid>', E'…')` (a guard
+//!    statement `wire::connect` prepared, which runs `set_config(…, true)` for
+//!    the tenant and the actor), on the worker pool
+//!    `BEGIN; SELECT set_config('app.tenant_id', '', true), set_config('app.actor', E'…', true)`;
 //!    so the tenant is set *inside* the transaction, transaction-locally. On
 //!    the tenant pool it costs no request of its own: `wire`'s splice writes it
 //!    in front of the transaction's first request (its first statement, or the
@@ -384,7 +387,7 @@ where
     }
 }
 
-/// Opens the transaction with `begin` (`BEGIN; SELECT set_config(…)`).
+/// Opens the transaction with `begin` (see [`begin_sql`]).
 ///
 /// On a connection with a guard splice (the tenant pool) the message is not
 /// sent on its own: the splice puts it in front of the transaction's first

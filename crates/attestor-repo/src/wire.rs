@@ -24,8 +24,8 @@
 //! to the guard is passed through, so the query fails with it (the server
 //! skips the query up to the `Sync`).
 //!
-//! A tenant transaction's opening query (`BEGIN; SELECT set_config(…)`, a
-//! simple `Query` message) is injected the same way, in front of the next
+//! A tenant transaction's opening query (`BEGIN; EXECUTE
+//! attestor_guard_actor(…)`, a simple `Query` message) is injected the same way, in front of the next
 //! message of any type (the transaction's first statement, or its
 //! `COMMIT`/`ROLLBACK` when it ran none): the server runs it first, then the
 //! statement inside the transaction it opened, and the driver, which was
@@ -88,7 +88,7 @@ enum Injection {
     /// answers end with its `CommandComplete` (or its `ErrorResponse`).
     #[default]
     Guard,
-    /// A transaction's opening simple query (`BEGIN; SELECT set_config(…)`):
+    /// A transaction's opening simple query (`BEGIN; EXECUTE attestor_guard_actor(…)`):
     /// in front of the next message of any type, so the transaction's first
     /// request carries it; its answers end with its `ReadyForQuery`.
     Begin,
