@@ -25,9 +25,10 @@
 //! skips the query up to the `Sync`).
 //!
 //! A tenant transaction's opening query (`BEGIN; EXECUTE
-//! attestor_guard_actor(…)`, a simple `Query` message) is injected the same way, in front of the next
-//! message of any type (the transaction's first statement, or its
-//! `COMMIT`/`ROLLBACK` when it ran none): the server runs it first, then the
+//! attestor_guard_actor(…)`, a simple `Query` message) is injected the same
+//! way, in front of the next message of any type but `Terminate` (the
+//! transaction's first statement, or its `COMMIT`/`ROLLBACK` when it ran
+//! none): the server runs it first, then the
 //! statement inside the transaction it opened, and the driver, which was
 //! told the transaction is open, sees only the statement's answers. Its own
 //! answers (`CommandComplete`, `RowDescription`, `DataRow`, up to its
@@ -89,7 +90,8 @@ enum Injection {
     #[default]
     Guard,
     /// A transaction's opening simple query (`BEGIN; EXECUTE attestor_guard_actor(…)`):
-    /// in front of the next message of any type, so the transaction's first
+    /// in front of the next message of any type but `Terminate` (a connection
+    /// closed unused needs no transaction), so the transaction's first
     /// request carries it; its answers end with its `ReadyForQuery`.
     Begin,
 }
@@ -200,7 +202,8 @@ impl Splice {
     }
 
     /// Put `begin` (a simple-query message, see [`encode_query`]) in front of
-    /// the next message written to the server, whatever its type.
+    /// the next message written to the server, whatever its type (but
+    /// `Terminate`).
     pub(crate) fn arm_begin(&self, begin: BytesMut) {
         self.arm_with(Injection::Begin, begin);
     }
@@ -362,7 +365,7 @@ impl<S> SpliceStream<S> {
                     let mut s = self.splice.state();
                     let here = match s.kind {
                         Injection::Guard => header[0] == b'B',
-                        Injection::Begin => true,
+                        Injection::Begin => header[0] != b'X',
                     };
                     if let Some(bytes) = s.armed.take_if(|_| here) {
                         self.out.extend_from_slice(&bytes);
@@ -385,8 +388,8 @@ impl<S> SpliceStream<S> {
             return Ok(true);
         }
         let mut s = self.splice.state();
-        let kind_of = s.kind;
-        Ok(match kind_of.answer(kind) {
+        let injection = s.kind;
+        Ok(match injection.answer(kind) {
             Some(Answer::Dropped) => false,
             Some(Answer::Last) => {
                 self.splice.0.awaiting.fetch_sub(1, Ordering::SeqCst);
@@ -406,7 +409,7 @@ impl<S> SpliceStream<S> {
                 return Err(desync(&format!(
                     "unexpected message {:?} where {} answer belongs",
                     kind as char,
-                    kind_of.name()
+                    injection.name()
                 )));
             }
         })
@@ -778,6 +781,13 @@ mod tests {
         let parse = message(b'P', b"\0SELECT 2\0\0\0");
         let sync = message(b'S', b"");
         let commit = message(b'Q', b"COMMIT\0");
+        // Not in front of Terminate: a connection closed unused opens nothing.
+        let (mut s, splice) = stream();
+        s.feed(&[0, 0, 0, 8, 0, 3, 0, 0]).unwrap();
+        splice.arm_begin(begin.clone());
+        s.feed(&message(b'X', b"")).unwrap();
+        assert_eq!(&s.out[8..], &message(b'X', b"")[..]);
+        assert!(!splice.disarm().injected);
         for first in [&parse, &commit] {
             let (mut s, splice) = stream();
             let startup = [0, 0, 0, 8, 0, 3, 0, 0];
