@@ -634,6 +634,16 @@ mod tests {
         (s, splice)
     }
 
+    /// A stream past its startup message that has sent one `Parse` with an
+    /// opening query armed.
+    fn begun() -> (SpliceStream<tokio::io::DuplexStream>, Splice) {
+        let (mut s, splice) = stream();
+        s.feed(&[0, 0, 0, 8, 0, 3, 0, 0]).unwrap();
+        splice.arm_begin(encode_query("BEGIN"));
+        s.feed(&message(b'P', b"\0SELECT 2\0\0\0")).unwrap();
+        (s, splice)
+    }
+
     #[test]
     fn the_guard_goes_in_front_of_the_next_bind_once() {
         let (mut s, splice) = stream();
@@ -820,10 +830,7 @@ mod tests {
         let statement = [message(b'1', b""), message(b'Z', b"T")].concat();
         let incoming = [begin_answers, statement.clone()].concat();
         for cut in 0..=incoming.len() {
-            let (mut s, splice) = stream();
-            s.feed(&[0, 0, 0, 8, 0, 3, 0, 0]).unwrap();
-            splice.arm_begin(encode_query("BEGIN"));
-            s.feed(&message(b'P', b"\0SELECT 2\0\0\0")).unwrap();
+            let (mut s, splice) = begun();
             let mut passed = Vec::new();
             for part in [&incoming[..cut], &incoming[cut..]] {
                 let mut data = part.to_vec();
@@ -836,10 +843,7 @@ mod tests {
         }
 
         // It failed: the driver gets its error; its ReadyForQuery is taken out.
-        let (mut s, splice) = stream();
-        s.feed(&[0, 0, 0, 8, 0, 3, 0, 0]).unwrap();
-        splice.arm_begin(encode_query("BEGIN"));
-        s.feed(&message(b'P', b"\0SELECT 2\0\0\0")).unwrap();
+        let (mut s, splice) = begun();
         let error = message(b'E', b"SERROR\0\0");
         let aborted = [message(b'E', b"SERROR\0C25P02\0\0"), message(b'Z', b"E")].concat();
         let mut data = [error.clone(), message(b'Z', b"E"), aborted.clone()].concat();
