@@ -1,9 +1,11 @@
 //! The queue's single error type.
 //!
 //! Owns [`QueueError`], the typed outcome every queue operation returns
-//! (notably [`QueueError::LeaseLost`], the fencing refusal), and the mapping
-//! of diesel/pool errors into it. It must never swallow an error or turn a
-//! fencing refusal into a generic database error: callers match on it.
+//! (notably [`QueueError::LeaseLost`], the fencing refusal). Database and
+//! pool errors are wrapped as [`QueueError::Repo`], classified by
+//! attestor-repo's one table. It must never swallow an error, classify a
+//! database error itself, or turn a fencing refusal into a generic database
+//! error: callers match on it.
 
 use uuid::Uuid;
 
@@ -46,70 +48,41 @@ pub enum QueueError {
     /// proof does not verify.
     #[error("invalid transparency-log entry: {0}")]
     InvalidEntry(#[from] attestor_formats::FormatError),
-    /// The database could not be reached (connection refused, server
-    /// restarting, pool timed out). Retry later.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    /// Any other database error.
-    #[error("database error: {0}")]
-    Database(diesel::result::Error),
-    /// The tenant guard (attestor-repo) refused or failed the tenant
-    /// transaction the operation ran in.
-    #[error("tenant transaction failed: {0}")]
+    /// The worker's completion batcher has stopped (the worker is shutting
+    /// down); the job's lease will expire and it will be claimed again.
+    #[error("the completion batcher stopped")]
+    Stopped,
+    /// A database or pool error, classified by attestor-repo (the one
+    /// classifier: [`attestor_repo::RepoError::is_transient`] says whether a
+    /// retry may help).
+    #[error("database: {0}")]
     Repo(#[from] attestor_repo::RepoError),
 }
 
 impl QueueError {
-    /// True for errors that go away by themselves (connection loss, server
-    /// restart, serialization failure): worker loops retry these.
+    /// True for errors that may go away when the operation is retried
+    /// unchanged (connection loss, server restart, timeouts, serialization
+    /// failures, a worker shutting down): worker loops retry these.
     pub fn is_transient(&self) -> bool {
         match self {
-            QueueError::Unavailable(_) => true,
-            QueueError::Database(e) => is_transient_diesel(e),
-            QueueError::Repo(attestor_repo::RepoError::Unavailable { .. }) => true,
-            QueueError::Repo(attestor_repo::RepoError::Database(e)) => is_transient_diesel(e),
+            QueueError::Stopped => true,
+            QueueError::Repo(e) => e.is_transient(),
             _ => false,
         }
     }
 }
 
-fn is_transient_diesel(e: &diesel::result::Error) -> bool {
-    use diesel::result::{DatabaseErrorKind, Error};
-    match e {
-        Error::DatabaseError(kind, info) => {
-            matches!(
-                kind,
-                DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ClosedConnection
-            ) || info.message().contains("terminating connection")
-                || info.message().contains("connection closed")
-        }
-        Error::BrokenTransactionManager => true,
-        _ => false,
-    }
-}
-
 impl From<diesel::result::Error> for QueueError {
     fn from(e: diesel::result::Error) -> Self {
-        use diesel::result::{DatabaseErrorKind, Error};
-        match &e {
-            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
-                QueueError::Unavailable(info.message().to_owned())
-            }
-            Error::DatabaseError(DatabaseErrorKind::Unknown, info)
-                if info.message().contains("connection closed")
-                    || info.message().contains("terminating connection")
-                    || info.message().contains("Connection reset") =>
-            {
-                QueueError::Unavailable(info.message().to_owned())
-            }
-            _ => QueueError::Database(e),
-        }
+        QueueError::Repo(e.into())
     }
 }
 
 impl From<diesel::ConnectionError> for QueueError {
     fn from(e: diesel::ConnectionError) -> Self {
-        QueueError::Unavailable(e.to_string())
+        QueueError::Repo(attestor_repo::RepoError::Unavailable {
+            message: e.to_string(),
+        })
     }
 }
 
@@ -117,7 +90,9 @@ impl<E: std::fmt::Display + std::fmt::Debug + std::error::Error + 'static> From<
     for QueueError
 {
     fn from(e: bb8::RunError<E>) -> Self {
-        QueueError::Unavailable(e.to_string())
+        QueueError::Repo(attestor_repo::RepoError::Unavailable {
+            message: e.to_string(),
+        })
     }
 }
 

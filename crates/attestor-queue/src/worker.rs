@@ -581,11 +581,9 @@ async fn finish<S>(ctx: &Ctx<S>, job: &ClaimedJob, lease: &Lease, value: serde_j
             reply,
         };
         if ctx.completer.send(request).is_err() {
-            return Err(QueueError::Unavailable("the completion batcher stopped".into()));
+            return Err(QueueError::Stopped);
         }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(QueueError::Unavailable("the completion batcher stopped".into())))
+        answer.await.unwrap_or_else(|_| Err(QueueError::Stopped))
     })
     .await;
     match r {

@@ -1,26 +1,23 @@
 //! The crate's one error type, [`RepoError`], and its mapping from database errors.
 //!
-//! Owns: turning `diesel::result::Error` into a variant callers can match on,
-//! by SQLSTATE class: unique violation → [`RepoError::Conflict`]; foreign
-//! key, check, not-null, invalid text, bad encoding → [`RepoError::InvalidInput`];
-//! the module's own `AT001`/`AT002`/`AT003` → [`RepoError::TenantNotSet`],
-//! [`RepoError::InvalidTenant`], [`RepoError::AppendOnly`]; `42501` →
-//! [`RepoError::PermissionDenied`]; `57014`/`55P03` (statement or lock
-//! timeout) → [`RepoError::Timeout`]; a closed, broken or unreachable connection
-//! → [`RepoError::Unavailable`]. Only the unexpected ends up in
-//! [`RepoError::Database`].
+//! Owns: turning `diesel::result::Error` (and pool errors) into a variant
+//! callers can match on. Which variant a database error becomes is decided
+//! by one table, `classify` (SQLSTATE or condition, how it is recognised,
+//! the variant), tested row by row against a real server; only what no row
+//! recognises ends up in [`RepoError::Database`]. [`RepoError::is_transient`]
+//! says which failures are worth retrying unchanged.
 //!
-//! diesel-async 0.9 keeps the SQLSTATE only for the codes diesel has a
-//! `DatabaseErrorKind` for; the others are recognised by the server's message
-//! (the `AT00x` messages are this module's own, written by migration
-//! `000002_tenant_helpers`, and pinned by the tests in `tests/guard.rs`).
-//!
-//! Must never: put a whole document or a secret in a message, or let an
-//! expected failure (bad input, conflict, missing tenant) surface as `Database`.
+//! Must never: put a whole document or a secret in a message, let an expected
+//! failure (bad input, conflict, missing tenant) surface as `Database`, or
+//! classify a database error anywhere but in `classify`.
+
+mod classify;
 
 use attestor_formats::FormatError;
 use diesel::result::{DatabaseErrorInformation, DatabaseErrorKind, Error as DieselError};
 use thiserror::Error;
+
+use classify::Class;
 
 /// Everything a repository call can fail with.
 #[derive(Debug, Error)]
@@ -71,7 +68,15 @@ pub enum RepoError {
     #[error("timed out: {message}")]
     Timeout { message: String },
 
-    /// The database cannot be reached: pool timeout, connection refused, closed or broken.
+    /// PostgreSQL could not serialize the transaction with concurrent ones
+    /// (SQLSTATE 40001, or a deadlock, 40P01); it was rolled back and may
+    /// succeed when retried.
+    #[error("transaction could not be serialized, retry it: {message}")]
+    SerializationFailure { message: String },
+
+    /// The database cannot be reached or cannot take writes now: pool timeout,
+    /// connection refused, closed or broken, the server shutting down or
+    /// read-only (a standby).
     #[error("database unavailable: {message}")]
     Unavailable { message: String },
 
@@ -106,6 +111,19 @@ impl RepoError {
                 | RepoError::Format(_)
                 | RepoError::InclusionProof { .. }
                 | RepoError::InvalidTenant
+        )
+    }
+
+    /// True for the failures that may go away when the same call is retried
+    /// later, unchanged: [`RepoError::Unavailable`], [`RepoError::Timeout`]
+    /// and [`RepoError::SerializationFailure`]. Worker loops retry these;
+    /// everything else needs a different input or a fix.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            RepoError::Unavailable { .. }
+                | RepoError::Timeout { .. }
+                | RepoError::SerializationFailure { .. }
         )
     }
 
@@ -170,63 +188,23 @@ fn from_database_error(
     kind: DatabaseErrorKind,
     info: Box<dyn DatabaseErrorInformation + Send + Sync>,
 ) -> RepoError {
+    let Some(rule) = classify::rule_for(kind, info.message(), info.details()) else {
+        return RepoError::Database(DieselError::DatabaseError(kind, info));
+    };
     let message = info.message().to_owned();
     let constraint = info.constraint_name().map(str::to_owned);
-    match kind {
-        DatabaseErrorKind::UniqueViolation => {
-            return RepoError::Conflict {
-                constraint: constraint.unwrap_or_default(),
-                message,
-            }
-        }
-        DatabaseErrorKind::ForeignKeyViolation
-        | DatabaseErrorKind::CheckViolation
-        | DatabaseErrorKind::NotNullViolation
-        | DatabaseErrorKind::RestrictViolation
-        | DatabaseErrorKind::ExclusionViolation => return RepoError::InvalidInput { message, constraint },
-        DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => {
-            return RepoError::Unavailable { message }
-        }
-        _ => {}
-    }
-    // Codes diesel-async does not surface as a kind: recognised by message.
-    let m = message.as_str();
-    if m.starts_with("app.tenant_id is not set") {
-        RepoError::TenantNotSet
-    } else if m.starts_with("app.tenant_id is not a valid UUID") {
-        RepoError::InvalidTenant
-    } else if m.contains(" is append-only: ")
-        && info.details().is_some_and(|d| d.contains("accepts INSERT only"))
-    {
-        RepoError::AppendOnly
-    } else if m.starts_with("permission denied for")
-        || m.starts_with("new row violates row-level security policy")
-        || m.starts_with("must be owner of")
-    {
-        RepoError::PermissionDenied
-    } else if m.starts_with("invalid input syntax for")          // 22P02
-        || m.starts_with("invalid byte sequence for encoding")   // 22021
-        || m.starts_with("unsupported Unicode escape sequence")  // 22P05 (\u0000 in jsonb)
-        || m.starts_with("invalid input value for")              // 22P02 (enum-like)
-        || m.starts_with("value too long for type")              // 22001
-        || m.starts_with("numeric field overflow")               // 22003
-        || m.contains("out of range")
-    // 22003 / 22008
-    {
-        RepoError::InvalidInput { message, constraint }
-    } else if m.starts_with("canceling statement due to statement timeout")   // 57014
-        || m.starts_with("canceling statement due to lock timeout")           // 55P03
-        || m.starts_with("could not obtain lock")
-    // 55P03 (NOWAIT)
-    {
-        RepoError::Timeout { message }
-    } else if m.starts_with("terminating connection")            // 57P01/57P02/57P03
-        || m.starts_with("the database system is")               // 57P03 starting up / shutting down
-        || m.contains("connection closed")
-        || m.contains("connection reset")
-    {
-        RepoError::Unavailable { message }
-    } else {
-        RepoError::Database(DieselError::DatabaseError(kind, info))
+    match rule.class {
+        Class::Conflict => RepoError::Conflict {
+            constraint: constraint.unwrap_or_default(),
+            message,
+        },
+        Class::InvalidInput => RepoError::InvalidInput { message, constraint },
+        Class::TenantNotSet => RepoError::TenantNotSet,
+        Class::InvalidTenant => RepoError::InvalidTenant,
+        Class::AppendOnly => RepoError::AppendOnly,
+        Class::PermissionDenied => RepoError::PermissionDenied,
+        Class::Timeout => RepoError::Timeout { message },
+        Class::SerializationFailure => RepoError::SerializationFailure { message },
+        Class::Unavailable => RepoError::Unavailable { message },
     }
 }
