@@ -1,7 +1,7 @@
 -- Migration 3: the eight tenant-scoped tables of schema `attestor`, their
 -- constraints, indexes, triggers and grants.
 --
--- Conventions (DESIGN.md section 3), checked by `cargo xtask verify-rls`:
+-- Conventions of every tenant table, checked by `cargo xtask verify-rls`:
 --   * first four columns: id, tenant_id, created_at, updated_at;
 --   * PRIMARY KEY (tenant_id, id); every UNIQUE constraint and every btree
 --     index leads with tenant_id; every foreign key is composite
