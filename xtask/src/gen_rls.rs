@@ -2,7 +2,7 @@
 //! migration from the catalog and `rls.toml`.
 //!
 //! Starts the embedded default (or uses `DATABASE_URL`'s server) for the
-//! scratch databases `xtask::rls::generate::plan` migrates. Without
+//! scratch databases `attestor_rls::generate::plan` migrates. Without
 //! `--check` it rewrites the last migration when that one is generated, or
 //! appends a new generated migration; with `--check` it exits 1 naming the
 //! tables whose policies are missing or stale. It never edits a
@@ -11,8 +11,8 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use xtask::rls::{self, config::workspace_config_path, generate};
-use xtask::util::{root, server};
+use attestor_rls::generate;
+use xtask::util::{rls_config_path, rls_modules, root, server};
 
 pub fn run_cmd(args: &[&str]) -> Result<ExitCode> {
     let check = match args {
@@ -22,8 +22,8 @@ pub fn run_cmd(args: &[&str]) -> Result<ExitCode> {
     };
     let inputs = generate::GenInputs {
         migrations: root().join("migrations"),
-        config_path: workspace_config_path(),
-        modules: rls::workspace_modules()?,
+        config_path: rls_config_path(),
+        modules: rls_modules()?,
     };
     let server = server()?;
     let drifts = generate::plan(&server, &inputs)?;

@@ -15,6 +15,16 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The workspace's reviewed RLS exceptions file.
+pub fn rls_config_path() -> PathBuf {
+    root().join("rls.toml")
+}
+
+/// The modules of the workspace's diesel.toml, as the RLS tooling sees them.
+pub fn rls_modules() -> Result<Vec<attestor_rls::Module>> {
+    Ok(attestor_rls::modules_from_file(&root().join("diesel.toml"))?)
+}
+
 /// Run a command in the workspace root, echoing it; fail on non-zero exit.
 pub fn run(cmd: &mut Command) -> Result<()> {
     cmd.current_dir(root());

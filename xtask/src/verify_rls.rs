@@ -4,14 +4,14 @@
 //! `DATABASE_URL`'s server), migrates a scratch database and verifies it;
 //! with it, it verifies that existing database (a superuser's or the
 //! owner's URL) in one transaction that is rolled back. Exit 0 clean,
-//! 1 findings, 2 could not run. The logic is in `xtask::rls`; this file
+//! 1 findings, 2 could not run. The logic is in `attestor-rls`; this file
 //! only parses arguments and prints.
 
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use xtask::rls::{self, config::workspace_config_path, Config, VerifyOptions};
-use xtask::util::{scratch_database, server};
+use attestor_rls::{self as rls, Config, VerifyOptions};
+use xtask::util::{rls_config_path, rls_modules, scratch_database, server};
 
 pub fn run_cmd(args: &[&str]) -> Result<ExitCode> {
     let mut url: Option<String> = None;
@@ -36,8 +36,8 @@ pub fn run_cmd(args: &[&str]) -> Result<ExitCode> {
         }
     }
     let options = VerifyOptions {
-        modules: rls::workspace_modules()?,
-        config: Config::load(&workspace_config_path())?,
+        modules: rls_modules()?,
+        config: Config::load(&rls_config_path())?,
         dynamic,
     };
     let report = match url {
@@ -55,9 +55,5 @@ pub fn run_cmd(args: &[&str]) -> Result<ExitCode> {
     } else {
         print!("{}", report.to_human());
     }
-    Ok(if report.is_clean() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(ExitCode::from(report.verdict().exit_code()))
 }

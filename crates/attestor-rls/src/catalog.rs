@@ -3,15 +3,16 @@
 //! role may not see).
 //!
 //! It owns the queries and the serde types they decode into; deciding what
-//! is right or wrong belongs to `verify_static`, and it must never write.
+//! is right or wrong belongs to the rules (`rules/`), and it must never
+//! write. Every query reads only catalogs that any login role may read.
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
 use serde::Deserialize;
 
-use super::db::Db;
-use super::{lit, Module};
+use crate::db::Db;
+use crate::error::Result;
+use crate::{lit, Module};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Column {
@@ -56,7 +57,7 @@ impl Table {
         matches!(self.kind.as_str(), "r" | "p") && self.column("tenant_id").is_some()
     }
     pub fn qualified(&self) -> String {
-        super::qualified(&self.schema, &self.name)
+        crate::qualified(&self.schema, &self.name)
     }
     pub fn key(&self) -> String {
         format!("{}.{}", self.schema, self.name)
@@ -430,7 +431,7 @@ pub fn canonical_exprs(db: &mut Db, schema: &str, table: &str, exprs: &[String])
     let result = (|| -> Result<Vec<String>> {
         db.exec(&format!(
             "CREATE TEMP TABLE rls_canon (LIKE {}) ON COMMIT DROP",
-            super::qualified(schema, table)
+            crate::qualified(schema, table)
         ))?;
         let mut out = Vec::new();
         for (i, e) in exprs.iter().enumerate() {
@@ -471,6 +472,6 @@ pub fn canonical_sql_body(
     Ok(match result {
         Ok(Some(text)) => Ok(text),
         Ok(None) => Err("the server returned no SQL-standard body".into()),
-        Err(e) => Err(e.chain().last().map(|c| c.to_string()).unwrap_or_default()),
+        Err(e) => Err(e.server_message()),
     })
 }

@@ -1,4 +1,4 @@
-//! A thin wrapper over one diesel `PgConnection` for the RLS tooling.
+//! A thin wrapper over one diesel `PgConnection`: one session of the verifier.
 //!
 //! It owns three ways of talking to PostgreSQL: plain statements
 //! ([`Db::exec`]), catalog queries whose rows come back as one JSON array
@@ -9,10 +9,11 @@
 //! commit: callers open the transaction with [`Db::begin`] and end it with
 //! [`Db::rollback`].
 
-use anyhow::{Context, Result};
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
 
 /// One connection.
 pub struct Db {
@@ -50,22 +51,23 @@ impl Outcome {
 
 impl Db {
     pub fn connect(url: &str) -> Result<Db> {
-        let conn = PgConnection::establish(url).with_context(|| format!("connecting to {}", redact(url)))?;
+        let conn = PgConnection::establish(url).map_err(|source| Error::Connect {
+            url: redact(url),
+            source,
+        })?;
         Ok(Db { conn })
     }
 
     /// Run one or more statements.
     pub fn exec(&mut self, sql: &str) -> Result<()> {
-        self.conn
-            .batch_execute(sql)
-            .with_context(|| format!("running: {}", short(sql)))
+        self.conn.batch_execute(sql).map_err(|e| Error::sql(sql, e))
     }
 
     /// One text value (the first column of the first row must be aliased `v`).
     pub fn text(&mut self, sql: &str) -> Result<Option<String>> {
         let rows: Vec<TextRow> = diesel::sql_query(sql)
             .load(&mut self.conn)
-            .with_context(|| format!("running: {}", short(sql)))?;
+            .map_err(|e| Error::sql(sql, e))?;
         Ok(rows.into_iter().next().and_then(|r| r.v))
     }
 
@@ -73,7 +75,10 @@ impl Db {
     pub fn json<T: DeserializeOwned>(&mut self, sql: &str) -> Result<Vec<T>> {
         let wrapped = format!("SELECT coalesce(json_agg(q), '[]')::text AS v FROM ({sql}) AS q");
         let text = self.text(&wrapped)?.unwrap_or_else(|| "[]".into());
-        serde_json::from_str(&text).with_context(|| format!("decoding the result of: {}", short(sql)))
+        serde_json::from_str(&text).map_err(|source| Error::Decode {
+            statement: short(sql),
+            source,
+        })
     }
 
     /// Like [`Db::text`], but a failing statement is rolled back to a
@@ -88,8 +93,7 @@ impl Db {
             }
             Err(e) => {
                 self.exec("ROLLBACK TO SAVEPOINT rls_try; RELEASE SAVEPOINT rls_try")?;
-                let msg = e.chain().last().map(|c| c.to_string()).unwrap_or_default();
-                Ok(Err(msg))
+                Ok(Err(e.server_message()))
             }
         }
     }
@@ -116,14 +120,14 @@ impl Db {
         };
         let block = format!(
             "DO $rls_probe$\nDECLARE n bigint;\nBEGIN\n  {run}\n  \
-             PERFORM set_config('xtask.rls_probe', 'ok:' || n, true);\n\
+             PERFORM set_config('attestor_rls.probe', 'ok:' || n, true);\n\
              EXCEPTION WHEN OTHERS THEN\n  \
-             PERFORM set_config('xtask.rls_probe', 'err:' || SQLSTATE || ':' || SQLERRM, true);\n\
+             PERFORM set_config('attestor_rls.probe', 'err:' || SQLSTATE || ':' || SQLERRM, true);\n\
              END\n$rls_probe$"
         );
         self.exec(&block)?;
         let result = self
-            .text("SELECT current_setting('xtask.rls_probe') AS v")?
+            .text("SELECT current_setting('attestor_rls.probe') AS v")?
             .unwrap_or_default();
         Ok(parse_outcome(&result))
     }
@@ -161,7 +165,7 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-fn short(sql: &str) -> String {
+pub(crate) fn short(sql: &str) -> String {
     let one_line: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.chars().count() > 300 {
         format!("{}…", one_line.chars().take(300).collect::<String>())

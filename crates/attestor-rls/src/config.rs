@@ -2,14 +2,17 @@
 //! isolation rules.
 //!
 //! It owns parsing and validating that file. Every exception carries a
-//! `reason`; an exception without one is refused. It must never grow rules
-//! of its own: the rules live in `generate` and `verify_static`, this file
-//! only names the reviewed deviations from them.
+//! `reason`; an exception without one is refused, and an `[[allow]]` names
+//! its rule by the rule's stable id (`TI011`), checked against the rule
+//! registry. It must never grow rules of its own: the rules live in
+//! `generate` and `rules/`, this file only names the reviewed deviations
+//! from them.
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
 use serde::Deserialize;
+
+use crate::error::{Error, Result};
 
 /// The parsed exceptions file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -21,7 +24,7 @@ pub struct Config {
     /// Tables of a module schema that are deliberately not tenant-scoped.
     #[serde(default)]
     pub global_table: Vec<GlobalTable>,
-    /// Objects allowed to break one of the check-7 rules.
+    /// Objects allowed to break one rule (named by its id).
     #[serde(default)]
     pub allow: Vec<Allow>,
 }
@@ -57,26 +60,21 @@ pub struct GlobalTable {
     pub reason: String,
 }
 
-/// An object allowed to break one rule of check 7.
-#[derive(Debug, Clone, Deserialize)]
+/// An object allowed to break one rule: a reviewed exception.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Allow {
-    /// One of `security-definer`, `leakproof`, `search-path`, `view-security-invoker`,
-    /// `materialized-view`, `security-definer-trigger`.
+    /// The rule's stable id (`TI011`; `attestor-rls rules` lists them).
     pub rule: String,
-    /// `schema.name` of the view or function (functions without arguments list).
+    /// The object exactly as findings name it: `schema.table`,
+    /// `schema.function(args)`, `role name`, `schema name`.
     pub object: String,
     pub reason: String,
 }
 
-const RULES: &[&str] = &[
-    "security-definer",
-    "leakproof",
-    "search-path",
-    "view-security-invoker",
-    "materialized-view",
-    "security-definer-trigger",
-];
+/// The workspace's own exceptions file, built into the binary: the reviewed
+/// exceptions of the schema the embedded migrations create.
+pub const EMBEDDED: &str = include_str!("../../../rls.toml");
 
 impl Config {
     /// Read and validate `path`; a missing file is an empty config.
@@ -84,14 +82,26 @@ impl Config {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            Err(e) => return Err(Error::io(path, e)),
         };
-        Config::parse(&text).with_context(|| format!("in {}", path.display()))
+        Config::parse(&text).map_err(|e| match e {
+            Error::Config { message, .. } => Error::config(path.display().to_string(), message),
+            other => other,
+        })
+    }
+
+    /// The exceptions built into the binary ([`EMBEDDED`]).
+    pub fn embedded() -> Config {
+        Config::parse(EMBEDDED).expect("the workspace's rls.toml is valid (a unit test checks)")
     }
 
     /// Parse and validate the text of an exceptions file.
     pub fn parse(text: &str) -> Result<Config> {
-        let config: Config = toml::from_str(text).context("parsing the RLS exceptions")?;
+        let config: Config =
+            toml::from_str(text).map_err(|e| Error::config("the RLS exceptions", e.to_string()))?;
+        macro_rules! bail {
+            ($($t:tt)*) => { return Err(Error::config("the RLS exceptions", format!($($t)*))) };
+        }
         for p in &config.policy {
             if p.reason.trim().is_empty() {
                 bail!("policy exception {} has no reason", p.name);
@@ -109,7 +119,7 @@ impl Config {
                 }
                 _ => {}
             }
-            if p.name == super::isolation_policy_name(&p.table) {
+            if p.name == crate::isolation_policy_name(&p.table) {
                 bail!("policy exception {} reuses the generated policy's name", p.name);
             }
         }
@@ -119,12 +129,16 @@ impl Config {
             }
         }
         for a in &config.allow {
-            if !RULES.contains(&a.rule.as_str()) {
+            if crate::rules::by_id(&a.rule).is_none() {
                 bail!(
-                    "allow {}: unknown rule {} (one of {})",
+                    "allow {}: unknown rule {} (one of {}; `attestor-rls rules` lists them)",
                     a.object,
                     a.rule,
-                    RULES.join(", ")
+                    crate::rules::ALL
+                        .iter()
+                        .map(|r| r.id)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
             }
             if a.reason.trim().is_empty() {
@@ -151,12 +165,28 @@ impl Config {
             .any(|g| g.module == module && g.table == table)
     }
 
-    pub fn allows(&self, rule: &str, object: &str) -> bool {
-        self.allow.iter().any(|a| a.rule == rule && a.object == object)
+    /// The reviewed exception for `rule` (an id) on `object`, if any.
+    pub fn allowed(&self, rule: &str, object: &str) -> Option<&Allow> {
+        self.allow.iter().find(|a| a.rule == rule && a.object == object)
     }
 }
 
-/// The workspace's exceptions file.
-pub fn workspace_config_path() -> std::path::PathBuf {
-    crate::util::root().join("rls.toml")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_exceptions_parse() {
+        let c = Config::parse(EMBEDDED).unwrap();
+        assert_eq!(c.policy.len(), 2);
+    }
+
+    #[test]
+    fn an_allow_names_a_known_rule_id() {
+        let bad = "[[allow]]\nrule = \"security-definer\"\nobject = \"a.f()\"\nreason = \"r\"\n";
+        let e = Config::parse(bad).unwrap_err().to_string();
+        assert!(e.contains("unknown rule security-definer"), "{e}");
+        let good = bad.replace("security-definer", "TI011");
+        assert_eq!(Config::parse(&good).unwrap().allow.len(), 1);
+    }
 }

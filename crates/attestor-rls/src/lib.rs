@@ -1,37 +1,38 @@
-//! Row-Level Security tooling: `gen-rls` (write the tenant policies as a
-//! diesel migration) and `verify-rls` (check the live catalog and prove
-//! isolation with real rows).
+//! The tenant-isolation proof of the attestor schema, as a library: catalog
+//! reading, policy generation (`generate`), the static rules (`rules`, one
+//! module per rule with a stable id), the dynamic proof with rows of two
+//! tenants (`dynamic`) and the reports (`report`: human, JSON, SARIF).
+//! The `attestor-rls` binary and `cargo xtask verify-rls`/`gen-rls` are thin
+//! front ends over it.
 //!
 //! This module owns the shared vocabulary: what a *module* is (a
 //! `[print_schema.<module>]` key of `diesel.toml`, with roles
 //! `<module>_owner/_app/_worker` and helper schema `<module>_app`), what a
 //! *tenant table* is (a table with a `tenant_id` column in a module schema),
-//! the canonical policy text, and the reviewed exceptions file (`rls.toml`).
-//!
-//! Submodules:
-//! * [`config`]   — `rls.toml`, the reviewed exceptions (never in code);
-//! * [`db`]       — a thin diesel connection wrapper (JSON catalog queries, probes);
-//! * [`catalog`]  — catalog snapshot of the module schemas;
-//! * [`generate`] — desired policy state, delta SQL, the generated migrations;
-//! * [`fill`]     — catalog-driven row generator (types, defaults, CHECKs, FKs);
-//! * [`verify_static`], [`verify_dynamic`] — the checks; [`report`] — output.
+//! and the canonical policy names.
 //!
 //! It must never leave anything behind in a database it verifies: every
-//! verify run happens in one transaction that is always rolled back.
+//! verify session runs in one transaction that is always rolled back.
 
 pub mod catalog;
 pub mod config;
 pub mod db;
+pub mod dynamic;
+pub mod error;
 pub mod fill;
 pub mod generate;
 pub mod report;
-pub mod verify_dynamic;
-pub mod verify_static;
+pub mod rules;
+pub mod verify;
 
-use anyhow::Result;
+use std::path::Path;
+
+use serde::Deserialize;
 
 pub use config::Config;
-pub use report::{Check, Finding, Report};
+pub use error::{Error, Result};
+pub use report::{Finding, Report};
+pub use verify::{verify, VerifyOptions};
 
 /// A module of the service: one `[print_schema.<key>]` section of diesel.toml.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,12 +89,45 @@ impl Module {
     }
 }
 
-/// The modules listed in the workspace's diesel.toml.
-pub fn workspace_modules() -> Result<Vec<Module>> {
-    Ok(crate::schema::modules()?
+/// The workspace's diesel.toml, built into the binary: the modules of the
+/// schema the embedded migrations create.
+pub const EMBEDDED_DIESEL_TOML: &str = include_str!("../../../diesel.toml");
+
+/// The modules of a diesel.toml text (`origin` names it in errors).
+pub fn modules_from_diesel_toml(text: &str, origin: &str) -> Result<Vec<Module>> {
+    #[derive(Deserialize)]
+    struct DieselToml {
+        #[serde(default)]
+        print_schema: std::collections::BTreeMap<String, PrintSchema>,
+    }
+    #[derive(Deserialize)]
+    struct PrintSchema {
+        schema: Option<String>,
+    }
+    let parsed: DieselToml = toml::from_str(text).map_err(|e| Error::config(origin, e.to_string()))?;
+    if parsed.print_schema.is_empty() {
+        return Err(Error::config(origin, "no [print_schema.<module>] section"));
+    }
+    Ok(parsed
+        .print_schema
         .into_iter()
-        .map(|(key, schema, _)| Module { key, schema })
+        .map(|(key, s)| Module {
+            schema: s.schema.unwrap_or_else(|| key.clone()),
+            key,
+        })
         .collect())
+}
+
+/// The modules of the diesel.toml at `path`.
+pub fn modules_from_file(path: &Path) -> Result<Vec<Module>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    modules_from_diesel_toml(&text, &path.display().to_string())
+}
+
+/// The modules built into the binary ([`EMBEDDED_DIESEL_TOML`]).
+pub fn embedded_modules() -> Vec<Module> {
+    modules_from_diesel_toml(EMBEDDED_DIESEL_TOML, "diesel.toml")
+        .expect("the workspace's diesel.toml names its modules")
 }
 
 /// Name of the isolation policy of `table`.
@@ -181,42 +215,4 @@ pub fn qualified(schema: &str, name: &str) -> String {
 /// A SQL string literal.
 pub fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
-}
-
-/// What verify-rls checks.
-#[derive(Debug, Clone)]
-pub struct VerifyOptions {
-    pub modules: Vec<Module>,
-    pub config: Config,
-    /// Run the dynamic proof (rows of two tenants) after the static checks.
-    pub dynamic: bool,
-}
-
-/// Verify the database at `url` (a superuser's, or the owner's for the
-/// static checks). Everything runs in one transaction that is rolled back.
-pub fn verify(url: &str, options: &VerifyOptions) -> Result<Report> {
-    let started = std::time::Instant::now();
-    let mut db = db::Db::connect(url)?;
-    let mut report = Report {
-        database: db
-            .text("SELECT current_database()::text AS v")?
-            .unwrap_or_default(),
-        modules: options.modules.iter().map(|m| m.key.clone()).collect(),
-        ..Default::default()
-    };
-    db.begin()?;
-    let result = (|| -> Result<()> {
-        db.exec("SET LOCAL statement_timeout = '60s'; SET LOCAL lock_timeout = '5s'")?;
-        let catalog = catalog::Catalog::load(&mut db, &options.modules)?;
-        verify_static::run(&mut db, &catalog, &options.modules, &options.config, &mut report)?;
-        if options.dynamic {
-            verify_dynamic::run(&mut db, &catalog, &options.modules, &options.config, &mut report)?;
-        }
-        Ok(())
-    })();
-    let rolled_back = db.rollback();
-    result?;
-    rolled_back?;
-    report.set_elapsed(started.elapsed());
-    Ok(report)
 }

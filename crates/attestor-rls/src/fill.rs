@@ -15,11 +15,10 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
-
-use super::catalog::{Catalog, Column, Table};
-use super::db::Db;
-use super::{ident, lit};
+use crate::catalog::{Catalog, Column, Table};
+use crate::db::Db;
+use crate::error::Result;
+use crate::{ident, lit};
 
 /// Column name → SQL expression of its value (columns not listed take their
 /// default).
@@ -543,7 +542,7 @@ impl<'a> Filler<'a> {
             } else if self.catalog.table(rs, rt).is_some_and(|p| !p.is_tenant()) {
                 let text = db.try_text(&format!(
                     "SELECT to_jsonb(p)::text AS v FROM {} AS p LIMIT 1",
-                    super::qualified(rs, rt)
+                    crate::qualified(rs, rt)
                 ))?;
                 match text {
                     Ok(Some(j)) => serde_json::from_str::<RowJson>(&j).ok(),

@@ -1,7 +1,7 @@
-//! verify-rls, dynamic part: prove isolation with real rows.
+//! The dynamic proof: isolation proven with real rows of two tenants.
 //!
 //! For every tenant table of a module (parents first) it inserts one row for
-//! each of two fresh random tenants A and B (values from [`super::fill`]),
+//! each of two fresh random tenants A and B (values from [`crate::fill`]),
 //! then, as `<module>_app` (`SET LOCAL ROLE`, never a superuser session) in
 //! B's context, proves: none of A's rows is visible; UPDATE and DELETE of
 //! A's rows touch nothing; INSERT of a row for A and UPDATE of B's row to A
@@ -9,7 +9,8 @@
 //! row is unchanged (checked back in A's context); B sees its own row; with
 //! no tenant every statement fails with the helper's AT001 (AT002 for a
 //! malformed tenant). The worker role sees nothing of tables without a
-//! declared worker policy.
+//! declared worker policy. Every probe has an id (`TD…`, declared in
+//! `crate::rules::probes`).
 //!
 //! Everything happens inside the caller's transaction, which is always
 //! rolled back; each probe runs in its own sub-transaction. It must never
@@ -17,14 +18,33 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
+use crate::catalog::{Catalog, Table};
+use crate::config::Config;
+use crate::db::{Db, Outcome};
+use crate::error::{Error, Result};
+use crate::fill::{Filler, RowJson, Values};
+use crate::report::Report;
+use crate::rules::probes::*;
+use crate::rules::Rule;
+use crate::{ident, lit, Module};
 
-use super::catalog::{Catalog, Table};
-use super::config::Config;
-use super::db::{Db, Outcome};
-use super::fill::{Filler, RowJson, Values};
-use super::report::{Check, Finding, Report};
-use super::{ident, lit, Module};
+/// File a failed probe.
+fn failed(
+    report: &mut Report,
+    config: &Config,
+    probe: &'static Rule,
+    object: &str,
+    got: String,
+    fix: Option<&str>,
+) {
+    report.add(
+        config,
+        probe.id,
+        object.to_owned(),
+        format!("{}: {got}", probe.summary),
+        fix.unwrap_or(probe.fix).to_owned(),
+    );
+}
 
 /// Run the proof for every module.
 pub fn run(
@@ -88,10 +108,10 @@ fn module(
     }
     let a = db
         .text("SELECT gen_random_uuid()::text AS v")?
-        .context("gen_random_uuid")?;
+        .unwrap_or_default();
     let b = db
         .text("SELECT gen_random_uuid()::text AS v")?
-        .context("gen_random_uuid")?;
+        .unwrap_or_default();
     let app = m.app_role();
     let set_tenant = |t: &str| format!("SELECT set_config('app.tenant_id', {}, true)", lit(t));
 
@@ -101,7 +121,7 @@ fn module(
     let mut fixtures: BTreeMap<String, Fixture> = BTreeMap::new();
     for t in &tables {
         let key = t.key();
-        report.examine(&key, Check::Dynamic);
+        report.examine(&key, TD001.id);
         let mut rows = Vec::new();
         let mut failure = None;
         for (tenant, tag, parents) in [(&a, "a", &parents_a), (&b, "b", &parents_b)] {
@@ -114,24 +134,27 @@ fn module(
             }
         }
         if let Some(reason) = failure {
-            report.add(Finding::new(
-                Check::Dynamic,
-                &key,
+            report.add(
+                config,
+                TD001.id,
+                key.clone(),
                 format!("cannot fill the table with valid rows, so isolation is unproven: {reason}"),
-                "give the column a default or a CHECK the generator understands, or extend xtask/src/rls/fill.rs",
-            ));
+                TD001.fix.to_owned(),
+            );
             continue;
         }
         let filler = Filler::new(catalog, t);
         let a2 = filler.row(db, &a, "a2", &parents_a)?;
         let b2 = filler.row(db, &b, "b2", &parents_b)?;
         let (Ok(a2), Ok(b2)) = (a2, b2) else {
-            report.add(Finding::new(
-                Check::Dynamic,
+            failed(
+                report,
+                config,
+                &TD001,
                 &key,
-                "cannot build the extra probe rows",
-                "extend xtask/src/rls/fill.rs",
-            ));
+                "cannot build the extra probe rows".into(),
+                None,
+            );
             continue;
         };
         let b_row = rows.pop().expect("two rows");
@@ -150,10 +173,12 @@ fn module(
     }
 
     // 2. The proof, as the app role.
-    db.exec(&format!("SET LOCAL ROLE {}", ident(&app)))
-        .with_context(|| {
-            format!("SET ROLE {app}: the dynamic proof needs a superuser (or a member of {app})")
-        })?;
+    db.exec(&format!("SET LOCAL ROLE {}", ident(&app))).map_err(|e| {
+        Error::Usage(format!(
+            "SET ROLE {app}: the dynamic proof needs a superuser (or a member of {app}): {}",
+            e.server_message()
+        ))
+    })?;
     for t in &tables {
         let Some(fx) = fixtures.get(&t.key()) else {
             continue;
@@ -201,7 +226,10 @@ fn insert_row(
         }
         match result {
             Ok(Some(json)) => {
-                let row: RowJson = serde_json::from_str(&json).context("decoding the inserted row")?;
+                let row: RowJson = serde_json::from_str(&json).map_err(|source| Error::Decode {
+                    statement: sql.clone(),
+                    source,
+                })?;
                 return Ok(Ok(row));
             }
             Ok(None) => last_error = "INSERT returned no row".into(),
@@ -232,8 +260,8 @@ fn untouched(o: &Outcome) -> bool {
     (o.ok() && o.rows == 0) || refused(o)
 }
 
-/// (name, SQL, counting query?, passes?)
-type Probe<'a> = (&'a str, String, bool, Box<dyn Fn(&Outcome) -> bool>);
+/// (probe, SQL, counting query?, passes?)
+type Probe = (&'static Rule, String, bool, Box<dyn Fn(&Outcome) -> bool>);
 
 #[allow(clippy::too_many_arguments)]
 fn prove_table(
@@ -281,40 +309,31 @@ fn prove_table(
     let a_json = lit(&serde_json::Value::Object(fx.a.clone()).to_string());
     let filler = Filler::new(catalog, t);
 
-    let mut passed = Vec::new();
-    let fail = |name: &str, got: String, fix: &str, report: &mut Report| {
-        report.add(Finding::new(
-            Check::Dynamic,
-            &key,
-            format!("{name}: {got}"),
-            fix.to_owned(),
-        ));
-    };
-    let rls_fix = "run `cargo xtask gen-rls`, apply it, and fix the findings of checks 1-2";
+    let mut passed: Vec<&'static str> = Vec::new();
 
     // In B's context.
     db.exec(&set_tenant(b))?;
     let probes: Vec<Probe> = vec![
         (
-            "A's rows are invisible to B",
+            &TD002,
             format!("SELECT 1 FROM {q} WHERE tenant_id IS DISTINCT FROM {}::uuid", lit(b)),
             true,
             Box::new(|o: &Outcome| o.ok() && o.rows == 0),
         ),
         (
-            "A's row is invisible by its key",
+            &TD003,
             format!("SELECT 1 FROM {q} WHERE {pred_a}"),
             true,
             Box::new(|o: &Outcome| o.ok() && o.rows == 0),
         ),
         (
-            "B sees its own row",
+            &TD004,
             format!("SELECT 1 FROM {q} WHERE {pred_b}"),
             true,
             Box::new(|o: &Outcome| o.ok() && o.rows == 1),
         ),
         (
-            "UPDATE of A's rows touches nothing",
+            &TD005,
             format!(
                 "UPDATE {q} SET {c} = {c} WHERE tenant_id = {}::uuid",
                 lit(a),
@@ -324,25 +343,25 @@ fn prove_table(
             Box::new(untouched),
         ),
         (
-            "DELETE of A's rows touches nothing",
+            &TD006,
             format!("DELETE FROM {q} WHERE tenant_id = {}::uuid", lit(a)),
             false,
             Box::new(untouched),
         ),
         (
-            "INSERT of a row for tenant A is refused",
+            &TD007,
             filler.plain_insert(&fx.a2),
             false,
             Box::new(refused),
         ),
         (
-            "UPDATE of B's row to tenant A is refused",
+            &TD008,
             format!("UPDATE {q} SET tenant_id = {}::uuid WHERE {pred_b}", lit(a)),
             false,
             Box::new(|o: &Outcome| refused(o) || (o.ok() && o.rows == 0)),
         ),
         (
-            "INSERT … ON CONFLICT DO NOTHING on A's key is refused",
+            &TD009,
             format!(
                 "INSERT INTO {q} ({cols}) SELECT {cols} FROM jsonb_populate_record(NULL::{q}, {a_json}::jsonb) \
                  ON CONFLICT DO NOTHING",
@@ -352,7 +371,7 @@ fn prove_table(
             Box::new(untouched),
         ),
         (
-            "INSERT … ON CONFLICT DO UPDATE on A's key is refused",
+            &TD010,
             format!(
                 "INSERT INTO {q} ({cols}) SELECT {cols} FROM jsonb_populate_record(NULL::{q}, {a_json}::jsonb) \
                  ON CONFLICT ({pkc}) DO UPDATE SET {c} = EXCLUDED.{c}",
@@ -364,12 +383,13 @@ fn prove_table(
             Box::new(untouched),
         ),
     ];
-    for (name, sql, count, ok) in &probes {
+    for (probe, sql, count, ok) in &probes {
+        report.examine(&key, probe.id);
         let o = db.probe(sql, *count)?;
         if ok(&o) {
-            passed.push(name.to_string());
+            passed.push(probe.id);
         } else {
-            fail(name, o.describe(), rls_fix, report);
+            failed(report, config, probe, &key, o.describe(), None);
         }
     }
 
@@ -379,51 +399,31 @@ fn prove_table(
         |o: &Outcome| o.sqlstate.as_deref() == Some("42501") && o.message.contains("permission denied");
     db.exec(&set_tenant(""))?;
     let statements = [
+        (&TD011, format!("SELECT 1 FROM {q}"), true),
+        (&TD012, filler.plain_insert(&fx.b2), false),
         (
-            "SELECT without a tenant fails with AT001",
-            format!("SELECT 1 FROM {q}"),
-            true,
-        ),
-        (
-            "INSERT without a tenant fails with AT001",
-            filler.plain_insert(&fx.b2),
-            false,
-        ),
-        (
-            "UPDATE without a tenant fails with AT001",
+            &TD013,
             format!("UPDATE {q} SET {c} = {c}", c = ident(&set_col)),
             false,
         ),
-        (
-            "DELETE without a tenant fails with AT001",
-            format!("DELETE FROM {q}"),
-            false,
-        ),
+        (&TD014, format!("DELETE FROM {q}"), false),
     ];
-    for (name, sql, count) in &statements {
+    for (probe, sql, count) in &statements {
+        report.examine(&key, probe.id);
         let o = db.probe(sql, *count)?;
         if no_tenant(&o) || (!count && no_privilege(&o)) {
-            passed.push(name.to_string());
+            passed.push(probe.id);
         } else {
-            fail(
-                name,
-                o.describe(),
-                "the policies must call the helper: run `cargo xtask gen-rls` and fix checks 2-3",
-                report,
-            );
+            failed(report, config, probe, &key, o.describe(), None);
         }
     }
     db.exec(&set_tenant("not-a-uuid"))?;
     let o = db.probe(&format!("SELECT 1 FROM {q}"), true)?;
+    report.examine(&key, TD015.id);
     if o.sqlstate.as_deref() == Some("AT002") {
-        passed.push("a malformed tenant fails with AT002".into());
+        passed.push(TD015.id);
     } else {
-        fail(
-            "a malformed tenant fails with AT002",
-            o.describe(),
-            "restore the canonical helper and its slow path (check 3)",
-            report,
-        );
+        failed(report, config, &TD015, &key, o.describe(), None);
     }
 
     // Back in A's context: A's row is still there, unchanged.
@@ -432,14 +432,17 @@ fn prove_table(
         &format!("SELECT 1 FROM {q} AS x WHERE {pred_a} AND to_jsonb(x) = {a_json}::jsonb"),
         true,
     )?;
+    report.examine(&key, TD016.id);
     if o.ok() && o.rows == 1 {
-        passed.push("A's row is unchanged after B's attempts".into());
+        passed.push(TD016.id);
     } else {
-        fail(
-            "A's row is unchanged after B's attempts",
-            format!("A's row changed or is no longer visible to A ({})", o.describe()),
-            rls_fix,
+        failed(
             report,
+            config,
+            &TD016,
+            &key,
+            format!("A's row changed or is no longer visible to A ({})", o.describe()),
+            None,
         );
     }
 
@@ -460,16 +463,12 @@ fn prove_table(
         db.exec("SET LOCAL ROLE NONE")?;
         db.exec(&format!("SET LOCAL ROLE {}", ident(&worker)))?;
         db.exec(&set_tenant(b))?;
+        report.examine(&key, TD017.id);
         let o = db.probe(&format!("SELECT 1 FROM {q}"), true)?;
         if (o.ok() && o.rows == 0) || no_privilege(&o) {
-            passed.push("the worker sees no rows".into());
+            passed.push(TD017.id);
         } else {
-            fail(
-                "the worker sees no rows",
-                o.describe(),
-                "drop the worker's policy or declare it in rls.toml",
-                report,
-            );
+            failed(report, config, &TD017, &key, o.describe(), None);
         }
         db.exec("SET LOCAL ROLE NONE")?;
         db.exec(&format!("SET LOCAL ROLE {}", ident(&app)))?;

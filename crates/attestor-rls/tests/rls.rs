@@ -4,29 +4,39 @@
 //!   `cargo xtask verify-rls`) and gen-rls --check passes on it;
 //! * a corpus of deliberately broken schemas, one flaw each (applied as SQL
 //!   to a database cloned from the migrated template), each asserting the
-//!   exact finding, at least one per check;
+//!   exact finding by rule id, at least one per rule family;
 //! * a new tenant table added by a migration is caught by gen-rls --check,
 //!   and the migration gen-rls writes makes verify-rls pass.
 //!
-//! Flaws are applied as the superuser (setup); every isolation proof runs as
-//! `attestor_app` via `SET LOCAL ROLE` inside verify-rls's rolled-back
-//! transaction. Flaws that would change cluster-wide state (role attributes)
-//! are avoided; the one that needs a role creates a uniquely named one and
-//! drops it again.
+//! Flaws are applied as the superuser (setup only). Flaws that would change
+//! cluster-wide state (role attributes) are avoided; the one that needs a
+//! role creates a uniquely named one and drops it again.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use attestor_rls::db::Db;
+use attestor_rls::generate::{self, GenInputs};
+use attestor_rls::{self as rls, Config, Report, VerifyOptions};
 use attestor_testdb::shared;
-use xtask::rls::config::workspace_config_path;
-use xtask::rls::db::Db;
-use xtask::rls::generate::{self, GenInputs};
-use xtask::rls::{self, Check, Config, Report, VerifyOptions};
+
+/// The workspace root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn workspace_config_path() -> PathBuf {
+    root().join("rls.toml")
+}
+
+fn workspace_modules() -> Vec<rls::Module> {
+    rls::modules_from_file(&root().join("diesel.toml")).unwrap()
+}
 
 fn options(extra_config: &str) -> VerifyOptions {
     let base = std::fs::read_to_string(workspace_config_path()).unwrap_or_default();
     VerifyOptions {
-        modules: rls::workspace_modules().unwrap(),
+        modules: workspace_modules(),
         config: Config::parse(&format!("{base}\n{extra_config}")).unwrap(),
         dynamic: true,
     }
@@ -45,19 +55,23 @@ fn verify_flawed(flaw: &str, extra_config: &str) -> Report {
 fn show(r: &Report) -> String {
     r.findings
         .iter()
-        .map(|f| format!("[{}] {}: {}", f.check.id(), f.object, f.message))
+        .map(|f| format!("[{}] {}: {}", f.rule, f.object, f.message))
+        .chain(
+            r.not_run
+                .iter()
+                .map(|n| format!("[{} not run] {}: {}", n.rule, n.object, n.reason)),
+        )
         .collect::<Vec<_>>()
         .join("\n")
 }
 
 #[track_caller]
-fn assert_finding(r: &Report, check: Check, object: &str, message: &str) {
+fn assert_finding(r: &Report, rule: &str, object: &str, message: &str) {
     assert!(
         r.findings
             .iter()
-            .any(|f| f.check == check && f.object == object && f.message == message),
-        "expected [{}] {object}: {message}\nfound:\n{}",
-        check.id(),
+            .any(|f| f.rule == rule && f.object == object && f.message == message),
+        "expected [{rule}] {object}: {message}\nfound:\n{}",
         show(r)
     );
     assert!(
@@ -67,21 +81,25 @@ fn assert_finding(r: &Report, check: Check, object: &str, message: &str) {
 }
 
 #[track_caller]
-fn assert_finding_starts(r: &Report, check: Check, object: &str, prefix: &str) {
+fn assert_finding_starts(r: &Report, rule: &str, object: &str, prefix: &str) {
     assert!(
         r.findings
             .iter()
-            .any(|f| f.check == check && f.object == object && f.message.starts_with(prefix)),
-        "expected [{}] {object}: {prefix}…\nfound:\n{}",
-        check.id(),
+            .any(|f| f.rule == rule && f.object == object && f.message.starts_with(prefix)),
+        "expected [{rule}] {object}: {prefix}…\nfound:\n{}",
         show(r)
     );
 }
 
-/// Every finding belongs to one of `checks` (the flaw fires nothing else).
+/// Every finding belongs to one of `rules` (an id, or a prefix such as `TD`
+/// for every probe): the flaw fires nothing else.
 #[track_caller]
-fn assert_only(r: &Report, checks: &[Check]) {
-    let other: Vec<_> = r.findings.iter().filter(|f| !checks.contains(&f.check)).collect();
+fn assert_only(r: &Report, rules: &[&str]) {
+    let other: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| !rules.iter().any(|p| f.rule.starts_with(p)))
+        .collect();
     assert!(other.is_empty(), "unexpected findings:\n{}", show(r));
 }
 
@@ -126,9 +144,9 @@ fn project_schema_verifies_clean_and_fast() {
 #[test]
 fn gen_rls_check_passes_on_the_project() {
     let inputs = GenInputs {
-        migrations: xtask::util::root().join("migrations"),
+        migrations: root().join("migrations"),
         config_path: workspace_config_path(),
-        modules: rls::workspace_modules().unwrap(),
+        modules: workspace_modules(),
     };
     let drifts = generate::plan(shared(), &inputs).unwrap();
     assert!(
@@ -148,11 +166,11 @@ fn flaw_rls_not_forced() {
     let r = verify_flawed("ALTER TABLE attestor.spines NO FORCE ROW LEVEL SECURITY", "");
     assert_finding(
         &r,
-        Check::RlsEnabled,
+        "TI001",
         "attestor.spines",
         "row level security is not forced (the owner bypasses it)",
     );
-    assert_only(&r, &[Check::RlsEnabled]);
+    assert_only(&r, &["TI001"]);
 }
 
 #[test]
@@ -163,17 +181,17 @@ fn flaw_rls_disabled_leaks_and_the_proof_sees_it() {
     );
     assert_finding(
         &r,
-        Check::RlsEnabled,
+        "TI001",
         "attestor.trust_anchors",
         "row level security is not enabled",
     );
     assert_finding(
         &r,
-        Check::Dynamic,
+        "TD002",
         "attestor.trust_anchors",
         "A's rows are invisible to B: succeeded (1 rows)",
     );
-    assert_only(&r, &[Check::RlsEnabled, Check::Dynamic]);
+    assert_only(&r, &["TI001", "TD"]);
 }
 
 // --- check 2 --------------------------------------------------------------------
@@ -186,18 +204,13 @@ fn flaw_policy_missing() {
     );
     assert_finding(
         &r,
-        Check::Policies,
+        "TI002",
         "attestor.sbom_entries",
         "policy sbom_entries_tenant_isolation is missing",
     );
     // The proof sees it too: B cannot even see its own row.
-    assert_finding_starts(
-        &r,
-        Check::Dynamic,
-        "attestor.sbom_entries",
-        "B sees its own row: ",
-    );
-    assert_only(&r, &[Check::Policies, Check::Dynamic]);
+    assert_finding_starts(&r, "TD004", "attestor.sbom_entries", "B sees its own row: ");
+    assert_only(&r, &["TI002", "TD"]);
 }
 
 #[test]
@@ -208,17 +221,17 @@ fn flaw_extra_permissive_policy() {
     );
     assert_finding(
         &r,
-        Check::Policies,
+        "TI002",
         "attestor.dsse_envelopes",
         "undeclared permissive policy peek (FOR SELECT TO attestor_app USING (true))",
     );
     assert_finding(
         &r,
-        Check::Dynamic,
+        "TD002",
         "attestor.dsse_envelopes",
         "A's rows are invisible to B: succeeded (1 rows)",
     );
-    assert_only(&r, &[Check::Policies, Check::Dynamic]);
+    assert_only(&r, &["TI002", "TD"]);
 }
 
 #[test]
@@ -232,7 +245,7 @@ fn flaw_policy_expression_differs() {
     );
     assert_finding_starts(
         &r,
-        Check::Policies,
+        "TI002",
         "attestor.spines",
         "policy spines_tenant_isolation is not the generated one: found PERMISSIVE FOR ALL TO attestor_app \
          USING ((tenant_id = (current_setting('app.tenant_id'::text, true))::uuid))",
@@ -240,11 +253,11 @@ fn flaw_policy_expression_differs() {
     // Without the helper an unset tenant is silently "no rows" instead of AT001.
     assert_finding_starts(
         &r,
-        Check::Dynamic,
+        "TD011",
         "attestor.spines",
         "SELECT without a tenant fails with AT001: ",
     );
-    assert_only(&r, &[Check::Policies, Check::Dynamic]);
+    assert_only(&r, &["TI002", "TD"]);
 }
 
 #[test]
@@ -259,11 +272,11 @@ fn flaw_restrictive_only_is_deny_all() {
     );
     assert_finding(
         &r,
-        Check::Policies,
+        "TI002",
         "attestor.trust_anchors",
         "only RESTRICTIVE policies: the table is deny-all for every role",
     );
-    assert_only(&r, &[Check::Policies, Check::Dynamic]);
+    assert_only(&r, &["TI002", "TD"]);
 }
 
 #[test]
@@ -274,12 +287,12 @@ fn flaw_worker_may_move_jobs_between_tenants() {
     );
     assert_finding(
         &r,
-        Check::Policies,
+        "TI003",
         "attestor.rekor_submission_queue",
         "declared policy rekor_submission_queue_worker_update lets attestor_worker write any tenant's rows \
          (WITH CHECK true) and attestor_worker holds UPDATE (tenant_id)",
     );
-    assert_only(&r, &[Check::Policies]);
+    assert_only(&r, &["TI003"]);
 }
 
 // --- check 3 --------------------------------------------------------------------
@@ -346,11 +359,11 @@ fn flaw_helper_volatile() {
     );
     assert_finding(
         &r,
-        Check::Helper,
+        "TI004",
         HELPER,
         "the helper is VOLATILE (evaluated per row instead of once per statement), must be STABLE",
     );
-    assert_only(&r, &[Check::Helper]);
+    assert_only(&r, &["TI004"]);
 }
 
 #[test]
@@ -363,18 +376,18 @@ fn flaw_helper_body_replaced() {
     );
     assert_finding(
         &r,
-        Check::Helper,
+        "TI004",
         HELPER,
         "the helper has a body that differs from the canonical one",
     );
     // And the proof notices that a missing tenant no longer raises AT001.
     assert_finding_starts(
         &r,
-        Check::Dynamic,
+        "TD011",
         "attestor.spines",
         "SELECT without a tenant fails with AT001: ",
     );
-    assert_only(&r, &[Check::Helper, Check::Dynamic]);
+    assert_only(&r, &["TI004", "TD"]);
 }
 
 #[test]
@@ -383,21 +396,19 @@ fn flaw_helper_has_a_set_clause() {
     let r = verify_flawed(flaw, "");
     assert_finding(
         &r,
-        Check::Helper,
+        "TI004",
         HELPER,
         "the helper has a SET clause (SET search_path = pg_catalog, pg_temp): a function with a SET clause \
          cannot be inlined, so every statement pays a function call",
     );
-    assert_only(&r, &[Check::Helper]);
+    assert_only(&r, &["TI004"]);
     assert_inlined(&app_plan_with(flaw), false);
 }
 
 /// Migration 2's PL/pgSQL `require_current_tenant()`, as `CREATE OR REPLACE`.
 fn migration_two_helper() -> String {
-    let up = std::fs::read_to_string(
-        xtask::util::root().join("migrations/2026-11-28-000002_tenant_helpers/up.sql"),
-    )
-    .unwrap();
+    let up =
+        std::fs::read_to_string(root().join("migrations/2026-11-28-000002_tenant_helpers/up.sql")).unwrap();
     let start = up
         .find("CREATE FUNCTION attestor_app.require_current_tenant()")
         .unwrap();
@@ -410,20 +421,20 @@ fn flaw_helper_is_plpgsql_again() {
     let r = verify_flawed(&migration_two_helper(), "");
     assert_finding(
         &r,
-        Check::Helper,
+        "TI004",
         HELPER,
         "the helper is LANGUAGE plpgsql, must be LANGUAGE sql with a SQL-standard body (RETURN …): only a SQL \
          function can be inlined into the policies",
     );
     assert_finding(
         &r,
-        Check::Helper,
+        "TI004",
         HELPER,
         "the helper has a SET clause (SET search_path = pg_catalog, pg_temp): a function with a SET clause \
          cannot be inlined, so every statement pays a function call",
     );
     // It still isolates and raises AT001/AT002: only check 3 sees it.
-    assert_only(&r, &[Check::Helper]);
+    assert_only(&r, &["TI004"]);
 }
 
 #[test]
@@ -436,18 +447,18 @@ fn flaw_helper_has_a_string_body() {
     );
     assert_finding(
         &r,
-        Check::Helper,
+        "TI004",
         HELPER,
         "the helper has a string body (AS '…'), must have a SQL-standard body (RETURN …): a string body \
          resolves its names at run time, through the caller's search_path",
     );
     assert_finding(
         &r,
-        Check::Leaks,
+        "TI014",
         HELPER,
         "function without a fixed search_path: callers can hijack the names it resolves",
     );
-    assert_only(&r, &[Check::Helper, Check::Leaks]);
+    assert_only(&r, &["TI004", "TI014"]);
 }
 
 #[test]
@@ -456,19 +467,14 @@ fn flaw_slow_path_executable_by_public() {
         "GRANT EXECUTE ON FUNCTION attestor_app.tenant_context_error(text) TO PUBLIC",
         "",
     );
+    assert_finding(&r, "TI004", SLOW_PATH, "the slow path is executable by PUBLIC");
     assert_finding(
         &r,
-        Check::Helper,
-        SLOW_PATH,
-        "the slow path is executable by PUBLIC",
-    );
-    assert_finding(
-        &r,
-        Check::PublicGrants,
+        "TI008",
         SLOW_PATH,
         "PUBLIC holds EXECUTE on function attestor_app.tenant_context_error(raw text)",
     );
-    assert_only(&r, &[Check::Helper, Check::PublicGrants]);
+    assert_only(&r, &["TI004", "TI008"]);
 }
 
 #[test]
@@ -477,19 +483,14 @@ fn flaw_slow_path_without_search_path() {
         "ALTER FUNCTION attestor_app.tenant_context_error(text) RESET search_path",
         "",
     );
+    assert_finding(&r, "TI004", SLOW_PATH, "the slow path has no fixed search_path");
     assert_finding(
         &r,
-        Check::Helper,
-        SLOW_PATH,
-        "the slow path has no fixed search_path",
-    );
-    assert_finding(
-        &r,
-        Check::Leaks,
+        "TI014",
         SLOW_PATH,
         "function without a fixed search_path: callers can hijack the names it resolves",
     );
-    assert_only(&r, &[Check::Helper, Check::Leaks]);
+    assert_only(&r, &["TI004", "TI014"]);
 }
 
 #[test]
@@ -498,12 +499,12 @@ fn flaw_slow_path_volatile_stops_inlining() {
     let r = verify_flawed(flaw, "");
     assert_finding(
         &r,
-        Check::Helper,
+        "TI004",
         SLOW_PATH,
         "the slow path is VOLATILE (a volatile call in the helper's body stops the planner from inlining it), \
          must be STABLE",
     );
-    assert_only(&r, &[Check::Helper]);
+    assert_only(&r, &["TI004"]);
     assert_inlined(&app_plan_with(flaw), false);
 }
 
@@ -515,19 +516,19 @@ fn flaw_slow_path_strict() {
     );
     assert_finding(
         &r,
-        Check::Helper,
+        "TI004",
         SLOW_PATH,
         "the slow path is STRICT: for an unset tenant (NULL) it returns NULL instead of raising AT001",
     );
     // A GUC never set in the session is NULL, and the policies would then
     // match nothing instead of raising AT001. The proof cannot see it: it
     // unsets the tenant with set_config(…, ''), which is '' and not NULL.
-    assert_only(&r, &[Check::Helper]);
+    assert_only(&r, &["TI004"]);
 }
 
 /// verify-rls on the schema as `migration`'s down.sql leaves it.
 fn verify_reverted(migration: &str) -> Report {
-    let path = xtask::util::root().join(format!("migrations/{migration}/down.sql"));
+    let path = root().join(format!("migrations/{migration}/down.sql"));
     let down = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     verify_flawed(&format!("BEGIN;\n{down}\nCOMMIT;"), "")
 }
@@ -535,14 +536,9 @@ fn verify_reverted(migration: &str) -> Report {
 #[test]
 fn the_migration_six_down_state_is_reported() {
     let r = verify_reverted("2026-11-28-000006_inline_tenant_helper");
-    assert_finding(
-        &r,
-        Check::Helper,
-        SLOW_PATH,
-        "the helper's slow path does not exist",
-    );
-    assert_finding_starts(&r, Check::Helper, HELPER, "the helper is LANGUAGE plpgsql, ");
-    assert_only(&r, &[Check::Helper]);
+    assert_finding(&r, "TI004", SLOW_PATH, "the helper's slow path does not exist");
+    assert_finding_starts(&r, "TI004", HELPER, "the helper is LANGUAGE plpgsql, ");
+    assert_only(&r, &["TI004"]);
 }
 
 #[test]
@@ -552,11 +548,11 @@ fn the_migration_seven_down_state_is_reported() {
     let r = verify_reverted("2026-11-28-000007_cheaper_tenant_check");
     assert_finding(
         &r,
-        Check::Helper,
+        "TI004",
         HELPER,
         "the helper has a body that differs from the canonical one",
     );
-    assert_only(&r, &[Check::Helper]);
+    assert_only(&r, &["TI004"]);
 }
 
 // --- check 4 --------------------------------------------------------------------
@@ -566,11 +562,11 @@ fn flaw_updated_at_trigger_missing() {
     let r = verify_flawed("DROP TRIGGER set_updated_at ON attestor.spines", "");
     assert_finding(
         &r,
-        Check::Conventions,
+        "TI005",
         "attestor.spines",
         "no BEFORE UPDATE row trigger keeps updated_at current",
     );
-    assert_only(&r, &[Check::Conventions]);
+    assert_only(&r, &["TI005"]);
 }
 
 #[test]
@@ -581,18 +577,18 @@ fn flaw_unique_without_tenant() {
     );
     assert_finding(
         &r,
-        Check::Conventions,
+        "TI005",
         "attestor.trust_anchors",
         "unique constraint trust_anchors_key_id_key (key_id) does not lead with tenant_id: uniqueness across \
          tenants is an existence oracle",
     );
     assert_finding(
         &r,
-        Check::Citus,
+        "TI018",
         "attestor.trust_anchors",
         "unique constraint trust_anchors_key_id_key does not include the distribution column tenant_id",
     );
-    assert_only(&r, &[Check::Conventions, Check::Citus]);
+    assert_only(&r, &["TI005", "TI018"]);
 }
 
 #[test]
@@ -603,11 +599,11 @@ fn flaw_index_not_leading_with_tenant() {
     );
     assert_finding(
         &r,
-        Check::Conventions,
+        "TI005",
         "attestor.spines",
         "btree index spines_policy_version_idx does not lead with tenant_id",
     );
-    assert_only(&r, &[Check::Conventions]);
+    assert_only(&r, &["TI005"]);
 }
 
 #[test]
@@ -620,19 +616,19 @@ fn flaw_foreign_key_without_tenant() {
     );
     assert_finding(
         &r,
-        Check::Conventions,
+        "TI005",
         "attestor.spines",
         "foreign key spines_sbom_entry_fkey (sbom_entry_id) → attestor.sbom_entries (id) does not include \
          tenant_id → tenant_id: it can point into another tenant",
     );
     assert_finding(
         &r,
-        Check::Citus,
+        "TI018",
         "attestor.spines",
         "foreign key spines_sbom_entry_fkey is not co-located (no tenant_id → tenant_id)",
     );
     // (the unique index it needs is itself a finding of checks 4 and 11)
-    assert_only(&r, &[Check::Conventions, Check::Citus]);
+    assert_only(&r, &["TI005", "TI018"]);
 }
 
 // --- check 5 --------------------------------------------------------------------
@@ -642,11 +638,11 @@ fn flaw_app_may_truncate() {
     let r = verify_flawed("GRANT TRUNCATE ON attestor.verdict_ledger TO attestor_app", "");
     assert_finding(
         &r,
-        Check::Roles,
+        "TI007",
         "role attestor_app",
         "holds TRUNCATE on attestor.verdict_ledger",
     );
-    assert_only(&r, &[Check::Roles]);
+    assert_only(&r, &["TI007"]);
 }
 
 #[test]
@@ -654,11 +650,11 @@ fn flaw_app_may_create_in_schema() {
     let r = verify_flawed("GRANT CREATE ON SCHEMA attestor TO attestor_app", "");
     assert_finding(
         &r,
-        Check::Roles,
+        "TI007",
         "role attestor_app",
         "holds CREATE on schema attestor",
     );
-    assert_only(&r, &[Check::Roles]);
+    assert_only(&r, &["TI007"]);
 }
 
 #[test]
@@ -685,14 +681,14 @@ fn flaw_app_can_set_role_to_an_owner() {
     let r = r.unwrap();
     assert_finding(
         &r,
-        Check::Roles,
+        "TI006",
         "role attestor_app",
         &format!(
             "owns objects in this database through membership of {role} (SET ROLE {role}) (an owner is exempt \
              from non-forced RLS and can disable it)"
         ),
     );
-    assert_only(&r, &[Check::Roles]);
+    assert_only(&r, &["TI006"]);
 }
 
 // --- check 6 --------------------------------------------------------------------
@@ -702,11 +698,11 @@ fn flaw_public_select() {
     let r = verify_flawed("GRANT SELECT ON attestor.spines TO PUBLIC", "");
     assert_finding(
         &r,
-        Check::PublicGrants,
+        "TI008",
         "attestor.spines",
         "PUBLIC holds SELECT on table attestor.spines",
     );
-    assert_only(&r, &[Check::PublicGrants]);
+    assert_only(&r, &["TI008"]);
 }
 
 #[test]
@@ -717,11 +713,11 @@ fn flaw_public_execute() {
     );
     assert_finding(
         &r,
-        Check::PublicGrants,
+        "TI008",
         "attestor_app.current_actor()",
         "PUBLIC holds EXECUTE on function attestor_app.current_actor()",
     );
-    assert_only(&r, &[Check::PublicGrants]);
+    assert_only(&r, &["TI008"]);
 }
 
 // --- check 7 --------------------------------------------------------------------
@@ -734,11 +730,11 @@ fn flaw_view_without_security_invoker() {
     );
     assert_finding(
         &r,
-        Check::Leaks,
+        "TI009",
         "attestor.envelope_ids",
         "view without security_invoker: it reads tables with its owner's rights, bypassing RLS",
     );
-    assert_only(&r, &[Check::Leaks]);
+    assert_only(&r, &["TI009"]);
 }
 
 #[test]
@@ -750,11 +746,11 @@ fn flaw_materialized_view_over_tenant_rows() {
     );
     assert_finding(
         &r,
-        Check::Leaks,
+        "TI010",
         "attestor.spine_counts",
         "materialized view over tenant table(s) attestor.spines: it stores every tenant's rows without RLS",
     );
-    assert_only(&r, &[Check::Leaks]);
+    assert_only(&r, &["TI010"]);
 }
 
 #[test]
@@ -765,15 +761,15 @@ fn flaw_security_definer_function() {
     let r = verify_flawed(flaw, "");
     assert_finding(
         &r,
-        Check::Leaks,
+        "TI011",
         "attestor_app.count_spines()",
         "SECURITY DEFINER function: it runs with its owner's rights, bypassing RLS",
     );
-    assert_only(&r, &[Check::Leaks]);
+    assert_only(&r, &["TI011"]);
     // Declared with a reason, it is accepted.
     let r = verify_flawed(
         flaw,
-        "[[allow]]\nrule = \"security-definer\"\nobject = \"attestor_app.count_spines()\"\nreason = \"test\"\n",
+        "[[allow]]\nrule = \"TI011\"\nobject = \"attestor_app.count_spines()\"\nreason = \"test\"\n",
     );
     assert!(r.is_clean(), "{}", show(&r));
 }
@@ -786,11 +782,11 @@ fn flaw_security_definer_trigger_function() {
     );
     assert_finding(
         &r,
-        Check::Leaks,
+        "TI012",
         "attestor_app.set_updated_at()",
         "SECURITY DEFINER trigger function: it writes with its owner's rights, bypassing RLS",
     );
-    assert_only(&r, &[Check::Leaks]);
+    assert_only(&r, &["TI012"]);
 }
 
 #[test]
@@ -798,11 +794,11 @@ fn flaw_leakproof_function() {
     let r = verify_flawed("ALTER FUNCTION attestor_app.current_actor() LEAKPROOF", "");
     assert_finding(
         &r,
-        Check::Leaks,
+        "TI013",
         "attestor_app.current_actor()",
         "LEAKPROOF function: the planner may run it on rows RLS has not filtered yet",
     );
-    assert_only(&r, &[Check::Leaks]);
+    assert_only(&r, &["TI013"]);
 }
 
 #[test]
@@ -813,11 +809,11 @@ fn flaw_function_without_search_path() {
     );
     assert_finding(
         &r,
-        Check::Leaks,
+        "TI014",
         "attestor_app.current_actor()",
         "function without a fixed search_path: callers can hijack the names it resolves",
     );
-    assert_only(&r, &[Check::Leaks]);
+    assert_only(&r, &["TI014"]);
 }
 
 // --- check 8 --------------------------------------------------------------------
@@ -847,17 +843,17 @@ fn flaw_partition_without_rls() {
     );
     assert_finding(
         &r,
-        Check::Partitions,
+        "TI015",
         "attestor_parts.events_0",
         "partition of attestor.events without RLS enabled: querying it directly bypasses the parent's policies",
     );
     assert_finding(
         &r,
-        Check::Partitions,
+        "TI015",
         "attestor_parts.events_0",
         "partition of attestor.events lacks the tenant isolation policy events_0_tenant_isolation",
     );
-    assert_only(&r, &[Check::Partitions]);
+    assert_only(&r, &["TI015"]);
 }
 
 // --- check 9 --------------------------------------------------------------------
@@ -871,11 +867,11 @@ fn flaw_table_without_tenant_id() {
     let r = verify_flawed(SETTINGS, "");
     assert_finding(
         &r,
-        Check::GlobalTables,
+        "TI016",
         "attestor.settings",
         "table without tenant_id that is not declared global",
     );
-    assert_only(&r, &[Check::GlobalTables]);
+    assert_only(&r, &["TI016"]);
     let r = verify_flawed(
         SETTINGS,
         "[[global_table]]\nmodule = \"attestor\"\ntable = \"settings\"\nreason = \"test\"\n",
@@ -894,11 +890,11 @@ fn flaw_privilege_on_another_schema() {
     );
     assert_finding(
         &r,
-        Check::SchemaIsolation,
+        "TI017",
         "role attestor_app",
         "holds USAGE on schema billing outside module attestor",
     );
-    assert_only(&r, &[Check::SchemaIsolation]);
+    assert_only(&r, &["TI017"]);
 }
 
 // --- check 11 -------------------------------------------------------------------
@@ -916,12 +912,12 @@ fn flaw_global_table_references_a_tenant_table() {
     );
     assert_finding(
         &r,
-        Check::Citus,
+        "TI018",
         "attestor.envelope_index",
         "global table references tenant table attestor.dsse_envelopes through envelope_index_envelope_fkey: \
          a reference table cannot point into a distributed table",
     );
-    assert_only(&r, &[Check::Citus]);
+    assert_only(&r, &["TI018"]);
 }
 
 // --- dynamic --------------------------------------------------------------------
@@ -935,12 +931,12 @@ fn flaw_table_the_generator_cannot_fill_is_a_finding() {
     );
     assert_finding_starts(
         &r,
-        Check::Dynamic,
+        "TD001",
         "attestor.trust_anchors",
         "cannot fill the table with valid rows, so isolation is unproven: cannot satisfy CHECK \
          trust_anchors_key_id_format",
     );
-    assert_only(&r, &[Check::Dynamic]);
+    assert_only(&r, &["TD"]);
 }
 
 #[test]
@@ -955,15 +951,18 @@ fn flaw_policy_for_the_wrong_tenant_column_is_proven_leaky() {
              WITH CHECK ((SELECT attestor_app.require_current_tenant()) IS NOT NULL)",
         "",
     );
-    for probe in [
-        "A's rows are invisible to B: succeeded (1 rows)",
-        "A's row is invisible by its key: succeeded (1 rows)",
-        "UPDATE of A's rows touches nothing: succeeded (1 rows)",
-        "INSERT … ON CONFLICT DO UPDATE on A's key is refused: succeeded (1 rows)",
+    for (probe, message) in [
+        ("TD002", "A's rows are invisible to B: succeeded (1 rows)"),
+        ("TD003", "A's row is invisible by its key: succeeded (1 rows)"),
+        ("TD005", "UPDATE of A's rows touches nothing: succeeded (1 rows)"),
+        (
+            "TD010",
+            "INSERT … ON CONFLICT DO UPDATE on A's key is refused: succeeded (1 rows)",
+        ),
     ] {
-        assert_finding(&r, Check::Dynamic, "attestor.rekor_entries", probe);
+        assert_finding(&r, probe, "attestor.rekor_entries", message);
     }
-    assert_only(&r, &[Check::Policies, Check::Dynamic]);
+    assert_only(&r, &["TI002", "TD"]);
 }
 
 // --- gen-rls --------------------------------------------------------------------
@@ -992,7 +991,7 @@ impl Drop for TempDir {
 fn a_new_tenant_table_gets_its_policy_from_gen_rls() {
     let tmp = TempDir(std::env::temp_dir().join(format!("xtask-genrls-{}", std::process::id())));
     let migrations = tmp.0.join("migrations");
-    copy_dir(&xtask::util::root().join("migrations"), &migrations);
+    copy_dir(&root().join("migrations"), &migrations);
     let widgets = migrations.join("2026-11-28-000099_widgets");
     std::fs::create_dir_all(&widgets).unwrap();
     std::fs::write(
@@ -1027,7 +1026,7 @@ fn a_new_tenant_table_gets_its_policy_from_gen_rls() {
     let inputs = GenInputs {
         migrations: migrations.clone(),
         config_path: workspace_config_path(),
-        modules: rls::workspace_modules().unwrap(),
+        modules: workspace_modules(),
     };
     let server = shared();
 
@@ -1047,13 +1046,13 @@ fn a_new_tenant_table_gets_its_policy_from_gen_rls() {
     let before = rls::verify(&server.admin(&name).url(), &options("")).unwrap();
     assert_finding(
         &before,
-        Check::RlsEnabled,
+        "TI001",
         "attestor.widgets",
         "row level security is not enabled",
     );
     assert_finding(
         &before,
-        Check::Policies,
+        "TI002",
         "attestor.widgets",
         "policy widgets_tenant_isolation is missing",
     );
@@ -1093,7 +1092,7 @@ fn a_new_tenant_table_gets_its_policy_from_gen_rls() {
     let reverted = rls::verify(&server.admin(&name).url(), &options("")).unwrap();
     assert_finding(
         &reverted,
-        Check::Policies,
+        "TI002",
         "attestor.widgets",
         "policy widgets_tenant_isolation is missing",
     );
@@ -1104,7 +1103,7 @@ fn a_new_tenant_table_gets_its_policy_from_gen_rls() {
 fn gen_rls_check_names_a_stale_generated_migration() {
     let tmp = TempDir(std::env::temp_dir().join(format!("xtask-genrls-stale-{}", std::process::id())));
     let migrations = tmp.0.join("migrations");
-    copy_dir(&xtask::util::root().join("migrations"), &migrations);
+    copy_dir(&root().join("migrations"), &migrations);
     // Hand-edit the generated migration: drop one table's policy from it.
     let dirs = generate::migration_dirs(&migrations).unwrap();
     let generated = dirs
@@ -1124,7 +1123,7 @@ fn gen_rls_check_names_a_stale_generated_migration() {
     let inputs = GenInputs {
         migrations: migrations.clone(),
         config_path: workspace_config_path(),
-        modules: rls::workspace_modules().unwrap(),
+        modules: workspace_modules(),
     };
     let drifts = generate::plan(shared(), &inputs).unwrap();
     assert_eq!(
