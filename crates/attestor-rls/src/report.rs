@@ -225,7 +225,7 @@ impl Report {
             Verdict::Clean => out.push_str(&format!(
                 "\nclean: 0 findings ({} objects, {} tables proven isolated with {} probes) in {} ms\n",
                 self.examined.len(),
-                self.proofs.len(),
+                self.proofs.keys().filter(|k| !k.starts_with("role ")).count(),
                 probes,
                 self.elapsed_ms
             )),
