@@ -11,6 +11,7 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
+use attestor_rls::cli::GenerateArgs;
 use attestor_rls::generate;
 use xtask::util::{rls_config_path, rls_modules, root, server};
 
@@ -25,28 +26,6 @@ pub fn run_cmd(args: &[&str]) -> Result<ExitCode> {
         config_path: rls_config_path(),
         modules: rls_modules()?,
     };
-    let server = server()?;
-    let drifts = generate::plan(&server, &inputs)?;
-    if drifts.is_empty() {
-        eprintln!("gen-rls: the generated RLS migration is up to date");
-        return Ok(ExitCode::SUCCESS);
-    }
-    if check {
-        for d in &drifts {
-            eprintln!(
-                "gen-rls --check: migrations/{} is missing or stale; tables without their generated policies: {}",
-                d.migration,
-                if d.tables.is_empty() { "(none: only the text differs)".to_owned() } else { d.tables.join(", ") }
-            );
-        }
-        eprintln!("run `cargo xtask gen-rls` to regenerate");
-        return Ok(ExitCode::from(1));
-    }
-    for dir in generate::write(&inputs, &drifts)? {
-        eprintln!(
-            "gen-rls: wrote {}",
-            dir.strip_prefix(root()).unwrap_or(&dir).display()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    let code = attestor_rls::cli::generate(&server()?, &inputs, &GenerateArgs { check })?;
+    Ok(ExitCode::from(code))
 }

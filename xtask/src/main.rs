@@ -30,10 +30,11 @@ Commands:
   gen-rls [--check]  write the tenant RLS policies (from the catalog and rls.toml) as a
                      generated diesel migration; --check exits 1 naming tables whose
                      generated policies are missing or stale
-  verify-rls [--database-url URL] [--format human|json] [--static-only]
+  verify-rls [--database-url URL] [--format human|json|sarif] [--static-only]
                      check the catalog against the tenant-isolation rules and prove
-                     isolation with rows of two tenants (rolled back); exit 0 clean,
-                     1 findings, 2 could not run
+                     isolation with rows of two tenants as the login roles (rolled
+                     back); exit 0 clean, 1 findings, 2 could not run, 3 incomplete;
+                     `cargo xtask verify-rls --help` lists every option
   bench <name> [..]  run a benchmark in release mode: guard, queue (`cargo xtask bench help`)
   ci                 everything CI checks: fmt, clippy -D warnings, schema --check,
                      gen-rls --check, cargo test --workspace

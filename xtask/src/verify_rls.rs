@@ -1,59 +1,73 @@
-//! `cargo xtask verify-rls [--database-url URL] [--format human|json] [--static-only]`.
+//! `cargo xtask verify-rls [--database-url URL] [--format human|json|sarif] [--static-only] [...]`:
+//! a thin wrapper over `attestor-rls verify`, whose arguments it takes.
 //!
-//! Without `--database-url` it starts the embedded default (or uses
-//! `DATABASE_URL`'s server), migrates a scratch database and verifies it;
-//! with it, it verifies that existing database (a superuser's or the
-//! owner's URL) in one transaction that is rolled back. Exit 0 clean,
-//! 1 findings, 2 could not run. The logic is in `attestor-rls`; this file
-//! only parses arguments and prints.
+//! Without a URL it starts the embedded default (or uses `DATABASE_URL`'s
+//! server), migrates a scratch database from the checkout's migrations and
+//! verifies it through login sessions of the app and worker roles; with
+//! `--database-url` (a superuser's URL, as before) it verifies that existing
+//! database, logging in as the runtime roles the way the development servers
+//! allow (see `attestor_testdb::Server::role`). It passes the checkout's
+//! rls.toml, diesel.toml and migrations. Exit 0 clean, 1 findings, 2 could
+//! not run, 3 incomplete. It only parses arguments and prints.
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
-use attestor_rls::{self as rls, Config, VerifyOptions};
-use xtask::util::{rls_config_path, rls_modules, scratch_database, server};
+use anyhow::{Context, Result};
+use attestor_rls::cli::{Format, VerifyArgs};
+use attestor_rls::{Config, VerifyOptions};
+use clap::Parser;
+use xtask::util::{rls_config_path, rls_modules, root, scratch_database, server};
+
+/// `cargo xtask verify-rls`'s arguments: attestor-rls's own.
+#[derive(Parser)]
+#[command(name = "cargo xtask verify-rls")]
+struct Cli {
+    #[command(flatten)]
+    args: VerifyArgs,
+}
 
 pub fn run_cmd(args: &[&str]) -> Result<ExitCode> {
-    let mut url: Option<String> = None;
-    let mut json = false;
-    let mut dynamic = true;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match *a {
-            "--database-url" => match it.next() {
-                Some(u) => url = Some((*u).to_owned()),
-                None => bail!("--database-url needs a URL"),
-            },
-            "--format" => match it.next().copied() {
-                Some("json") => json = true,
-                Some("human") => json = false,
-                _ => bail!("--format takes human or json"),
-            },
-            "--static-only" => dynamic = false,
-            other => bail!(
-                "unknown argument {other}\nusage: cargo xtask verify-rls [--database-url URL] [--format human|json] [--static-only]"
-            ),
-        }
+    let mut args = Cli::try_parse_from(std::iter::once("verify-rls").chain(args.iter().copied()))
+        .unwrap_or_else(|e| e.exit())
+        .args;
+    // The checkout's files, not the copies built into the binary.
+    args.config.get_or_insert_with(rls_config_path);
+    args.diesel_toml.get_or_insert_with(|| root().join("diesel.toml"));
+    args.migrations.get_or_insert_with(|| root().join("migrations"));
+    if let (Some(url), None, None) = (&args.owner_url, &args.app_url, &args.worker_url) {
+        // Today's `--database-url`: log in as the runtime roles on that server too.
+        let admin = attestor_testdb::ConnParams::parse(url)?;
+        let dev = attestor_testdb::Server::from_url(url)?;
+        let m = rls_modules()?
+            .into_iter()
+            .next()
+            .context("no module in diesel.toml")?;
+        args.app_url = Some(dev.role(&m.app_role(), &admin.database).url());
+        args.worker_url = Some(dev.role(&m.worker_role(), &admin.database).url());
     }
+    if args.app_url.is_some() || args.worker_url.is_some() || args.owner_url.is_some() {
+        return Ok(ExitCode::from(attestor_rls::cli::verify(&args)?));
+    }
+    // Embedded: the checkout's migrations, on DATABASE_URL's server or a throwaway cluster.
     let options = VerifyOptions {
         modules: rls_modules()?,
         config: Config::load(&rls_config_path())?,
-        dynamic,
+        dynamic: !args.static_only,
     };
-    let report = match url {
-        Some(u) => rls::verify(&u, &options)?,
-        None => {
-            let server = server()?;
-            let db = scratch_database(&server, "verify_rls")?;
-            let result = rls::verify(&server.admin(&db).url(), &options);
-            server.drop_database(&db)?;
-            result?
-        }
+    let server = server()?;
+    server.set_dev_passwords()?;
+    let db = scratch_database(&server, "verify_rls")?;
+    let result = attestor_rls::cli::verify_on(&server, &db, &options);
+    server.drop_database(&db)?;
+    let report = result.context("verify-rls")?;
+    let text = match args.format {
+        Format::Human => report.to_human(),
+        Format::Json => format!("{}\n", report.to_json()),
+        Format::Sarif => format!(
+            "{}\n",
+            attestor_rls::report::sarif::to_string(&report, args.migrations.as_deref())
+        ),
     };
-    if json {
-        println!("{}", report.to_json());
-    } else {
-        print!("{}", report.to_human());
-    }
+    print!("{text}");
     Ok(ExitCode::from(report.verdict().exit_code()))
 }

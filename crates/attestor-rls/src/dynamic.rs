@@ -46,17 +46,211 @@ fn failed(
     );
 }
 
-/// Run the proof for every module.
+/// The sessions the proof may use, each inside its own transaction that the
+/// caller rolls back.
+pub struct Sessions<'a> {
+    /// A real login session of the module's app role.
+    pub app: Option<&'a mut Db>,
+    /// A real login session of the module's worker role.
+    pub worker: Option<&'a mut Db>,
+    /// A privileged session (a superuser, or a member of the runtime roles)
+    /// for rows the app cannot write itself: the probes on them run there,
+    /// through `SET LOCAL ROLE`.
+    pub owner: Option<&'a mut Db>,
+}
+
+/// How a row proof runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// In the app role's own login session: rows written by the app itself.
+    Login,
+    /// In the owner session, switching roles with `SET LOCAL ROLE` (rows
+    /// written as that session's user when it is a superuser, else as the app).
+    SetRole { superuser: bool },
+}
+
+/// What a row proof in the login session found out about itself.
+enum RowProof {
+    Done,
+    /// The app could not write the rows; the owner session should try.
+    NeedsOwner,
+}
+
+/// Run the proof for every module: the rows proof in the app's login
+/// session (or the owner session when the app cannot write the rows), then
+/// the worker's probes in its login session.
 pub fn run(
-    db: &mut Db,
+    sessions: &mut Sessions<'_>,
     catalog: &Catalog,
     modules: &[Module],
     config: &Config,
     report: &mut Report,
 ) -> Result<()> {
-    let superuser = db.text("SELECT current_setting('is_superuser') AS v")?.as_deref() == Some("on");
     for m in modules {
-        module(db, catalog, m, config, report, superuser)?;
+        let mut in_owner_session = false;
+        let owner_given = sessions.owner.is_some();
+        let app_done = match sessions.app.as_deref_mut() {
+            Some(app) => {
+                app.exec("SAVEPOINT rls_rows")?;
+                match module(app, catalog, m, config, report, Mode::Login, owner_given)? {
+                    RowProof::Done => {
+                        app.exec("RELEASE SAVEPOINT rls_rows")?;
+                        true
+                    }
+                    RowProof::NeedsOwner => {
+                        app.exec("ROLLBACK TO SAVEPOINT rls_rows; RELEASE SAVEPOINT rls_rows")?;
+                        false
+                    }
+                }
+            }
+            None => false,
+        };
+        if !app_done {
+            match sessions.owner.as_deref_mut() {
+                Some(owner) => {
+                    let superuser = owner
+                        .text("SELECT current_setting('is_superuser') AS v")?
+                        .as_deref()
+                        == Some("on");
+                    let can = owner.try_text(&format!("SET LOCAL ROLE {}", ident(&m.app_role())))?;
+                    match can {
+                        Ok(_) => {
+                            owner.exec("SET LOCAL ROLE NONE")?;
+                            in_owner_session = true;
+                            // Fresh per-table bookkeeping: what the login attempt examined stays.
+                            module(
+                                owner,
+                                catalog,
+                                m,
+                                config,
+                                report,
+                                Mode::SetRole { superuser },
+                                false,
+                            )?;
+                        }
+                        Err(e) => {
+                            for t in ordered_tables(catalog, m) {
+                                report.not_run(
+                                    TD002.id,
+                                    t.key(),
+                                    format!(
+                                        "the row probes (TD002-TD017) need rows the app role cannot write itself, \
+                                         and the owner session cannot SET ROLE {}: {e}",
+                                        m.app_role()
+                                    ),
+                                );
+                            }
+                        }
+                    }
+                }
+                None if sessions.app.is_none() => {
+                    return Err(Error::Usage(
+                        "the dynamic proof needs a login session of the app role or an owner session".into(),
+                    ))
+                }
+                None => {}
+            }
+        }
+        if let Some(worker) = sessions.worker.as_deref_mut() {
+            worker_probes(worker, catalog, m, config, report, in_owner_session)?;
+        } else if !in_owner_session {
+            for t in ordered_tables(catalog, m) {
+                report.not_run(
+                    TD017.id,
+                    t.key(),
+                    format!("no login session of {} was given (--worker-url)", m.worker_role()),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// TD018 in a fresh login session of `role`, right after `BEGIN` and before
+/// anything sets a setting: the helper must raise AT001.
+pub fn fresh_session(db: &mut Db, m: &Module, config: &Config, report: &mut Report) -> Result<()> {
+    let role = db.text("SELECT current_user::text AS v")?.unwrap_or_default();
+    let object = format!("role {role}");
+    report.examine(&object, TD018.id);
+    let seen = db
+        .text("SELECT coalesce(current_setting('app.tenant_id', true), '<unset>') AS v")?
+        .unwrap_or_default();
+    // Not a counting probe: `count(*)` over a subquery would let the planner
+    // drop the (stable) call it never reads.
+    let o = db.probe(
+        &format!("SELECT {}.require_current_tenant()", ident(&m.helper_schema())),
+        false,
+    )?;
+    let refused = o.sqlstate.as_deref() == Some("42501") && role != m.app_role();
+    if o.sqlstate.as_deref() == Some("AT001") || refused {
+        report.proofs.entry(object).or_default().push(TD018.id);
+    } else {
+        failed(
+            report,
+            config,
+            &TD018,
+            &object,
+            format!(
+                "app.tenant_id is {seen:?} when the session starts; the helper {}",
+                o.describe()
+            ),
+            None,
+        );
+    }
+    Ok(())
+}
+
+/// The worker's probes in its own login session: TD017 on tables without a
+/// declared worker policy (refused, or no rows), TD019 on tables with one
+/// (no UPDATE of tenant_id).
+fn worker_probes(
+    db: &mut Db,
+    catalog: &Catalog,
+    m: &Module,
+    config: &Config,
+    report: &mut Report,
+    proven_with_rows: bool,
+) -> Result<()> {
+    let worker = m.worker_role();
+    for t in ordered_tables(catalog, m) {
+        let key = t.key();
+        let q = t.qualified();
+        let declared = config
+            .policies_for(&m.key, &t.name)
+            .iter()
+            .any(|p| m.role_named(&p.role) == worker);
+        if declared {
+            report.examine(&key, TD019.id);
+            let o = db.probe(
+                &format!("UPDATE {q} SET tenant_id = tenant_id WHERE false"),
+                false,
+            )?;
+            if o.sqlstate.as_deref() == Some("42501") {
+                report.proofs.entry(key).or_default().push(TD019.id);
+            } else {
+                failed(report, config, &TD019, &key, o.describe(), None);
+            }
+            continue;
+        }
+        report.examine(&key, TD017.id);
+        let o = db.probe(&format!("SELECT 1 FROM {q}"), true)?;
+        if o.sqlstate.as_deref() == Some("42501") {
+            report.proofs.entry(key).or_default().push(TD017.id);
+        } else if o.ok() && o.rows > 0 {
+            failed(report, config, &TD017, &key, o.describe(), None);
+        } else if o.ok() && !proven_with_rows {
+            report.not_run(
+                TD017.id,
+                key,
+                format!(
+                    "{worker} may read the table and saw no rows, but rows written by another session are \
+                     invisible to its session until committed (and the proof never commits): give an owner \
+                     session that can SET ROLE {worker} to prove it with rows"
+                ),
+            );
+        } else if !o.ok() {
+            failed(report, config, &TD017, &key, o.describe(), None);
+        }
     }
     Ok(())
 }
@@ -100,11 +294,12 @@ fn module(
     m: &Module,
     config: &Config,
     report: &mut Report,
-    superuser: bool,
-) -> Result<()> {
+    mode: Mode,
+    owner_given: bool,
+) -> Result<RowProof> {
     let tables = ordered_tables(catalog, m);
     if tables.is_empty() {
-        return Ok(());
+        return Ok(RowProof::Done);
     }
     let a = db
         .text("SELECT gen_random_uuid()::text AS v")?
@@ -119,13 +314,49 @@ fn module(
     let mut parents_a: BTreeMap<String, RowJson> = BTreeMap::new();
     let mut parents_b: BTreeMap<String, RowJson> = BTreeMap::new();
     let mut fixtures: BTreeMap<String, Fixture> = BTreeMap::new();
+    let mut skipped: Vec<String> = Vec::new();
     for t in &tables {
         let key = t.key();
         report.examine(&key, TD001.id);
+        if mode == Mode::Login {
+            let may_insert = db
+                .text(&format!(
+                    "SELECT has_table_privilege(current_user, {}, 'INSERT')::text AS v",
+                    lit(&t.qualified())
+                ))?
+                .as_deref()
+                == Some("true");
+            let parent_skipped = catalog
+                .constraints_of(t)
+                .filter(|c| c.kind == "f")
+                .find_map(|fk| {
+                    let p = format!("{}.{}", fk.ref_schema.as_deref()?, fk.ref_table.as_deref()?);
+                    skipped.contains(&p).then_some(p)
+                });
+            if !may_insert || parent_skipped.is_some() {
+                if owner_given {
+                    return Ok(RowProof::NeedsOwner);
+                }
+                let why = match parent_skipped {
+                    Some(p) => format!("its rows need rows in {p}, which could not be written"),
+                    None => format!("{app} holds no INSERT on it, so its session cannot write the rows"),
+                };
+                report.not_run(
+                    TD002.id,
+                    &key,
+                    format!(
+                        "the row probes (TD002-TD016) need one row per tenant in this table; {why}; give an \
+                         owner session (--owner-url) that can write them and SET ROLE {app}"
+                    ),
+                );
+                skipped.push(key);
+                continue;
+            }
+        }
         let mut rows = Vec::new();
         let mut failure = None;
         for (tenant, tag, parents) in [(&a, "a", &parents_a), (&b, "b", &parents_b)] {
-            match insert_row(db, catalog, t, tenant, tag, parents, superuser, &app)? {
+            match insert_row(db, catalog, t, tenant, tag, parents, mode, &app)? {
                 Ok(row) => rows.push(row),
                 Err(e) => {
                     failure = Some(e);
@@ -134,6 +365,9 @@ fn module(
             }
         }
         if let Some(reason) = failure {
+            if mode == Mode::Login && owner_given {
+                return Ok(RowProof::NeedsOwner);
+            }
             report.add(
                 config,
                 TD001.id,
@@ -173,20 +407,19 @@ fn module(
     }
 
     // 2. The proof, as the app role.
-    db.exec(&format!("SET LOCAL ROLE {}", ident(&app))).map_err(|e| {
-        Error::Usage(format!(
-            "SET ROLE {app}: the dynamic proof needs a superuser (or a member of {app}): {}",
-            e.server_message()
-        ))
-    })?;
+    if mode != Mode::Login {
+        db.exec(&format!("SET LOCAL ROLE {}", ident(&app)))?;
+    }
     for t in &tables {
         let Some(fx) = fixtures.get(&t.key()) else {
             continue;
         };
-        prove_table(db, catalog, m, config, t, fx, &a, &b, report, &set_tenant)?;
+        prove_table(db, catalog, m, config, t, fx, &a, &b, report, &set_tenant, mode)?;
     }
-    db.exec("SET LOCAL ROLE NONE")?;
-    Ok(())
+    if mode != Mode::Login {
+        db.exec("SET LOCAL ROLE NONE")?;
+    }
+    Ok(RowProof::Done)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -197,9 +430,13 @@ fn insert_row(
     tenant: &str,
     tag: &str,
     parents: &BTreeMap<String, RowJson>,
-    superuser: bool,
+    mode: Mode,
     app: &str,
 ) -> Result<std::result::Result<RowJson, String>> {
+    // A superuser's owner session writes the rows itself; otherwise the app
+    // writes them in the row's own tenant (in its login session, or by SET ROLE).
+    let as_app = mode != Mode::SetRole { superuser: true };
+    let switch = mode == Mode::SetRole { superuser: false };
     let mut last_error = String::new();
     for prefer_last in [true, false] {
         let mut filler = Filler::new(catalog, t);
@@ -212,16 +449,17 @@ fn insert_row(
             }
         };
         let sql = filler.insert_sql(&values);
-        // Not a superuser: insert as the app role in the row's own tenant.
-        if !superuser {
+        if switch {
             db.exec(&format!("SET LOCAL ROLE {}", ident(app)))?;
+        }
+        if as_app {
             db.exec(&format!(
                 "SELECT set_config('app.tenant_id', {}, true)",
                 lit(tenant)
             ))?;
         }
         let result = db.try_text(&sql)?;
-        if !superuser {
+        if switch {
             db.exec("SET LOCAL ROLE NONE")?;
         }
         match result {
@@ -275,6 +513,7 @@ fn prove_table(
     b: &str,
     report: &mut Report,
     set_tenant: &dyn Fn(&str) -> String,
+    mode: Mode,
 ) -> Result<()> {
     let key = t.key();
     let q = t.qualified();
@@ -397,7 +636,9 @@ fn prove_table(
     let no_tenant = |o: &Outcome| o.sqlstate.as_deref() == Some("AT001");
     let no_privilege =
         |o: &Outcome| o.sqlstate.as_deref() == Some("42501") && o.message.contains("permission denied");
-    db.exec(&set_tenant(""))?;
+    // "No tenant" as a session that never set one has it: the value the
+    // login session started with (its role's and database's defaults).
+    db.exec("SET LOCAL app.tenant_id TO DEFAULT")?;
     let statements = [
         (&TD011, format!("SELECT 1 FROM {q}"), true),
         (&TD012, filler.plain_insert(&fx.b2), false),
@@ -459,7 +700,7 @@ fn prove_table(
         ))?
         .as_deref()
         == Some("true");
-    if !declared_for_worker && worker_exists {
+    if !declared_for_worker && worker_exists && mode != Mode::Login {
         db.exec("SET LOCAL ROLE NONE")?;
         db.exec(&format!("SET LOCAL ROLE {}", ident(&worker)))?;
         db.exec(&set_tenant(b))?;

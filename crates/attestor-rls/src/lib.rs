@@ -15,6 +15,7 @@
 //! verify session runs in one transaction that is always rolled back.
 
 pub mod catalog;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod dynamic;
@@ -32,7 +33,7 @@ use serde::Deserialize;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use report::{Finding, Report};
-pub use verify::{verify, VerifyOptions};
+pub use verify::{verify, verify_target, Target, VerifyOptions};
 
 /// A module of the service: one `[print_schema.<key>]` section of diesel.toml.
 #[derive(Debug, Clone, PartialEq, Eq)]

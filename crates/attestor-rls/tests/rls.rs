@@ -49,7 +49,18 @@ fn verify_flawed(flaw: &str, extra_config: &str) -> Report {
     if !flaw.is_empty() {
         Db::connect(&db.admin_url()).unwrap().exec(flaw).unwrap();
     }
-    rls::verify(&db.admin_url(), &options(extra_config)).unwrap()
+    verify_as_operator(db.server(), db.name(), extra_config)
+}
+
+/// The operator's run: the app's and the worker's login sessions, plus the
+/// superuser as the owner session (used only where the app cannot write).
+fn verify_as_operator(server: &attestor_testdb::Server, database: &str, extra_config: &str) -> Report {
+    let target = rls::Target {
+        app_url: Some(server.role("attestor_app", database).url()),
+        worker_url: Some(server.role("attestor_worker", database).url()),
+        owner_url: Some(server.admin(database).url()),
+    };
+    rls::verify_target(&target, &options(extra_config)).unwrap()
 }
 
 fn show(r: &Report) -> String {
@@ -106,27 +117,41 @@ fn assert_only(r: &Report, rules: &[&str]) {
 // --- the clean project schema ---------------------------------------------------
 
 #[test]
-fn project_schema_verifies_clean_and_fast() {
+fn project_schema_verifies_clean() {
     let server = shared();
     let db = server.test_database().unwrap();
     let started = Instant::now();
-    let report = rls::verify(&db.admin_url(), &options("")).unwrap();
+    let report = verify_as_operator(server, db.name(), "");
     let elapsed = started.elapsed();
     assert!(
         report.is_clean(),
         "findings on the project schema:\n{}",
         show(&report)
     );
+    let tables: Vec<_> = report
+        .proofs
+        .iter()
+        .filter(|(k, _)| k.starts_with("attestor."))
+        .collect();
     assert_eq!(
-        report.proofs.len(),
+        tables.len(),
         8,
         "every tenant table is proven: {:?}",
         report.proofs.keys()
     );
-    for (table, proofs) in &report.proofs {
+    for (table, proofs) in tables {
         assert!(proofs.len() >= 15, "{table}: only {proofs:?}");
     }
-    assert!(elapsed.as_secs_f64() < 5.0, "verify-rls took {elapsed:?}");
+    for role in ["role attestor_app", "role attestor_worker"] {
+        assert_eq!(
+            report.proofs.get(role).map(Vec::as_slice),
+            Some(&["TD018"][..]),
+            "{role}"
+        );
+    }
+    assert!(report.not_run.is_empty(), "{}", show(&report));
+    // Speed is measured by `cargo xtask verify-rls` (it prints the time), not here.
+    eprintln!("verify-rls took {elapsed:?}");
     // It leaves nothing behind.
     let mut admin = Db::connect(&db.admin_url()).unwrap();
     let rows = admin
@@ -292,7 +317,14 @@ fn flaw_worker_may_move_jobs_between_tenants() {
         "declared policy rekor_submission_queue_worker_update lets attestor_worker write any tenant's rows \
          (WITH CHECK true) and attestor_worker holds UPDATE (tenant_id)",
     );
-    assert_only(&r, &["TI003"]);
+    // The worker's own login session proves it too: the UPDATE is no longer refused.
+    assert_finding(
+        &r,
+        "TD019",
+        "attestor.rekor_submission_queue",
+        "the worker cannot update tenant_id: succeeded (0 rows)",
+    );
+    assert_only(&r, &["TI003", "TD019"]);
 }
 
 // --- check 3 --------------------------------------------------------------------
@@ -520,10 +552,19 @@ fn flaw_slow_path_strict() {
         SLOW_PATH,
         "the slow path is STRICT: for an unset tenant (NULL) it returns NULL instead of raising AT001",
     );
-    // A GUC never set in the session is NULL, and the policies would then
-    // match nothing instead of raising AT001. The proof cannot see it: it
-    // unsets the tenant with set_config(…, ''), which is '' and not NULL.
-    assert_only(&r, &["TI004"]);
+    // A GUC never set in the session is NULL, and the policies then match
+    // nothing instead of raising AT001. Only a fresh login session sees it
+    // (a proof that unsets the tenant with set_config(…, '') has '', not NULL).
+    for role in ["attestor_app", "attestor_worker"] {
+        assert_finding(
+            &r,
+            "TD018",
+            &format!("role {role}"),
+            "a fresh login session has no tenant: the helper raises AT001: app.tenant_id is \"<unset>\" when \
+             the session starts; the helper succeeded (1 rows)",
+        );
+    }
+    assert_only(&r, &["TI004", "TD018"]);
 }
 
 /// verify-rls on the schema as `migration`'s down.sql leaves it.
@@ -671,7 +712,14 @@ fn flaw_app_can_set_role_to_an_owner() {
              CREATE SCHEMA rls_flaw AUTHORIZATION {role}; GRANT {role} TO attestor_app"
         ))
         .unwrap();
-    let r = rls::verify(&db.admin_url(), &options(""));
+    let r = rls::verify_target(
+        &rls::Target {
+            app_url: Some(db.app_url()),
+            worker_url: Some(db.worker_url()),
+            owner_url: Some(db.admin_url()),
+        },
+        &options(""),
+    );
     admin.exec(&format!("REVOKE {role} FROM attestor_app")).unwrap();
     drop(admin);
     let name = db.name().to_owned();
@@ -1043,7 +1091,7 @@ fn a_new_tenant_table_gets_its_policy_from_gen_rls() {
     server
         .migrate(&name, generate::MigrationsBefore::new(&migrations, None).unwrap())
         .unwrap();
-    let before = rls::verify(&server.admin(&name).url(), &options("")).unwrap();
+    let before = verify_as_operator(server, &name, "");
     assert_finding(
         &before,
         "TI001",
@@ -1077,7 +1125,7 @@ fn a_new_tenant_table_gets_its_policy_from_gen_rls() {
     server
         .migrate(&name, generate::MigrationsBefore::new(&migrations, None).unwrap())
         .unwrap();
-    let after = rls::verify(&server.admin(&name).url(), &options("")).unwrap();
+    let after = verify_as_operator(server, &name, "");
     assert!(after.is_clean(), "{}", show(&after));
     assert!(after.proofs.contains_key("attestor.widgets"));
 
@@ -1089,7 +1137,7 @@ fn a_new_tenant_table_gets_its_policy_from_gen_rls() {
         conn.revert_last_migration(generate::MigrationsBefore::new(&migrations, None).unwrap())
             .unwrap();
     }
-    let reverted = rls::verify(&server.admin(&name).url(), &options("")).unwrap();
+    let reverted = verify_as_operator(server, &name, "");
     assert_finding(
         &reverted,
         "TI002",
@@ -1140,4 +1188,141 @@ fn gen_rls_check_names_a_stale_generated_migration() {
         "{:?}",
         drifts[0].tables
     );
+}
+
+// --- the proof as the real login roles ------------------------------------------
+
+/// The login roles' URLs only: no superuser, no owner session.
+fn verify_without_superuser(db: &attestor_testdb::TestDatabase<'_>) -> Report {
+    let target = rls::Target {
+        app_url: Some(db.app_url()),
+        worker_url: Some(db.worker_url()),
+        owner_url: None,
+    };
+    rls::verify_target(&target, &options("")).unwrap()
+}
+
+#[test]
+fn the_login_roles_alone_prove_the_project_schema() {
+    let db = shared().test_database().unwrap();
+    let r = verify_without_superuser(&db);
+    assert!(r.is_clean(), "{}", show(&r));
+    assert_eq!(
+        r.proofs.keys().filter(|k| k.starts_with("attestor.")).count(),
+        8,
+        "{:?}",
+        r.proofs.keys()
+    );
+    assert!(
+        r.sessions.iter().all(|s| s.contains("login session")),
+        "{:?}",
+        r.sessions
+    );
+}
+
+#[test]
+fn a_table_the_app_cannot_write_is_reported_as_not_run_not_passed() {
+    let db = shared().test_database().unwrap();
+    Db::connect(&db.admin_url())
+        .unwrap()
+        .exec("REVOKE INSERT ON attestor.trust_anchors FROM attestor_app")
+        .unwrap();
+    let r = verify_without_superuser(&db);
+    assert!(r.findings.is_empty(), "{}", show(&r));
+    assert_eq!(r.verdict(), rls::report::Verdict::Incomplete);
+    assert_eq!(r.verdict().exit_code(), 3);
+    let n = r
+        .not_run
+        .iter()
+        .find(|n| n.object == "attestor.trust_anchors")
+        .unwrap_or_else(|| panic!("{}", show(&r)));
+    assert!(
+        n.reason.contains("attestor_app holds no INSERT on it"),
+        "{}",
+        n.reason
+    );
+    let proven = r
+        .proofs
+        .get("attestor.trust_anchors")
+        .cloned()
+        .unwrap_or_default();
+    assert!(!proven.contains(&"TD002"), "{proven:?}");
+    // With an owner session the rows are written there and the proof completes.
+    let target = rls::Target {
+        app_url: Some(db.app_url()),
+        worker_url: Some(db.worker_url()),
+        owner_url: Some(db.admin_url()),
+    };
+    let r = rls::verify_target(&target, &options("")).unwrap();
+    assert!(r.is_clean(), "{}", show(&r));
+    assert!(r.proofs["attestor.trust_anchors"].contains(&"TD002"));
+}
+
+/// `ALTER ROLE attestor_app SET app.tenant_id = '…'`: every app connection
+/// that forgets its tenant gets one. A proof that switches roles from a
+/// superuser session never sees role settings; the login sessions do.
+#[test]
+fn flaw_a_role_default_tenant_is_caught_by_the_login_sessions() {
+    // Role settings are cluster-wide: plant it in a cluster of this test's
+    // own (or, on a DATABASE_URL server, for this test's database only).
+    let own;
+    let server = if std::env::var_os("DATABASE_URL").is_none() {
+        own = attestor_testdb::Server::embedded(&Default::default()).unwrap();
+        &own
+    } else {
+        shared()
+    };
+    let db = server.test_database().unwrap();
+    let tenant = "0b3c5c1e-8f4e-4c59-9d4e-2f1a6f3b9a10";
+    let scope = if server.cluster().is_some() {
+        String::new()
+    } else {
+        format!(" IN DATABASE {}", db.name())
+    };
+    Db::connect(&db.admin_url())
+        .unwrap()
+        .exec(&format!(
+            "ALTER ROLE attestor_app{scope} SET app.tenant_id = '{tenant}'"
+        ))
+        .unwrap();
+    // Switching roles from the superuser session: no finding at all.
+    let old = rls::verify(&db.admin_url(), &options("")).unwrap();
+    assert!(old.findings.is_empty(), "{}", show(&old));
+    assert!(
+        old.not_run
+            .iter()
+            .any(|n| n.rule == "TD018" && n.object == "role attestor_app"),
+        "{}",
+        show(&old)
+    );
+    // The login sessions see it.
+    let r = verify_as_operator(server, db.name(), "");
+    assert_finding(
+        &r,
+        "TD018",
+        "role attestor_app",
+        &format!(
+            "a fresh login session has no tenant: the helper raises AT001: app.tenant_id is \"{tenant}\" when \
+             the session starts; the helper succeeded (1 rows)"
+        ),
+    );
+    for table in [
+        "attestor.dsse_envelopes",
+        "attestor.audit_log",
+        "attestor.rekor_submission_queue",
+    ] {
+        assert_finding_starts(
+            &r,
+            "TD011",
+            table,
+            "SELECT without a tenant fails with AT001: succeeded",
+        );
+    }
+    assert_only(&r, &["TD"]);
+    if !scope.is_empty() {
+        Db::connect(&db.admin_url())
+            .unwrap()
+            .exec(&format!("ALTER ROLE attestor_app{scope} RESET app.tenant_id"))
+            .unwrap();
+    }
 }
