@@ -2,6 +2,7 @@
 //! whole binary, one cloned database per test).
 
 mod e2e {
+    mod audit;
     mod conformance;
     mod jsonb_roundtrip;
     mod migrations;

@@ -8,6 +8,7 @@
 
 mod bench;
 mod ci;
+mod citus;
 mod db;
 mod gen_rls;
 mod verify_rls;
@@ -36,6 +37,8 @@ Commands:
                      back); exit 0 clean, 1 findings, 2 could not run, 3 incomplete;
                      `cargo xtask verify-rls --help` lists every option
   bench <name> [..]  run a benchmark in release mode: guard, queue (`cargo xtask bench help`)
+  citus test         the Citus lane: a coordinator and two workers, migrate, distribute, the
+                     test suites and verify-rls against them (one line and exit 0 without Citus)
   ci                 everything CI checks: fmt, clippy -D warnings, schema --check,
                      gen-rls --check, cargo test --workspace
   help               this text
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         ["db", rest @ ..] => db::run(rest),
         ["schema", rest @ ..] => schema::run_cmd(rest),
         ["ci", rest @ ..] => ci::run_cmd(rest),
+        ["citus", rest @ ..] => citus::run_cmd(rest),
         ["bench", rest @ ..] => bench::run_cmd(rest),
         ["gen-rls", rest @ ..] => gen_rls::run_cmd(rest),
         ["verify-rls", rest @ ..] => verify_rls::run_cmd(rest),

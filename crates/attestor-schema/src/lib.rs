@@ -5,8 +5,11 @@
 //!   the patch file named in `diesel.toml`, never into the generated file;
 //!   `cargo xtask schema --check` fails when it drifts from the migrations).
 //! * [`MIGRATIONS`] embeds `migrations/`, the one source of DDL truth.
+//! * [`CITUS_DISTRIBUTION`] embeds `citus/distribute.sql`, the idempotent
+//!   step that distributes the migrated module on a Citus coordinator.
 //!
-//! This crate must never contain hand-written SQL or business logic.
+//! This crate must never contain hand-written SQL or business logic: it
+//! embeds the SQL files that live next to `migrations/`.
 
 #[allow(missing_docs)]
 #[rustfmt::skip]
@@ -16,3 +19,10 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 
 /// Every migration of the workspace, embedded at compile time.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+
+/// The distribution step for a Citus coordinator (`citus/distribute.sql`):
+/// run as a superuser, in one transaction, after the migrations; it
+/// distributes every table of schema `attestor` by `tenant_id` in one
+/// colocation group and hands the module's functions to the workers. It is
+/// idempotent and records each object in `public.__attestor_citus_distribution`.
+pub const CITUS_DISTRIBUTION: &str = include_str!("../../../citus/distribute.sql");

@@ -163,6 +163,17 @@ impl Cluster {
     /// under the watchdog. Dropping the value (or ending the process) stops
     /// the server and deletes its files.
     pub fn start_ephemeral(binaries: &PgBinaries, options: &ClusterOptions) -> Result<Cluster> {
+        Self::start_ephemeral_with(binaries, options, |_| Vec::new())
+    }
+
+    /// [`Cluster::start_ephemeral`] with extra settings that depend on the
+    /// cluster's own directory (known only once it is made), e.g. a node's
+    /// address for connections to itself.
+    pub fn start_ephemeral_with(
+        binaries: &PgBinaries,
+        options: &ClusterOptions,
+        own_settings: impl FnOnce(&Path) -> Vec<(String, String)>,
+    ) -> Result<Cluster> {
         let who = run_as()?;
         let root = std::env::temp_dir().join(format!(
             "attestor-pg-{}-{}",
@@ -173,6 +184,9 @@ impl Cluster {
                 .unwrap_or_default()
         ));
         make_private_dir(&root, who)?;
+        let mut options = options.clone();
+        options.settings.extend(own_settings(&root));
+        let options = &options;
         let mut cluster = Cluster {
             binaries: binaries.clone(),
             root: root.clone(),

@@ -11,6 +11,9 @@
 //! * [`server`] wraps either that embedded cluster or the server named by
 //!   `DATABASE_URL`, runs the migrations into a template database once and
 //!   clones one database per test from it (`CREATE DATABASE … TEMPLATE …`);
+//! * [`citus`] finds the Citus extension next to those binaries, starts a
+//!   throwaway Citus cluster (a coordinator and workers, each such a
+//!   cluster) and prepares a database on every node of a coordinator;
 //! * [`conn`] renders connection URLs for the admin, app and worker roles.
 //!
 //! It must never touch a database it did not create, never connect tests as a
@@ -18,11 +21,13 @@
 //! leave a `postgres` process behind.
 
 pub mod binaries;
+pub mod citus;
 pub mod cluster;
 pub mod conn;
 pub mod server;
 
 pub use binaries::PgBinaries;
+pub use citus::{CitusCluster, CitusExtension};
 pub use cluster::Cluster;
 pub use conn::ConnParams;
 pub use server::{shared, Server, TestDatabase};
@@ -39,6 +44,17 @@ pub enum Error {
     MissingBinaries {
         /// The places that were searched, for the message.
         searched: String,
+    },
+    /// The chosen server binaries have no `citus` extension installed.
+    #[error(
+        "Citus is not installed for the PostgreSQL server binaries in {binaries} \
+         (no citus.control and citus.so in: {looked})"
+    )]
+    CitusMissing {
+        /// The server binaries' directory.
+        binaries: String,
+        /// The directories that were searched.
+        looked: String,
     },
     /// An external command failed.
     #[error("`{command}` failed ({status}): {output}")]
@@ -74,6 +90,9 @@ pub enum Error {
     /// Running migrations failed.
     #[error("migrations failed on database {database}: {message}")]
     Migration { database: String, message: String },
+    /// The Citus distribution step failed (the database is left as it was).
+    #[error("Citus distribution of database {database} failed: {message}")]
+    Distribution { database: String, message: String },
     /// `DATABASE_URL` could not be used.
     #[error("invalid DATABASE_URL: {0}")]
     BadUrl(String),
@@ -84,6 +103,26 @@ impl Error {
         Error::Io {
             context: context.into(),
             source,
+        }
+    }
+
+    /// A database error with the server's detail and hint, when it sent them.
+    pub(crate) fn describe(e: &diesel::result::Error) -> String {
+        match e {
+            diesel::result::Error::DatabaseError(_, info) => {
+                let mut text = info.message().to_owned();
+                if let Some(detail) = info.details() {
+                    text.push_str(" (");
+                    text.push_str(detail);
+                    text.push(')');
+                }
+                if let Some(hint) = info.hint() {
+                    text.push_str("; hint: ");
+                    text.push_str(hint);
+                }
+                text
+            }
+            other => other.to_string(),
         }
     }
 

@@ -52,7 +52,8 @@ fn every_down_reverts_its_up() {
     let name = format!("attestor_updown_{}", std::process::id());
     server.create_database(&name, Some("template0")).unwrap();
     let url = server.admin(&name).url();
-    let mut conn = server.connect_admin(&name).unwrap();
+    // On a Citus coordinator, set up the way `Server::migrate` runs them.
+    let mut conn = server.connect_migrator(&name).unwrap();
     // Migration 1 touches cluster-wide roles: not while another test migrates.
     let _lock = attestor_testdb::server::migration_lock();
     let total = MigrationSource::<Pg>::migrations(&attestor_schema::MIGRATIONS)

@@ -1,0 +1,465 @@
+//! `cargo xtask citus test [--keep-going] [--suite-timeout SECS] [--only NAME]`:
+//! the Citus lane.
+//!
+//! Starts a throwaway Citus cluster from the local server binaries (a
+//! coordinator and two workers, each its own directory and unix socket,
+//! under the throwaway clusters' watchdog), does the operator's part on it
+//! (the `attestor` database on every node with the extension, the workers
+//! registered), migrates and distributes it the way `cargo xtask db up`
+//! does against a coordinator, then runs the test suites against it (each
+//! test binary with `DATABASE_URL` set to the coordinator, so the harness
+//! makes every test database on every node) and verify-rls on `attestor`.
+//! It prints one line per step and suite, and for each failing test the
+//! first line of its failure; full logs go to `target/citus-lane/`.
+//!
+//! Where the server binaries have no Citus installed it prints one line
+//! and exits 0. Exit 1 when a step or a test failed. It never builds or
+//! installs Citus and never touches a cluster it did not start.
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use attestor_testdb::citus::CitusExtension;
+use attestor_testdb::cluster::ClusterOptions;
+use attestor_testdb::{CitusCluster, PgBinaries, Server};
+
+use crate::db::DATABASE;
+use crate::util::root;
+
+/// The suites the lane runs: (cargo package, test target, what it covers).
+const SUITES: &[(&str, &str, &str)] = &[
+    (
+        "attestor-testdb",
+        "harness",
+        "the harness: databases on every node",
+    ),
+    (
+        "attestor-e2e",
+        "e2e",
+        "migrations, conformance, JSONB, the seed's E2E plan",
+    ),
+    ("attestor-repo", "isolation", "tenant isolation"),
+    ("attestor-repo", "ledger", "verdict ledger, concurrent appends"),
+    ("attestor-repo", "repos", "repositories and the audit log"),
+    ("attestor-repo", "guard", "the tenant guard"),
+    (
+        "attestor-repo",
+        "pipelined",
+        "the opening query travelling with the first statement",
+    ),
+    (
+        "attestor-repo",
+        "bad_input",
+        "bad input leaves the database unchanged",
+    ),
+    ("attestor-queue", "queue", "queue claim, fencing, fairness"),
+    ("attestor-queue", "worker", "queue worker runtime"),
+    ("attestor-queue", "model", "queue model test"),
+    ("attestor-queue", "crash", "workers killed, server restarted"),
+];
+
+const WORKERS: usize = 2;
+
+struct Args {
+    keep_going: bool,
+    suite_timeout: Duration,
+    only: Vec<String>,
+}
+
+fn parse(args: &[&str]) -> Result<Args> {
+    let usage = "usage: cargo xtask citus test [--keep-going] [--suite-timeout SECS] [--only SUITE]...";
+    let mut out = Args {
+        keep_going: false,
+        suite_timeout: Duration::from_secs(1200),
+        only: Vec::new(),
+    };
+    let mut it = args.iter();
+    match it.next() {
+        Some(&"test") => {}
+        _ => bail!("{usage}"),
+    }
+    while let Some(a) = it.next() {
+        match *a {
+            "--keep-going" => out.keep_going = true,
+            "--suite-timeout" => {
+                let secs: u64 = it
+                    .next()
+                    .context("--suite-timeout needs seconds")?
+                    .parse()
+                    .context("--suite-timeout needs seconds")?;
+                out.suite_timeout = Duration::from_secs(secs);
+            }
+            "--only" => out
+                .only
+                .push((*it.next().context("--only needs a suite name")?).to_owned()),
+            other => bail!("unknown argument {other}\n{usage}"),
+        }
+    }
+    Ok(out)
+}
+
+pub fn run_cmd(args: &[&str]) -> Result<ExitCode> {
+    let args = parse(args)?;
+    let binaries = PgBinaries::find()?;
+    let extension = match CitusExtension::find(&binaries) {
+        Ok(e) => e,
+        Err(e @ attestor_testdb::Error::CitusMissing { .. }) => {
+            println!("citus lane skipped: {e}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let suites: Vec<&(&str, &str, &str)> = SUITES
+        .iter()
+        .filter(|(_, t, _)| args.only.is_empty() || args.only.iter().any(|o| o == t))
+        .collect();
+    let logs = root().join("target").join("citus-lane");
+    std::fs::create_dir_all(&logs)?;
+    let mut lane = Lane::default();
+
+    // Build first, so the cluster does not sit idle while cargo compiles.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(&cargo);
+    build.args(["test", "--locked", "--no-run"]);
+    for (p, t, _) in &suites {
+        build.args(["-p", p, "--test", t]);
+    }
+    crate::util::run(&mut build)?;
+
+    println!(
+        "citus {} ({}), server binaries {}",
+        extension.version,
+        extension.library.display(),
+        binaries.dir().display()
+    );
+    let started = Instant::now();
+    let cluster = CitusCluster::start(&binaries, WORKERS, &ClusterOptions::default())?;
+    let nodes = cluster.nodes();
+    lane.step(
+        "cluster",
+        Ok(format!(
+            "coordinator {} and {} workers ({}), unix sockets only, in {:.1}s",
+            nodes.coordinator.host,
+            nodes.workers.len(),
+            nodes
+                .workers
+                .iter()
+                .map(|w| w.host.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            started.elapsed().as_secs_f64()
+        )),
+    );
+    let admin = cluster.admin("postgres");
+    let server = Server::with_citus_cluster(cluster);
+    let prepared = nodes
+        .prepare_database(&admin, DATABASE)
+        .map(|()| format!("database {DATABASE} on every node, extension created, workers registered"));
+    let prepared_ok = lane.step("operator's part", prepared.map_err(Into::into));
+    let migrated = prepared_ok
+        && lane.step(
+            "migrations",
+            server
+                .migrate(DATABASE, attestor_schema::MIGRATIONS)
+                .map(|ran| format!("{} migrations on the coordinator", ran.len()))
+                .map_err(Into::into),
+        );
+    let distributed = migrated
+        && lane.step(
+            "distribution",
+            server
+                .distribute(DATABASE)
+                .map(|done| format!("{} objects distributed: {}", done.len(), done.join(", ")))
+                .map_err(Into::into),
+        );
+
+    if distributed || args.keep_going {
+        let url = server.admin(DATABASE).url();
+        for (package, target, what) in &suites {
+            lane.suite(package, target, what, &url, &logs, args.suite_timeout);
+        }
+        if distributed {
+            lane.verify_rls(&url, &logs);
+        }
+    } else {
+        println!("suites not run: every test database is migrated and distributed like {DATABASE}, so each would fail the same way (--keep-going runs them anyway)");
+        lane.failed = true;
+    }
+    drop(server);
+    println!(
+        "citus lane: {} in {:.0}s (logs in {})",
+        if lane.failed { "FAILED" } else { "passed" },
+        started.elapsed().as_secs_f64(),
+        logs.display()
+    );
+    Ok(if lane.failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[derive(Default)]
+struct Lane {
+    failed: bool,
+}
+
+/// One test's result as libtest printed it.
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    name: String,
+    passed: bool,
+}
+
+/// The `test <name> ... ok|FAILED` lines of libtest's output.
+fn outcomes(output: &str) -> Vec<Outcome> {
+    output
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("test ")?;
+            let (name, result) = rest.rsplit_once(" ... ")?;
+            match result.trim() {
+                "ok" => Some(Outcome {
+                    name: name.to_owned(),
+                    passed: true,
+                }),
+                "FAILED" => Some(Outcome {
+                    name: name.to_owned(),
+                    passed: false,
+                }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The first line of `test`'s failure: the line after its `panicked at`, or
+/// its first output line.
+fn failure_line(output: &str, test: &str) -> String {
+    let header = format!("---- {test} stdout ----");
+    let Some(start) = output.find(&header) else {
+        return String::from("(no output captured)");
+    };
+    let block: Vec<&str> = output[start + header.len()..]
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("---- ") && !l.starts_with("failures:"))
+        .collect();
+    let after_panic = block
+        .iter()
+        .position(|l| l.contains("panicked at"))
+        .and_then(|i| block.get(i + 1));
+    after_panic
+        .or_else(|| block.iter().find(|l| !l.trim().is_empty()))
+        .map(|l| {
+            let l = l.trim();
+            if l.chars().count() > 300 {
+                format!("{}…", l.chars().take(300).collect::<String>())
+            } else {
+                l.to_owned()
+            }
+        })
+        .unwrap_or_default()
+}
+
+impl Lane {
+    fn step(&mut self, name: &str, result: Result<String>) -> bool {
+        match result {
+            Ok(what) => {
+                println!("ok      {name}: {what}");
+                true
+            }
+            Err(e) => {
+                self.failed = true;
+                println!("FAILED  {name}: {}", format!("{e:#}").replace('\n', " "));
+                false
+            }
+        }
+    }
+
+    fn suite(
+        &mut self,
+        package: &str,
+        target: &str,
+        what: &str,
+        url: &str,
+        logs: &std::path::Path,
+        timeout: Duration,
+    ) {
+        let log = logs.join(format!("{package}-{target}.log"));
+        let started = Instant::now();
+        let output = run_suite(package, target, url, timeout);
+        let (text, timed_out) = match output {
+            Ok(o) => o,
+            Err(e) => {
+                self.failed = true;
+                println!("FAILED  {package}/{target}: could not run: {e:#}");
+                return;
+            }
+        };
+        let _ = std::fs::write(&log, &text);
+        let results = outcomes(&text);
+        let failed: Vec<&Outcome> = results.iter().filter(|o| !o.passed).collect();
+        let passed = results.len() - failed.len();
+        let ok = !timed_out && failed.is_empty() && text.contains("test result: ok");
+        if !ok {
+            self.failed = true;
+        }
+        println!(
+            "{}  {package}/{target} ({what}): {passed}/{} passed in {:.0}s{}",
+            if ok { "ok    " } else { "FAILED" },
+            results.len(),
+            started.elapsed().as_secs_f64(),
+            if timed_out {
+                ", stopped after the suite timeout"
+            } else {
+                ""
+            }
+        );
+        for f in failed {
+            println!("          {}: {}", f.name, failure_line(&text, &f.name));
+        }
+        if !ok && results.is_empty() {
+            let tail: Vec<&str> = text.lines().rev().take(5).collect();
+            for l in tail.into_iter().rev() {
+                println!("          | {l}");
+            }
+        }
+    }
+
+    fn verify_rls(&mut self, url: &str, logs: &std::path::Path) {
+        let result = (|| -> Result<xtask::rls::Report> {
+            let options = xtask::rls::VerifyOptions {
+                modules: xtask::rls::workspace_modules()?,
+                config: xtask::rls::Config::load(&xtask::rls::config::workspace_config_path())?,
+                dynamic: true,
+            };
+            xtask::rls::verify(url, &options)
+        })();
+        match result {
+            Ok(report) => {
+                let _ = std::fs::write(logs.join("verify-rls.txt"), report.to_human());
+                if report.is_clean() {
+                    println!("ok      verify-rls on the coordinator: clean");
+                } else {
+                    self.failed = true;
+                    println!(
+                        "FAILED  verify-rls on the coordinator: {} findings (see verify-rls.txt)",
+                        report.findings.len()
+                    );
+                    for f in report.findings.iter().take(20) {
+                        println!(
+                            "          [{}] {}: {}",
+                            f.check_id,
+                            f.object,
+                            f.message.replace('\n', " ")
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                self.failed = true;
+                println!("FAILED  verify-rls on the coordinator: could not run: {e:#}");
+            }
+        }
+    }
+}
+
+/// Runs one test binary with `DATABASE_URL`, its output captured; stops its
+/// process group after `timeout`. Returns the output and whether it timed out.
+fn run_suite(package: &str, target: &str, url: &str, timeout: Duration) -> Result<(String, bool)> {
+    use std::os::unix::process::CommandExt as _;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out_path: PathBuf =
+        std::env::temp_dir().join(format!("attestor-citus-{}-{target}.out", std::process::id()));
+    let file = std::fs::File::create(&out_path)?;
+    let mut child = Command::new(cargo)
+        .args([
+            "test",
+            "--locked",
+            "-p",
+            package,
+            "--test",
+            target,
+            "--",
+            "--test-threads",
+            "2",
+        ])
+        .env("DATABASE_URL", url)
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .process_group(0)
+        .spawn()
+        .context("starting cargo test")?;
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            timed_out = true;
+            let pgid = i32::try_from(child.id()).context("pid")?;
+            // The suite's own process group: cargo and the test binary it started.
+            let _ = Command::new("kill")
+                .args(["-TERM", "--", &format!("-{pgid}")])
+                .status();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_path);
+    Ok((text, timed_out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OUTPUT: &str = "\
+running 2 tests
+test a::works ... ok
+test b::breaks ... FAILED
+
+failures:
+
+---- b::breaks stdout ----
+
+thread 'b::breaks' panicked at crates/x/tests/y.rs:10:5:
+no PostgreSQL server for tests: cannot create policy
+note: run with `RUST_BACKTRACE=1`
+
+failures:
+    b::breaks
+
+test result: FAILED. 1 passed; 1 failed; 0 ignored
+";
+
+    #[test]
+    fn reads_libtest_results_and_the_first_line_of_each_failure() {
+        assert_eq!(
+            outcomes(OUTPUT),
+            vec![
+                Outcome {
+                    name: "a::works".into(),
+                    passed: true
+                },
+                Outcome {
+                    name: "b::breaks".into(),
+                    passed: false
+                }
+            ]
+        );
+        assert_eq!(
+            failure_line(OUTPUT, "b::breaks"),
+            "no PostgreSQL server for tests: cannot create policy"
+        );
+        assert_eq!(failure_line(OUTPUT, "c::absent"), "(no output captured)");
+    }
+}
