@@ -330,13 +330,13 @@ impl Lane {
     }
 
     fn verify_rls(&mut self, url: &str, logs: &std::path::Path) {
-        let result = (|| -> Result<xtask::rls::Report> {
-            let options = xtask::rls::VerifyOptions {
-                modules: xtask::rls::workspace_modules()?,
-                config: xtask::rls::Config::load(&xtask::rls::config::workspace_config_path())?,
+        let result = (|| -> Result<attestor_rls::Report> {
+            let options = attestor_rls::VerifyOptions {
+                modules: xtask::util::rls_modules()?,
+                config: attestor_rls::Config::load(&xtask::util::rls_config_path())?,
                 dynamic: true,
             };
-            xtask::rls::verify(url, &options)
+            Ok(attestor_rls::verify(url, &options)?)
         })();
         match result {
             Ok(report) => {
@@ -352,7 +352,7 @@ impl Lane {
                     for f in report.findings.iter().take(20) {
                         println!(
                             "          [{}] {}: {}",
-                            f.check_id,
+                            f.rule,
                             f.object,
                             f.message.replace('\n', " ")
                         );
