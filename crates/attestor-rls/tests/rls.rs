@@ -1040,7 +1040,9 @@ fn a_new_tenant_table_gets_its_policy_from_gen_rls() {
     let tmp = TempDir(std::env::temp_dir().join(format!("xtask-genrls-{}", std::process::id())));
     let migrations = tmp.0.join("migrations");
     copy_dir(&root().join("migrations"), &migrations);
-    let widgets = migrations.join("2026-11-28-000099_widgets");
+    // A version after every real migration, so the new table's migration is
+    // the last one and the generated migration goes right after it.
+    let widgets = migrations.join("2099-01-01-000099_widgets");
     std::fs::create_dir_all(&widgets).unwrap();
     std::fs::write(
         widgets.join("up.sql"),
@@ -1081,7 +1083,7 @@ fn a_new_tenant_table_gets_its_policy_from_gen_rls() {
     // --check fails before, naming the table.
     let drifts = generate::plan(server, &inputs).unwrap();
     assert_eq!(drifts.len(), 1, "{drifts:?}");
-    assert_eq!(drifts[0].migration, "2026-11-28-000100_rls");
+    assert_eq!(drifts[0].migration, "2099-01-01-000100_rls");
     assert_eq!(drifts[0].tables, vec!["attestor.widgets".to_owned()]);
 
     // Before gen-rls, verify-rls fails on the table too.
@@ -1107,8 +1109,8 @@ fn a_new_tenant_table_gets_its_policy_from_gen_rls() {
 
     // gen-rls writes a migration covering exactly the new table ...
     let written = generate::write(&inputs, &drifts).unwrap();
-    assert_eq!(written, vec![migrations.join("2026-11-28-000100_rls")]);
-    let up = std::fs::read_to_string(migrations.join("2026-11-28-000100_rls/up.sql")).unwrap();
+    assert_eq!(written, vec![migrations.join("2099-01-01-000100_rls")]);
+    let up = std::fs::read_to_string(migrations.join("2099-01-01-000100_rls/up.sql")).unwrap();
     assert!(
         up.contains("ALTER TABLE attestor.widgets FORCE ROW LEVEL SECURITY;"),
         "{up}"
