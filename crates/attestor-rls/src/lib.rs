@@ -22,6 +22,7 @@ pub mod dynamic;
 pub mod error;
 pub mod fill;
 pub mod generate;
+pub mod membership;
 pub mod report;
 pub mod rules;
 pub mod verify;

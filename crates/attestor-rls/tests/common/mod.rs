@@ -1,0 +1,105 @@
+//! Helpers shared by the verify-rls test files: the workspace's modules and
+//! exceptions, a flawed copy of the migrated template, the operator's run
+//! (the login sessions plus the superuser as owner session), and assertions
+//! on findings by rule id.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use attestor_rls::db::Db;
+use attestor_rls::{self as rls, Config, Report, VerifyOptions};
+use attestor_testdb::shared;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn workspace_config_path() -> PathBuf {
+    root().join("rls.toml")
+}
+
+pub fn workspace_modules() -> Vec<rls::Module> {
+    rls::modules_from_file(&root().join("diesel.toml")).unwrap()
+}
+
+pub fn options(extra_config: &str) -> VerifyOptions {
+    let base = std::fs::read_to_string(workspace_config_path()).unwrap_or_default();
+    VerifyOptions {
+        modules: workspace_modules(),
+        config: Config::parse(&format!("{base}\n{extra_config}")).unwrap(),
+        dynamic: true,
+    }
+}
+
+/// Clone the migrated template, apply `flaw` as the superuser, verify.
+pub fn verify_flawed(flaw: &str, extra_config: &str) -> Report {
+    let server = shared();
+    let db = server.test_database().unwrap();
+    if !flaw.is_empty() {
+        Db::connect(&db.admin_url()).unwrap().exec(flaw).unwrap();
+    }
+    verify_as_operator(db.server(), db.name(), extra_config)
+}
+
+/// The operator's run: the app's and the worker's login sessions, plus the
+/// superuser as the owner session (used only where the app cannot write).
+pub fn verify_as_operator(server: &attestor_testdb::Server, database: &str, extra_config: &str) -> Report {
+    let target = rls::Target {
+        app_url: Some(server.role("attestor_app", database).url()),
+        worker_url: Some(server.role("attestor_worker", database).url()),
+        owner_url: Some(server.admin(database).url()),
+    };
+    rls::verify_target(&target, &options(extra_config)).unwrap()
+}
+
+pub fn show(r: &Report) -> String {
+    r.findings
+        .iter()
+        .map(|f| format!("[{}] {}: {}", f.rule, f.object, f.message))
+        .chain(
+            r.not_run
+                .iter()
+                .map(|n| format!("[{} not run] {}: {}", n.rule, n.object, n.reason)),
+        )
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[track_caller]
+pub fn assert_finding(r: &Report, rule: &str, object: &str, message: &str) {
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.rule == rule && f.object == object && f.message == message),
+        "expected [{rule}] {object}: {message}\nfound:\n{}",
+        show(r)
+    );
+    assert!(
+        r.findings.iter().all(|f| !f.fix.is_empty()),
+        "every finding has a fix"
+    );
+}
+
+#[track_caller]
+pub fn assert_finding_starts(r: &Report, rule: &str, object: &str, prefix: &str) {
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.rule == rule && f.object == object && f.message.starts_with(prefix)),
+        "expected [{rule}] {object}: {prefix}…\nfound:\n{}",
+        show(r)
+    );
+}
+
+/// Every finding belongs to one of `rules` (an id, or a prefix such as `TD`
+/// for every probe): the flaw fires nothing else.
+#[track_caller]
+pub fn assert_only(r: &Report, rules: &[&str]) {
+    let other: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| !rules.iter().any(|p| f.rule.starts_with(p)))
+        .collect();
+    assert!(other.is_empty(), "unexpected findings:\n{}", show(r));
+}
