@@ -107,6 +107,9 @@ pub struct Trigger {
     pub function: String,
     pub function_schema: String,
     pub tgtype: i32,
+    /// `pg_trigger.tgenabled`: `O` fires on origin and local sessions (the
+    /// default), `A` always, `R` only when the session is a replica, `D` never.
+    pub enabled: String,
 }
 
 impl Trigger {
@@ -291,7 +294,8 @@ impl Catalog {
         ))?;
         let triggers = db.json(&format!(
             "SELECT n.nspname AS schema, cl.relname AS table, t.tgname AS name, p.proname AS function,
-                    pn.nspname AS function_schema, t.tgtype::int AS tgtype
+                    pn.nspname AS function_schema, t.tgtype::int AS tgtype,
+                    t.tgenabled::text AS enabled
              FROM pg_trigger t
              JOIN pg_class cl ON cl.oid = t.tgrelid
              JOIN pg_namespace n ON n.oid = cl.relnamespace

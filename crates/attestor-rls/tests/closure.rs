@@ -116,3 +116,62 @@ fn the_clean_schema_has_no_closure_findings() {
     let r = local("");
     assert!(r.is_clean(), "{}", show(&r));
 }
+
+// --- guards that do not fire -----------------------------------------------------
+
+#[test]
+fn flaw_append_only_guard_disabled() {
+    let r = local("ALTER TABLE attestor.audit_log DISABLE TRIGGER append_only_guard");
+    assert_finding(
+        &r,
+        "TI020",
+        "attestor.audit_log",
+        "trigger append_only_guard is disabled: it never fires",
+    );
+    assert_only(&r, &["TI020"]);
+}
+
+#[test]
+fn flaw_truncate_guard_fires_only_on_a_replica() {
+    let r = local("ALTER TABLE attestor.verdict_ledger ENABLE REPLICA TRIGGER append_only_truncate_guard");
+    assert_finding(
+        &r,
+        "TI020",
+        "attestor.verdict_ledger",
+        "trigger append_only_truncate_guard fires only when session_replication_role = replica: never for \
+         the application",
+    );
+    assert_only(&r, &["TI020"]);
+}
+
+#[test]
+fn flaw_queue_notify_trigger_dropped() {
+    let r = local("DROP TRIGGER notify_queue_insert ON attestor.rekor_submission_queue");
+    assert_finding(
+        &r,
+        "TI020",
+        "attestor.rekor_submission_queue",
+        "trigger notify_queue_insert, which the migrations create, is missing",
+    );
+    let f = r.findings.iter().find(|f| f.rule == "TI020").unwrap();
+    assert!(
+        f.fix.starts_with(
+            "CREATE TRIGGER notify_queue_insert AFTER INSERT ON attestor.rekor_submission_queue"
+        ),
+        "{}",
+        f.fix
+    );
+    assert_only(&r, &["TI020"]);
+}
+
+#[test]
+fn flaw_audit_trigger_disabled() {
+    let r = local("ALTER TABLE attestor.spines DISABLE TRIGGER audit_row");
+    assert_finding(
+        &r,
+        "TI020",
+        "attestor.spines",
+        "trigger audit_row is disabled: it never fires",
+    );
+    assert_only(&r, &["TI020"]);
+}

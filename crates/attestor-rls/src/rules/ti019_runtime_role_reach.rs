@@ -15,7 +15,7 @@ rule! {
     /// tenant rows. The same holds for the login roles of another module. The finding
     /// names the path of grants (`attestor_app → x → attestor_worker`); the fix
     /// revokes the grant that starts it. (Reaching a superuser, a BYPASSRLS role or
-    /// an owner is TI006's; reaching an attribute or a predefined role is TI020's.)
+    /// an owner is TI006's; reaching a dangerous attribute or predefined role is TI022's.)
     pub static RULE = {
         id: "TI019",
         name: "runtime-role-reach",
