@@ -175,3 +175,110 @@ fn flaw_audit_trigger_disabled() {
     );
     assert_only(&r, &["TI020"]);
 }
+
+// --- settings that pre-empt the tenant -------------------------------------------
+
+/// Verify a fresh copy with `flaw` applied, `{db}` in it replaced by the
+/// copy's name; returns the report and the name.
+fn local_in(flaw: &str) -> (attestor_rls::Report, String) {
+    let _held = database_local();
+    let server = shared();
+    let db = server.test_database().unwrap();
+    let name = db.name().to_owned();
+    Db::connect(&db.admin_url())
+        .unwrap()
+        .exec(&flaw.replace("{db}", &name))
+        .unwrap();
+    (verify_as_operator(server, &name, ""), name)
+}
+
+#[test]
+fn flaw_role_in_database_default_tenant() {
+    let tenant = "0b3c5c1e-8f4e-4c59-9d4e-2f1a6f3b9a10";
+    let (r, db) = local_in(&format!(
+        "ALTER ROLE attestor_app IN DATABASE \"{{db}}\" SET app.tenant_id = '{tenant}'"
+    ));
+    assert_finding(
+        &r,
+        "TI021",
+        "role attestor_app",
+        &format!(
+            "a session that forgets its tenant context still gets one: app.tenant_id defaults to \"{tenant}\" \
+             (ALTER ROLE attestor_app IN DATABASE {db} SET app.tenant_id)"
+        ),
+    );
+    let f = r.findings.iter().find(|f| f.rule == "TI021").unwrap();
+    assert_eq!(
+        f.fix,
+        format!("ALTER ROLE attestor_app IN DATABASE {db} RESET app.tenant_id")
+    );
+    // The login session's probes see the same default at work.
+    assert_only(&r, &["TI021", "TD"]);
+}
+
+#[test]
+fn flaw_database_default_actor() {
+    let (r, db) = local_in("ALTER DATABASE \"{db}\" SET app.actor = 'mallory'");
+    assert_finding(
+        &r,
+        "TI021",
+        &format!("database {db}"),
+        &format!(
+            "a session that forgets its tenant context still gets one: app.actor defaults to \"mallory\" \
+             (ALTER DATABASE {db} SET app.actor)"
+        ),
+    );
+    assert_only(&r, &["TI021", "TD"]);
+}
+
+#[test]
+fn flaw_worker_default_row_security_off() {
+    let (r, db) = local_in("ALTER ROLE attestor_worker IN DATABASE \"{db}\" SET row_security = off");
+    assert_finding(
+        &r,
+        "TI021",
+        "role attestor_worker",
+        &format!(
+            "row_security defaults to off (ALTER ROLE attestor_worker IN DATABASE {db} SET row_security)"
+        ),
+    );
+    assert_only(&r, &["TI021", "TD"]);
+}
+
+#[test]
+fn flaw_app_default_search_path_names_a_writable_schema() {
+    let (r, db) = local_in(
+        "CREATE SCHEMA scratch; GRANT USAGE, CREATE ON SCHEMA scratch TO attestor_app;
+         ALTER ROLE attestor_app IN DATABASE \"{db}\" SET search_path = scratch, pg_catalog",
+    );
+    assert_finding(
+        &r,
+        "TI021",
+        "role attestor_app",
+        &format!(
+            "search_path defaults to scratch, pg_catalog and names scratch, where a runtime role or PUBLIC can \
+             create objects that shadow what the helpers and queries resolve (ALTER ROLE attestor_app IN \
+             DATABASE {db} SET search_path)"
+        ),
+    );
+    // (The CREATE grant is itself TI007's and, outside the module, TI017's.)
+    assert_only(&r, &["TI021", "TI007", "TI017", "TD"]);
+}
+
+#[test]
+fn flaw_function_sets_the_tenant() {
+    let tenant = "0b3c5c1e-8f4e-4c59-9d4e-2f1a6f3b9a10";
+    let r = local(&format!(
+        "ALTER FUNCTION attestor_app.set_updated_at() SET app.tenant_id = '{tenant}'"
+    ));
+    assert_finding(
+        &r,
+        "TI021",
+        "attestor_app.set_updated_at()",
+        &format!(
+            "the function runs in a tenant context of its own (SET app.tenant_id={tenant}): callers' context \
+             is replaced"
+        ),
+    );
+    assert_only(&r, &["TI021"]);
+}

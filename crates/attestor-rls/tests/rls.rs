@@ -1196,9 +1196,16 @@ fn flaw_a_role_default_tenant_is_caught_by_the_login_sessions() {
             "ALTER ROLE attestor_app{scope} SET app.tenant_id = '{tenant}'"
         ))
         .unwrap();
-    // Switching roles from the superuser session: no finding at all.
+    // Switching roles from the superuser session: the probes never see the
+    // default, only the catalog rule that reads the role's settings does.
     let old = rls::verify(&db.admin_url(), &options("")).unwrap();
-    assert!(old.findings.is_empty(), "{}", show(&old));
+    assert_finding_starts(
+        &old,
+        "TI021",
+        "role attestor_app",
+        &format!("a session that forgets its tenant context still gets one: app.tenant_id defaults to \"{tenant}\""),
+    );
+    assert_only(&old, &["TI021"]);
     assert!(
         old.not_run
             .iter()
@@ -1229,7 +1236,7 @@ fn flaw_a_role_default_tenant_is_caught_by_the_login_sessions() {
             "SELECT without a tenant fails with AT001: succeeded",
         );
     }
-    assert_only(&r, &["TD"]);
+    assert_only(&r, &["TD", "TI021"]);
     if !scope.is_empty() {
         Db::connect(&db.admin_url())
             .unwrap()
