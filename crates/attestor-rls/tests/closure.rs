@@ -282,3 +282,94 @@ fn flaw_function_sets_the_tenant() {
     );
     assert_only(&r, &["TI021"]);
 }
+
+// --- attributes and predefined roles ---------------------------------------------
+
+#[test]
+fn flaw_worker_reaches_createrole() {
+    let x = role_name("creator");
+    let r = verify_with_roles(
+        &format!("CREATE ROLE {x} NOLOGIN CREATEROLE; GRANT {x} TO attestor_worker"),
+        "",
+        &format!("DROP ROLE IF EXISTS {x}"),
+    );
+    assert_finding(
+        &r,
+        "TI022",
+        "role attestor_worker",
+        &format!("can create and alter roles (CREATEROLE) through {x} (attestor_worker → {x})"),
+    );
+    let f = r.findings.iter().find(|f| f.rule == "TI022").unwrap();
+    assert_eq!(f.fix, format!("REVOKE {x} FROM attestor_worker"));
+    assert_only(&r, &["TI022"]);
+}
+
+#[test]
+fn flaw_app_replication() {
+    let r = verify_with_roles(
+        "ALTER ROLE attestor_app REPLICATION",
+        "",
+        "ALTER ROLE attestor_app NOREPLICATION",
+    );
+    assert_finding(
+        &r,
+        "TI022",
+        "role attestor_app",
+        "can stream the cluster's data past every policy (REPLICATION)",
+    );
+    assert_only(&r, &["TI022"]);
+}
+
+#[test]
+fn flaw_app_reaches_pg_read_server_files() {
+    let x = role_name("files");
+    let r = verify_with_roles(
+        &format!("CREATE ROLE {x} NOLOGIN; GRANT pg_read_server_files TO {x}; GRANT {x} TO attestor_app"),
+        "",
+        &format!("DROP ROLE IF EXISTS {x}"),
+    );
+    assert_finding(
+        &r,
+        "TI022",
+        "role attestor_app",
+        &format!(
+            "is a member of pg_read_server_files, which reads any file the server can (COPY FROM a file: the \
+             data directory) (attestor_app → {x} → pg_read_server_files)"
+        ),
+    );
+    assert_only(&r, &["TI022"]);
+}
+
+#[test]
+fn flaw_worker_is_a_member_of_pg_write_all_data() {
+    let r = verify_with_roles(
+        "GRANT pg_write_all_data TO attestor_worker",
+        "",
+        "REVOKE pg_write_all_data FROM attestor_worker",
+    );
+    assert_finding(
+        &r,
+        "TI022",
+        "role attestor_worker",
+        "is a member of pg_write_all_data, which grants INSERT, UPDATE and DELETE on every table of every schema \
+         (attestor_worker → pg_write_all_data)",
+    );
+    assert_only(&r, &["TI022", "TD"]);
+}
+
+#[test]
+fn flaw_owner_can_log_in() {
+    let r = verify_with_roles(
+        "ALTER ROLE attestor_owner LOGIN",
+        "",
+        "ALTER ROLE attestor_owner NOLOGIN",
+    );
+    assert_finding(
+        &r,
+        "TI022",
+        "role attestor_owner",
+        "the owner role can log in: a session as the owner is exempt from non-forced policies and can \
+         disable them",
+    );
+    assert_only(&r, &["TI022"]);
+}
