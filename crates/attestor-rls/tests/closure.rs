@@ -373,3 +373,86 @@ fn flaw_owner_can_log_in() {
     );
     assert_only(&r, &["TI022"]);
 }
+
+// --- egress that ignores RLS -------------------------------------------------------
+
+#[test]
+fn flaw_publication_for_all_tables() {
+    let r = local("SET client_min_messages = error; CREATE PUBLICATION leak FOR ALL TABLES");
+    assert_finding(
+        &r,
+        "TI023",
+        "publication leak",
+        "publishes all tables of module attestor: subscribers receive every tenant's rows, past every policy",
+    );
+    assert_only(&r, &["TI023"]);
+}
+
+#[test]
+fn flaw_publication_of_a_tenant_table() {
+    let r = local("SET client_min_messages = error; CREATE PUBLICATION leak FOR TABLE attestor.spines");
+    assert_finding(
+        &r,
+        "TI023",
+        "publication leak",
+        "publishes table attestor.spines of module attestor: subscribers receive every tenant's rows, past \
+         every policy",
+    );
+    assert_only(&r, &["TI023"]);
+}
+
+#[test]
+fn flaw_rule_copies_rows() {
+    let r = local(
+        "CREATE TABLE public.copied (LIKE attestor.trust_anchors);
+         CREATE RULE copy_out AS ON INSERT TO attestor.trust_anchors
+             DO ALSO INSERT INTO public.copied SELECT NEW.*",
+    );
+    assert_finding_starts(
+        &r,
+        "TI023",
+        "attestor.trust_anchors",
+        "rewrite rule copy_out runs its actions with the table owner's rights, where the policies do not follow \
+         the rows (CREATE RULE copy_out AS",
+    );
+    assert_only(&r, &["TI023", "TD"]);
+}
+
+#[test]
+fn flaw_foreign_server_and_table() {
+    let r = local(
+        "CREATE FOREIGN DATA WRAPPER closure_fdw;
+         CREATE SERVER elsewhere FOREIGN DATA WRAPPER closure_fdw;
+         CREATE USER MAPPING FOR attestor_app SERVER elsewhere;
+         CREATE FOREIGN TABLE attestor.remote_rows (tenant_id uuid) SERVER elsewhere",
+    );
+    assert_finding(
+        &r,
+        "TI023",
+        "server elsewhere",
+        "attestor_app has a user mapping on foreign server elsewhere: it can ship rows to another server",
+    );
+    assert_finding(
+        &r,
+        "TI023",
+        "attestor.remote_rows",
+        "foreign table in a module schema: its rows come from another server, under no policy of this one",
+    );
+    // (a table with tenant_id and no policy is the policies' own finding)
+    assert_only(&r, &["TI023", "TI0"]);
+}
+
+#[test]
+fn flaw_event_trigger() {
+    let r = local(
+        "CREATE FUNCTION public.on_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$;
+         CREATE EVENT TRIGGER on_ddl ON ddl_command_end EXECUTE FUNCTION public.on_ddl()",
+    );
+    assert_finding(
+        &r,
+        "TI023",
+        "event trigger on_ddl",
+        "event trigger (ddl_command_end → on_ddl) runs on the DDL of every role, the owner's migrations included",
+    );
+    assert_only(&r, &["TI023"]);
+}
