@@ -456,3 +456,46 @@ fn flaw_event_trigger() {
     );
     assert_only(&r, &["TI023"]);
 }
+
+// --- ownership ---------------------------------------------------------------------
+
+#[test]
+fn flaw_trigger_function_owned_by_the_app() {
+    let r = local("ALTER FUNCTION attestor_app.audit_row() OWNER TO attestor_app");
+    assert_finding(
+        &r,
+        "TI024",
+        "attestor_app.audit_row()",
+        "owned by attestor_app, not by the module's owner role attestor_owner: a runtime role that owns it can \
+         alter it and is exempt from its policies",
+    );
+    let f = r.findings.iter().find(|f| f.rule == "TI024").unwrap();
+    assert_eq!(
+        f.fix,
+        "ALTER FUNCTION attestor_app.audit_row() OWNER TO attestor_owner"
+    );
+    // (owning anything is also TI006's finding on the role)
+    assert_only(&r, &["TI024", "TI006"]);
+}
+
+#[test]
+fn flaw_helper_schema_and_type_owned_by_another_role() {
+    let r = local(
+        "CREATE TYPE attestor.verdict_kind AS ENUM ('pass', 'fail');
+         ALTER SCHEMA attestor_app OWNER TO postgres",
+    );
+    assert_finding(
+        &r,
+        "TI024",
+        "schema attestor_app",
+        "owned by postgres, not by the module's owner role attestor_owner: its owner can alter or replace it \
+         outside the module's migrations",
+    );
+    assert_finding_starts(
+        &r,
+        "TI024",
+        "type attestor.verdict_kind",
+        "owned by postgres, not by",
+    );
+    assert_only(&r, &["TI024"]);
+}
