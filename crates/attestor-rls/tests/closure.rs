@@ -499,3 +499,36 @@ fn flaw_helper_schema_and_type_owned_by_another_role() {
     );
     assert_only(&r, &["TI024"]);
 }
+
+// --- default privileges ----------------------------------------------------------
+
+#[test]
+fn flaw_default_privileges_grant_future_tables_to_the_app() {
+    let r = local(
+        "ALTER DEFAULT PRIVILEGES FOR ROLE attestor_owner IN SCHEMA attestor GRANT SELECT, DELETE ON TABLES TO attestor_app",
+    );
+    assert_finding(
+        &r,
+        "TI025",
+        "default privileges of attestor_owner in schema attestor",
+        "future tables get DELETE, SELECT for attestor_app without a reviewed grant",
+    );
+    let f = r.findings.iter().find(|f| f.rule == "TI025").unwrap();
+    assert_eq!(
+        f.fix,
+        "ALTER DEFAULT PRIVILEGES FOR ROLE attestor_owner IN SCHEMA attestor REVOKE ALL ON TABLES FROM attestor_app"
+    );
+    assert_only(&r, &["TI025"]);
+}
+
+#[test]
+fn flaw_default_privileges_give_public_execute_again() {
+    let r = local("ALTER DEFAULT PRIVILEGES FOR ROLE attestor_owner GRANT EXECUTE ON FUNCTIONS TO PUBLIC");
+    assert_finding(
+        &r,
+        "TI025",
+        "default privileges of attestor_owner",
+        "future functions get EXECUTE for PUBLIC (the built-in default is not revoked)",
+    );
+    assert_only(&r, &["TI025"]);
+}

@@ -128,6 +128,7 @@ registry! {
         ti022_reached_role_powers,
         ti023_rls_egress,
         ti024_module_ownership,
+        ti025_default_privileges,
     ],
     probes: [
         TD001, TD002, TD003, TD004, TD005, TD006, TD007, TD008, TD009, TD010, TD011, TD012,
