@@ -480,22 +480,30 @@ fn flaw_trigger_function_owned_by_the_app() {
 
 #[test]
 fn flaw_helper_schema_and_type_owned_by_another_role() {
-    let r = local(
-        "CREATE TYPE attestor.verdict_kind AS ENUM ('pass', 'fail');
-         ALTER SCHEMA attestor_app OWNER TO postgres",
+    let x = role_name("squatter");
+    let r = verify_with_roles(
+        &format!("CREATE ROLE {x} NOLOGIN"),
+        &format!(
+            "CREATE TYPE attestor.verdict_kind AS ENUM ('pass', 'fail');
+             ALTER TYPE attestor.verdict_kind OWNER TO {x};
+             ALTER SCHEMA attestor_app OWNER TO {x}"
+        ),
+        &format!("DROP OWNED BY {x}; DROP ROLE IF EXISTS {x}"),
     );
     assert_finding(
         &r,
         "TI024",
         "schema attestor_app",
-        "owned by postgres, not by the module's owner role attestor_owner: its owner can alter or replace it \
-         outside the module's migrations",
+        &format!(
+            "owned by {x}, not by the module's owner role attestor_owner: its owner can alter or replace it \
+             outside the module's migrations"
+        ),
     );
     assert_finding_starts(
         &r,
         "TI024",
         "type attestor.verdict_kind",
-        "owned by postgres, not by",
+        &format!("owned by {x}, not by"),
     );
     assert_only(&r, &["TI024"]);
 }
