@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use attestor_rls::db::Db;
 use attestor_rls::generate::{self, GenInputs};
-use attestor_rls::{self as rls, Config, Report, VerifyOptions};
+use attestor_rls::{self as rls, Report};
 use attestor_testdb::shared;
 
 mod common;
