@@ -89,6 +89,13 @@ fn edges_sql(version: i64) -> &'static str {
 /// one row with `exists = false`.
 pub fn reach(db: &mut Db, starts: &[String]) -> Result<Vec<Reach>> {
     let version = server_version(db)?;
+    reach_over(db, starts, edges_sql(version))
+}
+
+/// [`reach`] over the given edges (a query of `member, roleid, can_set,
+/// can_inherit`), so that the rules of reach can be tried on any server.
+#[doc(hidden)]
+pub fn reach_over(db: &mut Db, starts: &[String], edges: &str) -> Result<Vec<Reach>> {
     let names = starts.iter().map(|s| lit(s)).collect::<Vec<_>>().join(", ");
     db.json(&format!(
         "WITH RECURSIVE edges AS ({edges}),
@@ -121,7 +128,6 @@ pub fn reach(db: &mut Db, starts: &[String]) -> Result<Vec<Reach>> {
          LEFT JOIN shortest s ON s.start = sr.oid
          LEFT JOIN pg_roles r ON r.oid = s.roleid
          ORDER BY 1, array_length(s.path, 1), 3",
-        edges = edges_sql(version),
     ))
 }
 

@@ -540,3 +540,60 @@ fn flaw_default_privileges_give_public_execute_again() {
     );
     assert_only(&r, &["TI025"]);
 }
+
+/// PostgreSQL 16's grant options, tried on any server: the walk follows the
+/// edges it is given (here between predefined roles, which every server has).
+#[test]
+fn reach_follows_set_then_inherit_and_nothing_else() {
+    let _held = database_local();
+    let db = shared().test_database().unwrap();
+    let mut admin = Db::connect(&db.admin_url()).unwrap();
+    let edge = |member: &str, role: &str, set: bool, inherit: bool| {
+        format!("SELECT '{member}'::regrole::oid, '{role}'::regrole::oid, {set}, {inherit}")
+    };
+    let edges = [
+        // SET FALSE, INHERIT FALSE: reaches nothing.
+        edge("attestor_app", "pg_read_all_data", false, false),
+        // INHERIT then SET only: the first is inherited, the second cannot be switched to.
+        edge("attestor_app", "pg_monitor", false, true),
+        edge("pg_monitor", "pg_write_all_data", true, false),
+        // SET then INHERIT: switched to, then inherited from.
+        edge("attestor_app", "pg_signal_backend", true, false),
+        edge("pg_signal_backend", "pg_read_server_files", false, true),
+    ]
+    .join(" UNION ALL ");
+    let edges = format!("SELECT * FROM ({edges}) AS e(member, roleid, can_set, can_inherit)");
+    let reached: Vec<String> =
+        attestor_rls::membership::reach_over(&mut admin, &["attestor_app".to_owned()], &edges)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.path_text())
+            .collect();
+    assert_eq!(
+        reached,
+        [
+            "attestor_app",
+            "attestor_app → pg_monitor",
+            "attestor_app → pg_signal_backend",
+            "attestor_app → pg_signal_backend → pg_read_server_files",
+        ]
+    );
+}
+
+/// A reviewed exception in rls.toml accepts a closure finding by its rule id.
+#[test]
+fn a_reviewed_publication_is_accepted() {
+    let _held = database_local();
+    let r = verify_flawed(
+        "SET client_min_messages = error; CREATE PUBLICATION audit_export FOR TABLE attestor.audit_log",
+        "[[allow]]\nrule = \"TI023\"\nobject = \"publication audit_export\"\nreason = \"the audit archive\"\n",
+    );
+    assert!(r.is_clean(), "{}", show(&r));
+    assert!(
+        r.accepted
+            .iter()
+            .any(|a| a.rule == "TI023" && a.object == "publication audit_export"),
+        "{:?}",
+        r.accepted
+    );
+}
