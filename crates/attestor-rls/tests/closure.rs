@@ -35,10 +35,35 @@ struct Undo(String);
 
 impl Drop for Undo {
     fn drop(&mut self) {
-        if let Err(e) = admin().exec(&self.0) {
+        if let Err(e) = run_each(&self.0) {
             eprintln!("undo failed: {e}: {}", self.0);
         }
     }
+}
+
+/// Run each `;`-separated statement of `sql` on its own (ALTER SYSTEM may not
+/// share a transaction with anything).
+fn run_each(sql: &str) -> attestor_rls::Result<()> {
+    let mut db = admin();
+    for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        db.exec(statement)?;
+    }
+    Ok(())
+}
+
+/// Wait until a new session sees `setting` as `want` (a reload is
+/// asynchronous).
+fn wait_for_setting(setting: &str, want: Option<&str>) {
+    for _ in 0..100 {
+        let seen = admin()
+            .text(&format!("SELECT current_setting('{setting}', true) AS v"))
+            .unwrap();
+        if seen.as_deref().filter(|v| !v.is_empty()) == want {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("{setting} never became {want:?}");
 }
 
 /// The superuser on the cluster's maintenance database.
@@ -58,7 +83,7 @@ fn role_name(what: &str) -> String {
 fn verify_with_roles(flaw: &str, local: &str, undo: &str) -> attestor_rls::Report {
     let _held = cluster_wide();
     let _undo = Undo(undo.to_owned());
-    admin().exec(flaw).unwrap();
+    run_each(flaw).unwrap();
     verify_flawed(local, "")
 }
 
@@ -263,6 +288,29 @@ fn flaw_app_default_search_path_names_a_writable_schema() {
     );
     // (The CREATE grant is itself TI007's and, outside the module, TI017's.)
     assert_only(&r, &["TI021", "TI007", "TI017", "TD"]);
+}
+
+#[test]
+fn flaw_server_default_actor() {
+    let r = {
+        let _held = cluster_wide();
+        let _undo = Undo("SET app.actor = ''; ALTER SYSTEM RESET app.actor; SELECT pg_reload_conf()".into());
+        run_each("SET app.actor = ''; ALTER SYSTEM SET app.actor = 'mallory'; SELECT pg_reload_conf()")
+            .unwrap();
+        wait_for_setting("app.actor", Some("mallory"));
+        let r = verify_flawed("", "");
+        drop(_undo);
+        wait_for_setting("app.actor", None);
+        r
+    };
+    assert_finding_starts(
+        &r,
+        "TI021",
+        &format!("database {}", r.database),
+        "a session that forgets its tenant context still gets one: app.actor defaults to \"mallory\" (the \
+         server's configuration: postgresql.conf, ALTER SYSTEM, the command line or the connection's options)",
+    );
+    assert_only(&r, &["TI021"]);
 }
 
 #[test]

@@ -17,7 +17,8 @@ rule! {
     /// A connection that forgets to set its tenant must fail loudly: the helper
     /// raises when `app.tenant_id` is unset. A default value defeats that silently:
     /// `ALTER ROLE attestor_app SET app.tenant_id = '…'`, the same `IN DATABASE`,
-    /// `ALTER DATABASE … SET` or `ALTER ROLE ALL SET` hand every session that forgets
+    /// `ALTER DATABASE … SET`, `ALTER ROLE ALL SET` or the server's configuration
+    /// (postgresql.conf, `ALTER SYSTEM`) hand every session that forgets
     /// its tenant one tenant's rows, and a function with `SET app.tenant_id = …` runs
     /// in a tenant it was never given. The same holds for the actor (`app.actor`),
     /// which the audit trail records. Defaults must not weaken the other rules
@@ -50,6 +51,12 @@ struct SettingDefault {
     writable: Vec<String>,
 }
 
+#[derive(Deserialize)]
+struct ServerSetting {
+    name: String,
+    value: String,
+}
+
 fn check(cx: &mut Ctx<'_>) -> Result<()> {
     let m = cx.module;
     let roles = m.runtime_roles().to_vec();
@@ -76,7 +83,10 @@ fn check(cx: &mut Ctx<'_>) -> Result<()> {
          ORDER BY 1, 2, 3",
         roles = super::text_array(&roles),
     ))?;
-    for d in defaults {
+    // Database-wide defaults and the server's belong to no one module:
+    // report them once.
+    let first = cx.modules.first() == Some(m);
+    for d in defaults.into_iter().filter(|d| first || d.role.is_some()) {
         let name = d.name.to_ascii_lowercase();
         let problem = if CONTEXT_SETTINGS.contains(&name.as_str()) {
             format!(
@@ -124,6 +134,52 @@ fn check(cx: &mut Ctx<'_>) -> Result<()> {
             ),
         };
         cx.finding(&object, format!("{problem} ({scope} {name})"), fix);
+    }
+    // The server's own defaults (postgresql.conf, ALTER SYSTEM, the command
+    // line or the connection's options), as this session sees them before
+    // anything set a value. Custom settings are not listed in pg_settings:
+    // a value no role or database default explains comes from there.
+    let server: Vec<ServerSetting> = if !first {
+        Vec::new()
+    } else {
+        cx.db.json(
+        "SELECT n AS name, current_setting(n, true) AS value
+         FROM unnest(ARRAY['app.tenant_id', 'app.actor']) AS n
+         WHERE coalesce(current_setting(n, true), '') <> ''
+           AND NOT EXISTS (
+               SELECT 1 FROM pg_db_role_setting s CROSS JOIN LATERAL unnest(s.setconfig) AS c(setting)
+               WHERE (s.setrole = 0 OR s.setrole = (SELECT oid FROM pg_roles WHERE rolname = session_user))
+                 AND (s.setdatabase = 0
+                      OR s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()))
+                 AND split_part(c.setting, '=', 1) = n)
+         UNION ALL
+         SELECT name, setting FROM pg_settings
+         WHERE name = 'row_security' AND setting = 'off'
+           AND source IN ('configuration file', 'command line', 'environment variable', 'client')
+         ORDER BY 1",
+        )?
+    };
+    for s in server {
+        let problem = if s.name == "row_security" {
+            "row_security defaults to off".to_owned()
+        } else {
+            format!(
+                "a session that forgets its tenant context still gets one: {} defaults to {:?}",
+                s.name, s.value
+            )
+        };
+        cx.finding(
+            format!("database {db_name}"),
+            format!(
+                "{problem} (the server's configuration: postgresql.conf, ALTER SYSTEM, the command line or \
+                 the connection's options)"
+            ),
+            format!(
+                "ALTER SYSTEM RESET {}; SELECT pg_reload_conf(); (and remove it from postgresql.conf and the \
+                 connection's options)",
+                s.name
+            ),
+        );
     }
     for_each_function(cx, |cx, f, key, q| {
         for setting in f.config.iter().flatten() {
