@@ -51,6 +51,9 @@ fn check(cx: &mut Ctx<'_>) -> Result<()> {
         .filter(|t| t.schema == m.schema && t.is_tenant())
         .map(|t| t.key())
         .collect();
+    for t in &tenant_tables {
+        cx.examine(t);
+    }
     let tables = super::text_array(&tenant_tables);
     let roles = super::text_array(m.runtime_roles().as_slice());
     let version = crate::membership::server_version(cx.db)?;
