@@ -6,20 +6,22 @@ use std::process::{Command, ExitCode};
 
 use anyhow::Result;
 
-use crate::util::run;
+use crate::util::run_echoed;
 
-pub fn run_cmd(args: &[&str]) -> Result<ExitCode> {
+pub fn run(args: &[String]) -> Result<ExitCode> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(Command::new(cargo)
-        .args([
-            "run",
-            "--quiet",
-            "--release",
-            "--locked",
-            "-p",
-            "attestor-bench",
-            "--",
-        ])
-        .args(args))?;
+    run_echoed(
+        Command::new(cargo)
+            .args([
+                "run",
+                "--quiet",
+                "--release",
+                "--locked",
+                "-p",
+                "attestor-bench",
+                "--",
+            ])
+            .args(args),
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,15 +6,12 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Result};
 
-use crate::util::run;
+use crate::util::run_echoed;
 
-pub fn run_cmd(args: &[&str]) -> Result<ExitCode> {
-    if !args.is_empty() {
-        bail!("usage: cargo xtask ci");
-    }
+pub fn run() -> Result<ExitCode> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(Command::new(&cargo).args(["fmt", "--all", "--check"]))?;
-    run(Command::new(&cargo).args([
+    run_echoed(Command::new(&cargo).args(["fmt", "--all", "--check"]))?;
+    run_echoed(Command::new(&cargo).args([
         "clippy",
         "--workspace",
         "--all-targets",
@@ -23,14 +20,14 @@ pub fn run_cmd(args: &[&str]) -> Result<ExitCode> {
         "-D",
         "warnings",
     ]))?;
-    let code = crate::schema::run_cmd(&["--check"])?;
+    let code = crate::schema::run(true)?;
     if code != ExitCode::SUCCESS {
         bail!("the generated schema drifted from the migrations");
     }
-    if crate::gen_rls::run_cmd(&["--check"])? != ExitCode::SUCCESS {
+    if crate::gen_rls::run(true)? != ExitCode::SUCCESS {
         bail!("the generated RLS migration is missing policies or stale");
     }
-    run(Command::new(&cargo).args(["test", "--workspace", "--locked"]))?;
+    run_echoed(Command::new(&cargo).args(["test", "--workspace", "--locked"]))?;
     eprintln!("ci: all checks passed");
     Ok(ExitCode::SUCCESS)
 }

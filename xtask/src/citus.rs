@@ -1,5 +1,4 @@
-//! `cargo xtask citus test [--keep-going] [--suite-timeout SECS] [--only NAME]`:
-//! the Citus lane.
+//! `cargo xtask citus test`: the Citus lane.
 //!
 //! Starts a throwaway Citus cluster from the local server binaries (a
 //! coordinator and two workers, each its own directory and unix socket,
@@ -20,10 +19,12 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use attestor_testdb::citus::CitusExtension;
 use attestor_testdb::cluster::ClusterOptions;
 use attestor_testdb::{CitusCluster, PgBinaries, Server};
+
+use xtask::cli::CitusTestArgs;
 
 use crate::db::DATABASE;
 use crate::util::root;
@@ -62,46 +63,7 @@ const SUITES: &[(&str, &str, &str)] = &[
 
 const WORKERS: usize = 2;
 
-struct Args {
-    keep_going: bool,
-    suite_timeout: Duration,
-    only: Vec<String>,
-}
-
-fn parse(args: &[&str]) -> Result<Args> {
-    let usage = "usage: cargo xtask citus test [--keep-going] [--suite-timeout SECS] [--only SUITE]...";
-    let mut out = Args {
-        keep_going: false,
-        suite_timeout: Duration::from_secs(1200),
-        only: Vec::new(),
-    };
-    let mut it = args.iter();
-    match it.next() {
-        Some(&"test") => {}
-        _ => bail!("{usage}"),
-    }
-    while let Some(a) = it.next() {
-        match *a {
-            "--keep-going" => out.keep_going = true,
-            "--suite-timeout" => {
-                let secs: u64 = it
-                    .next()
-                    .context("--suite-timeout needs seconds")?
-                    .parse()
-                    .context("--suite-timeout needs seconds")?;
-                out.suite_timeout = Duration::from_secs(secs);
-            }
-            "--only" => out
-                .only
-                .push((*it.next().context("--only needs a suite name")?).to_owned()),
-            other => bail!("unknown argument {other}\n{usage}"),
-        }
-    }
-    Ok(out)
-}
-
-pub fn run_cmd(args: &[&str]) -> Result<ExitCode> {
-    let args = parse(args)?;
+pub fn run(args: CitusTestArgs) -> Result<ExitCode> {
     let binaries = PgBinaries::find()?;
     let extension = match CitusExtension::find(&binaries) {
         Ok(e) => e,
@@ -126,7 +88,7 @@ pub fn run_cmd(args: &[&str]) -> Result<ExitCode> {
     for (p, t, _) in &suites {
         build.args(["-p", p, "--test", t]);
     }
-    crate::util::run(&mut build)?;
+    crate::util::run_echoed(&mut build)?;
 
     println!(
         "citus {} ({}), server binaries {}",

@@ -7,21 +7,22 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use attestor_testdb::cluster::{free_tcp_port, ClusterOptions};
 use attestor_testdb::server::{APP_ROLE, WORKER_ROLE};
 use attestor_testdb::{Cluster, ConnParams, PgBinaries, Server};
+
+use xtask::cli::DbCommand;
 
 use crate::util::root;
 
 /// Name of the development database.
 pub const DATABASE: &str = "attestor";
 
-pub fn run(args: &[&str]) -> Result<ExitCode> {
-    match args {
-        ["up"] => up(),
-        ["down"] => down(),
-        _ => bail!("usage: cargo xtask db up|down"),
+pub fn run(action: DbCommand) -> Result<ExitCode> {
+    match action {
+        DbCommand::Up => up(),
+        DbCommand::Down => down(),
     }
 }
 

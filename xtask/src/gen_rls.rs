@@ -1,4 +1,4 @@
-//! `cargo xtask gen-rls [--check]`: write (or check) the generated RLS
+//! `cargo xtask gen-rls`: write (or check) the generated RLS
 //! migration from the catalog and `rls.toml`.
 //!
 //! Starts the embedded default (or uses `DATABASE_URL`'s server) for the
@@ -10,17 +10,12 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use attestor_rls::cli::GenerateArgs;
 use attestor_rls::generate;
 use xtask::util::{rls_config_path, rls_modules, root, server};
 
-pub fn run_cmd(args: &[&str]) -> Result<ExitCode> {
-    let check = match args {
-        [] => false,
-        ["--check"] => true,
-        _ => bail!("usage: cargo xtask gen-rls [--check]"),
-    };
+pub fn run(check: bool) -> Result<ExitCode> {
     let inputs = generate::GenInputs {
         migrations: root().join("migrations"),
         config_path: rls_config_path(),

@@ -5,5 +5,6 @@
 //! scratch-database helpers) live here. Nothing here is product code: the
 //! RLS tooling is `attestor-rls`, which `gen-rls` and `verify-rls` wrap.
 
+pub mod cli;
 pub mod schema;
 pub mod util;

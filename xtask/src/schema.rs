@@ -1,4 +1,4 @@
-//! `cargo xtask schema [--check]`: the generated diesel schema files.
+//! `cargo xtask schema`: the generated diesel schema files.
 //!
 //! For every `[print_schema.<module>]` section of `diesel.toml`, migrate a
 //! scratch database, run the pinned `diesel print-schema --schema-key
@@ -14,7 +14,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use crate::util::{root, run, scratch_database, server};
+use crate::util::{root, run_echoed, scratch_database, server};
 
 /// The diesel_cli version the generated files are made with.
 pub const DIESEL_CLI_VERSION: &str = "2.3.14";
@@ -63,7 +63,7 @@ pub fn diesel_cli() -> Result<PathBuf> {
             "diesel_cli {DIESEL_CLI_VERSION} is not in .tools/: installing it there \
              (one time; needs libpq-dev, takes a few minutes)"
         );
-        run(
+        run_echoed(
             Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
                 .args([
                     "install",
@@ -82,12 +82,7 @@ pub fn diesel_cli() -> Result<PathBuf> {
     Ok(bin)
 }
 
-pub fn run_cmd(args: &[&str]) -> Result<ExitCode> {
-    let check = match args {
-        [] => false,
-        ["--check"] => true,
-        _ => bail!("usage: cargo xtask schema [--check]"),
-    };
+pub fn run(check: bool) -> Result<ExitCode> {
     let diesel = diesel_cli()?;
     let server = server()?;
     let db = scratch_database(&server, "schema")?;

@@ -26,7 +26,7 @@ pub fn rls_modules() -> Result<Vec<attestor_rls::Module>> {
 }
 
 /// Run a command in the workspace root, echoing it; fail on non-zero exit.
-pub fn run(cmd: &mut Command) -> Result<()> {
+pub fn run_echoed(cmd: &mut Command) -> Result<()> {
     cmd.current_dir(root());
     eprintln!("$ {}", display(cmd));
     let status = cmd

@@ -1,5 +1,5 @@
-//! `cargo xtask verify-rls [--database-url URL] [--format human|json|sarif] [--static-only] [...]`:
-//! a thin wrapper over `attestor-rls verify`, whose arguments it takes.
+//! `cargo xtask verify-rls`: a thin wrapper over `attestor-rls verify`,
+//! whose arguments (`attestor_rls::cli::VerifyArgs`) it takes.
 //!
 //! Without a URL it starts the embedded default (or uses `DATABASE_URL`'s
 //! server), migrates a scratch database from the checkout's migrations and
@@ -15,21 +15,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use attestor_rls::cli::{Format, VerifyArgs};
 use attestor_rls::{Config, VerifyOptions};
-use clap::Parser;
 use xtask::util::{rls_config_path, rls_modules, root, scratch_database, server};
 
-/// `cargo xtask verify-rls`'s arguments: attestor-rls's own.
-#[derive(Parser)]
-#[command(name = "cargo xtask verify-rls")]
-struct Cli {
-    #[command(flatten)]
-    args: VerifyArgs,
-}
-
-pub fn run_cmd(args: &[&str]) -> Result<ExitCode> {
-    let mut args = Cli::try_parse_from(std::iter::once("verify-rls").chain(args.iter().copied()))
-        .unwrap_or_else(|e| e.exit())
-        .args;
+pub fn run(mut args: VerifyArgs) -> Result<ExitCode> {
     // The checkout's files, not the copies built into the binary.
     args.config.get_or_insert_with(rls_config_path);
     args.diesel_toml.get_or_insert_with(|| root().join("diesel.toml"));
