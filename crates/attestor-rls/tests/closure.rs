@@ -137,6 +137,26 @@ fn flaw_app_reaches_the_worker() {
 }
 
 #[test]
+fn flaw_worker_reaches_a_bypassrls_role_two_grants_away() {
+    let (x, b) = (role_name("hop"), role_name("bypass"));
+    let r = verify_with_roles(
+        &format!(
+            "CREATE ROLE {b} NOLOGIN BYPASSRLS; CREATE ROLE {x} NOLOGIN; GRANT {b} TO {x}; \
+             GRANT {x} TO attestor_worker"
+        ),
+        "",
+        &format!("DROP ROLE IF EXISTS {x}; DROP ROLE IF EXISTS {b}"),
+    );
+    assert_finding(
+        &r,
+        "TI006",
+        "role attestor_worker",
+        &format!("bypasses RLS through membership of {b} (attestor_worker → {x} → {b})"),
+    );
+    assert_only(&r, &["TI006"]);
+}
+
+#[test]
 fn the_clean_schema_has_no_closure_findings() {
     let r = local("");
     assert!(r.is_clean(), "{}", show(&r));
