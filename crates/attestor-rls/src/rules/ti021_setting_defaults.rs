@@ -93,7 +93,7 @@ fn check(cx: &mut Ctx<'_>) -> Result<()> {
                 "a session that forgets its tenant context still gets one: {name} defaults to {:?}",
                 d.value
             )
-        } else if name == "row_security" && matches!(d.value.to_ascii_lowercase().as_str(), "off" | "false" | "0") {
+        } else if name == "row_security" && matches!(d.value.to_ascii_lowercase().as_str(), "off" | "of" | "false" | "f" | "no" | "n" | "0") {
             "row_security defaults to off".to_owned()
         } else if name == "search_path" && !d.writable.is_empty() {
             format!(
