@@ -10,11 +10,9 @@ mod bench;
 mod ci;
 mod citus;
 mod db;
-mod gen_rls;
-mod verify_rls;
 
 // Shared with the library half (tests call them directly).
-use xtask::{schema, util};
+use xtask::{gen_rls, module, schema, util, verify_rls};
 
 use std::process::ExitCode;
 
@@ -26,6 +24,9 @@ Commands:
                      server), create roles and the `attestor` database, run all migrations,
                      print the admin, app and worker URLs
   db down            stop the embedded development cluster and delete its files
+  module new <name>  add a module: its migrations (schemas <name> and <name>_app, roles
+                     <name>_owner/_app/_worker, the tenant helpers), its diesel.toml section,
+                     its generated crates/<name>-schema crate and workspace entries
   schema [--check]   regenerate crates/*/src/schema.rs with `diesel print-schema`;
                      --check fails with a diff when it no longer matches the migrations
   gen-rls [--check]  write the tenant RLS policies (from the catalog and rls.toml) as a
@@ -44,11 +45,31 @@ Commands:
   help               this text
 ";
 
+/// `module new <name>`: scaffold, then generate the new crate's schema.
+fn module_cmd(args: &[&str]) -> anyhow::Result<ExitCode> {
+    let ["new", name] = args else {
+        anyhow::bail!("usage: cargo xtask module new <name>");
+    };
+    let root = util::root();
+    let made = module::new_module(&root, name)?;
+    for f in &made.files {
+        eprintln!("module new: wrote {}", f.display());
+    }
+    let code = schema::run_in(&root, &util::server()?, false)?;
+    eprintln!(
+        "module new: module `{name}` added. Next: its tables in a new migration after {}, then \
+         `cargo xtask gen-rls`, `cargo xtask schema` and `cargo xtask verify-rls`",
+        made.migrations[1]
+    );
+    Ok(code)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args.as_slice() {
         ["db", rest @ ..] => db::run(rest),
+        ["module", rest @ ..] => module_cmd(rest),
         ["schema", rest @ ..] => schema::run_cmd(rest),
         ["ci", rest @ ..] => ci::run_cmd(rest),
         ["citus", rest @ ..] => citus::run_cmd(rest),

@@ -14,7 +14,9 @@ use std::process::{Command, ExitCode};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use crate::util::{root, run, scratch_database, server};
+use attestor_testdb::Server;
+
+use crate::util::{root, run, scratch_database_in, server};
 
 /// The diesel_cli version the generated files are made with.
 pub const DIESEL_CLI_VERSION: &str = "2.3.14";
@@ -33,7 +35,12 @@ struct PrintSchema {
 
 /// The module sections of `diesel.toml`: key → (schema name, output file).
 pub fn modules() -> Result<Vec<(String, String, PathBuf)>> {
-    let path = root().join("diesel.toml");
+    modules_in(&root())
+}
+
+/// The module sections of the diesel.toml of the workspace at `root`.
+pub fn modules_in(root: &Path) -> Result<Vec<(String, String, PathBuf)>> {
+    let path = root.join("diesel.toml");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let parsed: DieselToml = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     if parsed.print_schema.is_empty() {
@@ -44,7 +51,7 @@ pub fn modules() -> Result<Vec<(String, String, PathBuf)>> {
         .into_iter()
         .map(|(key, s)| {
             let schema = s.schema.unwrap_or_else(|| key.clone());
-            (key, schema, root().join(s.file))
+            (key, schema, root.join(s.file))
         })
         .collect())
 }
@@ -88,19 +95,24 @@ pub fn run_cmd(args: &[&str]) -> Result<ExitCode> {
         ["--check"] => true,
         _ => bail!("usage: cargo xtask schema [--check]"),
     };
+    run_in(&root(), &server()?, check)
+}
+
+/// `schema [--check]` for the workspace at `root`, on `server` (the pinned
+/// diesel CLI is this checkout's).
+pub fn run_in(root: &Path, server: &Server, check: bool) -> Result<ExitCode> {
     let diesel = diesel_cli()?;
-    let server = server()?;
-    let db = scratch_database(&server, "schema")?;
-    let result = generate_all(&diesel, &server.admin(&db).url(), check);
+    let db = scratch_database_in(server, "schema", root)?;
+    let result = generate_all(&diesel, &server.admin(&db).url(), root, check);
     server.drop_database(&db)?;
     result
 }
 
-fn generate_all(diesel: &Path, url: &str, check: bool) -> Result<ExitCode> {
+fn generate_all(diesel: &Path, url: &str, root: &Path, check: bool) -> Result<ExitCode> {
     let mut drifted = Vec::new();
-    for (key, schema, file) in modules()? {
+    for (key, schema, file) in modules_in(root)? {
         let out = Command::new(diesel)
-            .current_dir(root())
+            .current_dir(root)
             .args([
                 "print-schema",
                 "--config-file",
@@ -120,7 +132,7 @@ fn generate_all(diesel: &Path, url: &str, check: bool) -> Result<ExitCode> {
         }
         let generated = String::from_utf8(out.stdout).context("print-schema output is not UTF-8")?;
         let current = std::fs::read_to_string(&file).unwrap_or_default();
-        let rel = file.strip_prefix(root()).unwrap_or(&file).display().to_string();
+        let rel = file.strip_prefix(root).unwrap_or(&file).display().to_string();
         if generated == current {
             eprintln!("{rel}: up to date (schema `{schema}`)");
         } else if check {

@@ -10,13 +10,16 @@
 //! rls.toml, diesel.toml and migrations. Exit 0 clean, 1 findings, 2 could
 //! not run, 3 incomplete. It only parses arguments and prints.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use attestor_rls::cli::{Format, VerifyArgs};
-use attestor_rls::{Config, VerifyOptions};
+use attestor_rls::{Config, Report, VerifyOptions};
+use attestor_testdb::Server;
 use clap::Parser;
-use xtask::util::{rls_config_path, rls_modules, root, scratch_database, server};
+
+use crate::util::{rls_config_path, rls_modules, rls_modules_in, root, scratch_database_in, server};
 
 /// `cargo xtask verify-rls`'s arguments: attestor-rls's own.
 #[derive(Parser)]
@@ -49,17 +52,7 @@ pub fn run_cmd(args: &[&str]) -> Result<ExitCode> {
         return Ok(ExitCode::from(attestor_rls::cli::verify(&args)?));
     }
     // Embedded: the checkout's migrations, on DATABASE_URL's server or a throwaway cluster.
-    let options = VerifyOptions {
-        modules: rls_modules()?,
-        config: Config::load(&rls_config_path())?,
-        dynamic: !args.static_only,
-    };
-    let server = server()?;
-    server.set_dev_passwords()?;
-    let db = scratch_database(&server, "verify_rls")?;
-    let result = attestor_rls::cli::verify_on(&server, &db, &options);
-    server.drop_database(&db)?;
-    let report = result.context("verify-rls")?;
+    let report = embedded_in(&root(), &server()?, !args.static_only)?;
     let text = match args.format {
         Format::Human => report.to_human(),
         Format::Json => format!("{}\n", report.to_json()),
@@ -70,4 +63,19 @@ pub fn run_cmd(args: &[&str]) -> Result<ExitCode> {
     };
     print!("{text}");
     Ok(ExitCode::from(report.verdict().exit_code()))
+}
+
+/// The embedded run for the workspace at `root`: a scratch database on
+/// `server` migrated with its migrations, verified through the login
+/// sessions of every module's app and worker roles.
+pub fn embedded_in(root: &Path, server: &Server, dynamic: bool) -> Result<Report> {
+    let options = VerifyOptions {
+        modules: rls_modules_in(root)?,
+        config: Config::load(&root.join("rls.toml"))?,
+        dynamic,
+    };
+    let db = scratch_database_in(server, "verify_rls", root)?;
+    let result = attestor_rls::cli::verify_on(server, &db, &options);
+    server.drop_database(&db)?;
+    result.context("verify-rls")
 }
