@@ -40,13 +40,23 @@ pub fn run_cmd(args: &[&str]) -> Result<ExitCode> {
     if let (Some(url), None, None) = (&args.owner_url, &args.app_url, &args.worker_url) {
         // Today's `--database-url`: log in as the runtime roles on that server too.
         let admin = attestor_testdb::ConnParams::parse(url)?;
+        // Every module's login roles, as `db up` made them.
         let dev = attestor_testdb::Server::from_url(url)?;
-        let m = rls_modules()?
-            .into_iter()
-            .next()
-            .context("no module in diesel.toml")?;
-        args.app_url = Some(dev.role(&m.app_role(), &admin.database).url());
-        args.worker_url = Some(dev.role(&m.worker_role(), &admin.database).url());
+        let targets = attestor_rls::Targets {
+            logins: rls_modules()?
+                .iter()
+                .map(|m| attestor_rls::ModuleLogins {
+                    module: m.key.clone(),
+                    app_url: Some(dev.role(&m.app_role(), &admin.database).url()),
+                    worker_url: Some(dev.role(&m.worker_role(), &admin.database).url()),
+                })
+                .collect(),
+            owner_url: Some(url.clone()),
+        };
+        return Ok(ExitCode::from(attestor_rls::cli::verify_with(
+            &args,
+            Some(&targets),
+        )?));
     }
     if args.app_url.is_some() || args.worker_url.is_some() || args.owner_url.is_some() {
         return Ok(ExitCode::from(attestor_rls::cli::verify(&args)?));
