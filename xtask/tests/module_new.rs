@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use attestor_rls::db::Db;
 use attestor_rls::{Config, Report, VerifyOptions};
 use attestor_testdb::Server;
+use diesel_migrations::{FileBasedMigrations, MigrationHarness};
 use xtask::module::{new_module, ModuleError};
 use xtask::util::{rls_modules_in, root, scratch_database_in};
 use xtask::{gen_rls, schema, verify_rls};
@@ -136,6 +137,72 @@ DROP SEQUENCE scanner.scan_numbers;
 DROP TABLE scanner.findings;
 SET LOCAL ROLE NONE;
 ";
+
+/// A schema-only dump, without comments and pg_dump's per-run lines.
+fn dump(url: &str) -> String {
+    let pg_dump = attestor_testdb::PgBinaries::find().unwrap().program("pg_dump");
+    let out = std::process::Command::new(pg_dump)
+        .args(["--schema-only", "--no-comments", "-d", url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every migration of the new module reverts exactly with its down.sql and
+/// re-applies to the same schema.
+fn new_module_migrations_revert(server: &Server, root: &Path) {
+    let name = format!("attestor_module_updown_{}", std::process::id());
+    server.drop_database(&name).unwrap();
+    server.create_database(&name, Some("template0")).unwrap();
+    let url = server.admin(&name).url();
+    let source = FileBasedMigrations::from_path(root.join("migrations")).unwrap();
+    let mut conn = server.connect_migrator(&name).unwrap();
+    let mut reverted = 0;
+    loop {
+        let before = dump(&url);
+        let Ok(version) = conn.run_next_migration(source.clone()) else {
+            break;
+        };
+        let version = version.to_string();
+        let ours = std::fs::read_dir(root.join("migrations")).unwrap().any(|e| {
+            let n = e.unwrap().file_name().to_string_lossy().into_owned();
+            n.replace('-', "").starts_with(&version) && n.contains("scanner")
+        });
+        if !ours {
+            continue;
+        }
+        let after_up = dump(&url);
+        conn.revert_last_migration(source.clone()).unwrap();
+        assert_eq!(
+            before,
+            dump(&url),
+            "down.sql of {version} does not revert its up.sql"
+        );
+        conn.run_next_migration(source.clone()).unwrap();
+        assert_eq!(
+            after_up,
+            dump(&url),
+            "re-running {version} after its down differs"
+        );
+        reverted += 1;
+    }
+    assert_eq!(
+        reverted, 3,
+        "the module's two migrations and the findings table's"
+    );
+    drop(conn);
+    server.drop_database(&name).unwrap();
+}
 
 /// Revokes the planted membership when dropped (roles are cluster-wide).
 struct Membership<'a>(&'a Server);
@@ -280,6 +347,8 @@ fn a_second_module_is_generated_migrated_verified_and_isolated() {
         assert!(report.proofs["scanner.findings"].contains(&probe), "{probe}");
     }
 
+    new_module_migrations_revert(&server, root);
+
     // The two modules' roles, schemas and helpers are alike, name for name.
     let db = scratch_database_in(&server, "module_alike", root).unwrap();
     let mut admin = Db::connect(&server.admin(&db).url()).unwrap();
@@ -319,9 +388,11 @@ fn a_second_module_is_generated_migrated_verified_and_isolated() {
     };
     admin
         .exec(
-            "GRANT USAGE ON SCHEMA scanner TO attestor_app;
+            "GRANT USAGE, CREATE ON SCHEMA scanner TO attestor_app;
              GRANT SELECT ON scanner.findings TO attestor_app;
-             GRANT USAGE ON SEQUENCE scanner.scan_numbers TO attestor_app;",
+             GRANT USAGE ON SEQUENCE scanner.scan_numbers TO attestor_app;
+             GRANT USAGE ON SCHEMA scanner_app TO attestor_app;
+             GRANT EXECUTE ON FUNCTION scanner_app.current_actor() TO attestor_app;",
         )
         .unwrap();
     let r = attestor_rls::cli::verify_on(&server, &db, &options).unwrap();
@@ -329,7 +400,7 @@ fn a_second_module_is_generated_migrated_verified_and_isolated() {
         &r,
         "TI017",
         "role attestor_app",
-        "holds USAGE on schema scanner outside module attestor",
+        "holds USAGE, CREATE on schema scanner outside module attestor",
     );
     assert_reported(
         &r,
@@ -389,7 +460,9 @@ fn a_second_module_is_generated_migrated_verified_and_isolated() {
     admin
         .exec(
             "DROP POLICY findings_leak ON scanner.findings;
-             REVOKE USAGE ON SCHEMA scanner FROM attestor_app;
+             REVOKE USAGE, CREATE ON SCHEMA scanner FROM attestor_app;
+             REVOKE USAGE ON SCHEMA scanner_app FROM attestor_app;
+             REVOKE EXECUTE ON FUNCTION scanner_app.current_actor() FROM attestor_app;
              REVOKE SELECT ON scanner.findings FROM attestor_app;
              REVOKE USAGE ON SEQUENCE scanner.scan_numbers FROM attestor_app;",
         )

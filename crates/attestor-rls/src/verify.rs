@@ -1,11 +1,14 @@
 //! One verify run: open the sessions, read the catalog, run every static
 //! rule of the registry, then the dynamic proof, and return the report.
 //!
-//! It owns the order of a run and its sessions: the app's and the worker's
-//! real login sessions (so role and database settings apply as they do in
-//! production) and, when given, a privileged owner session for rows the app
-//! cannot write. Every session runs in one transaction that is always rolled
-//! back, so it must never commit or leave anything behind.
+//! With several modules, each module's static rules and row proof run in
+//! its own sessions, then the isolation between modules (`crate::isolation`).
+//!
+//! It owns the order of a run and its sessions: every module's app and
+//! worker real login sessions (so role and database settings apply as they
+//! do in production) and, when given, a privileged owner session for rows an
+//! app cannot write. Every session runs in one transaction that is always
+//! rolled back, so it must never commit or leave anything behind.
 
 use crate::catalog::Catalog;
 use crate::config::Config;
