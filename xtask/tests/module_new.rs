@@ -209,7 +209,7 @@ struct Membership<'a>(&'a Server);
 
 impl Drop for Membership<'_> {
     fn drop(&mut self) {
-        let _ = self.0.execute_admin("REVOKE scanner_app FROM attestor_app");
+        let _ = self.0.execute_admin("REVOKE attestor_app FROM scanner_worker");
     }
 }
 
@@ -468,19 +468,26 @@ fn a_second_module_is_generated_migrated_verified_and_isolated() {
         )
         .unwrap();
 
-    // Plant a cross-module membership.
+    // Plant a cross-module membership, the other way round.
     let _undo = Membership(&server);
-    server.execute_admin("GRANT scanner_app TO attestor_app").unwrap();
+    server
+        .execute_admin("GRANT attestor_app TO scanner_worker")
+        .unwrap();
     let r = attestor_rls::cli::verify_on(&server, &db, &options).unwrap();
     assert_reported(
         &r,
         "TI017",
-        "role attestor_app",
-        "is a member of scanner_app, a role of another module than attestor",
+        "role scanner_worker",
+        "is a member of attestor_app, a role of another module than scanner",
     );
-    assert_reported(&r, "TD024", "role attestor_app", "SET ROLE scanner_app succeeded");
+    assert_reported(
+        &r,
+        "TD024",
+        "role scanner_worker",
+        "SET ROLE attestor_app succeeded",
+    );
     server
-        .execute_admin("REVOKE scanner_app FROM attestor_app")
+        .execute_admin("REVOKE attestor_app FROM scanner_worker")
         .unwrap();
     let r = attestor_rls::cli::verify_on(&server, &db, &options).unwrap();
     assert!(r.is_clean(), "clean again once revoked:\n{}", show(&r));
