@@ -56,6 +56,35 @@ pub fn modules_in(root: &Path) -> Result<Vec<(String, String, PathBuf)>> {
         .collect())
 }
 
+/// A diesel config holding only module `key`'s section, as the one
+/// `[print_schema]` section and without its `file`, so that `diesel
+/// print-schema` prints that module's schema alone to stdout and writes no
+/// file (given the whole diesel.toml it prints every section and rewrites
+/// their files, which would leave `--check` nothing to compare). Relative
+/// paths are made absolute. The caller deletes the file.
+fn section_config(root: &Path, key: &str) -> Result<PathBuf> {
+    let path = root.join("diesel.toml");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let parsed: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let mut section = parsed
+        .get("print_schema")
+        .and_then(|p| p.get(key))
+        .and_then(|s| s.as_table())
+        .cloned()
+        .with_context(|| format!("diesel.toml has no [print_schema.{key}] table"))?;
+    section.remove("file");
+    if let Some(toml::Value::String(patch)) = section.get_mut("patch_file") {
+        *patch = root.join(&*patch).display().to_string();
+    }
+    let mut one = toml::Table::new();
+    one.insert("print_schema".into(), toml::Value::Table(section));
+    let config =
+        std::env::temp_dir().join(format!("attestor-print-schema-{key}-{}.toml", std::process::id()));
+    std::fs::write(&config, toml::to_string(&one)?)
+        .with_context(|| format!("writing {}", config.display()))?;
+    Ok(config)
+}
+
 /// Path to the pinned `diesel` binary, installing it when missing.
 pub fn diesel_cli() -> Result<PathBuf> {
     let tools = root().join(".tools");
@@ -111,19 +140,18 @@ pub fn run_in(root: &Path, server: &Server, check: bool) -> Result<ExitCode> {
 fn generate_all(diesel: &Path, url: &str, root: &Path, check: bool) -> Result<ExitCode> {
     let mut drifted = Vec::new();
     for (key, schema, file) in modules_in(root)? {
+        let config = section_config(root, &key)?;
         let out = Command::new(diesel)
             .current_dir(root)
-            .args([
-                "print-schema",
-                "--config-file",
-                "diesel.toml",
-                "--schema-key",
-                &key,
-            ])
+            .arg("print-schema")
+            .arg("--config-file")
+            .arg(&config)
             .arg("--database-url")
             .arg(url)
             .output()
-            .context("running diesel print-schema")?;
+            .context("running diesel print-schema");
+        let _ = std::fs::remove_file(&config);
+        let out = out?;
         if !out.status.success() {
             bail!(
                 "diesel print-schema for `{key}` failed: {}",

@@ -308,6 +308,15 @@ fn a_second_module_is_generated_migrated_verified_and_isolated() {
         generated.contains("scanner.findings (tenant_id, id) {"),
         "{generated}"
     );
+    assert!(
+        !generated.contains("attestor"),
+        "only the scanner schema: {generated}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("crates/attestor-schema/src/schema.rs")).unwrap(),
+        std::fs::read_to_string(xtask::util::root().join("crates/attestor-schema/src/schema.rs")).unwrap(),
+        "attestor's generated schema is untouched by the second module"
+    );
     assert_eq!(
         schema::run_in(root, &server, true).unwrap(),
         std::process::ExitCode::SUCCESS
