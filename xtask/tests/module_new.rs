@@ -65,19 +65,6 @@ fn copy_workspace() -> TempDir {
     TempDir(dir)
 }
 
-fn show(r: &Report) -> String {
-    r.findings
-        .iter()
-        .map(|f| format!("[{}] {}: {}", f.rule, f.object, f.message))
-        .chain(
-            r.not_run
-                .iter()
-                .map(|n| format!("[{} not run] {}: {}", n.rule, n.object, n.reason)),
-        )
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[track_caller]
 fn assert_reported(r: &Report, rule: &str, object: &str, contains: &str) {
     assert!(
@@ -85,7 +72,7 @@ fn assert_reported(r: &Report, rule: &str, object: &str, contains: &str) {
             .iter()
             .any(|f| f.rule == rule && f.object == object && f.message.contains(contains)),
         "expected [{rule}] {object}: …{contains}…\nfound:\n{}",
-        show(r)
+        r.listing()
     );
 }
 
@@ -138,26 +125,6 @@ DROP TABLE scanner.findings;
 SET LOCAL ROLE NONE;
 ";
 
-/// A schema-only dump, without comments and pg_dump's per-run lines.
-fn dump(url: &str) -> String {
-    let pg_dump = attestor_testdb::PgBinaries::find().unwrap().program("pg_dump");
-    let out = std::process::Command::new(pg_dump)
-        .args(["--schema-only", "--no-comments", "-d", url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pg_dump: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// Every migration of the new module reverts exactly with its down.sql and
 /// re-applies to the same schema.
 fn new_module_migrations_revert(server: &Server, root: &Path) {
@@ -167,9 +134,10 @@ fn new_module_migrations_revert(server: &Server, root: &Path) {
     let url = server.admin(&name).url();
     let source = FileBasedMigrations::from_path(root.join("migrations")).unwrap();
     let mut conn = server.connect_migrator(&name).unwrap();
+    let pg = attestor_testdb::PgBinaries::find().unwrap();
     let mut reverted = 0;
     loop {
-        let before = dump(&url);
+        let before = pg.schema_dump(&url).unwrap();
         let Ok(version) = conn.run_next_migration(source.clone()) else {
             break;
         };
@@ -181,17 +149,17 @@ fn new_module_migrations_revert(server: &Server, root: &Path) {
         if !ours {
             continue;
         }
-        let after_up = dump(&url);
+        let after_up = pg.schema_dump(&url).unwrap();
         conn.revert_last_migration(source.clone()).unwrap();
         assert_eq!(
             before,
-            dump(&url),
+            pg.schema_dump(&url).unwrap(),
             "down.sql of {version} does not revert its up.sql"
         );
         conn.run_next_migration(source.clone()).unwrap();
         assert_eq!(
             after_up,
-            dump(&url),
+            pg.schema_dump(&url).unwrap(),
             "re-running {version} after its down differs"
         );
         reverted += 1;
@@ -334,7 +302,7 @@ fn a_second_module_is_generated_migrated_verified_and_isolated() {
 
     // Both modules verify clean, each from its own login roles.
     let report = verify_rls::embedded_in(root, &server, true).unwrap();
-    assert!(report.is_clean(), "findings:\n{}", show(&report));
+    assert!(report.is_clean(), "findings:\n{}", report.listing());
     assert_eq!(report.modules, ["attestor", "scanner"]);
     for role in ["attestor_app", "attestor_worker", "scanner_app", "scanner_worker"] {
         assert!(
@@ -444,7 +412,7 @@ fn a_second_module_is_generated_migrated_verified_and_isolated() {
     assert!(
         r.findings.iter().all(|f| f.object == "role attestor_app"),
         "only attestor_app's reach is reported:\n{}",
-        show(&r)
+        r.listing()
     );
     // The grant opens no rows: scanner's policies name scanner_app only.
     assert!(
@@ -499,7 +467,7 @@ fn a_second_module_is_generated_migrated_verified_and_isolated() {
         .execute_admin("REVOKE attestor_app FROM scanner_worker")
         .unwrap();
     let r = attestor_rls::cli::verify_on(&server, &db, &options).unwrap();
-    assert!(r.is_clean(), "clean again once revoked:\n{}", show(&r));
+    assert!(r.is_clean(), "clean again once revoked:\n{}", r.listing());
     drop(admin);
     server.drop_database(&db).unwrap();
 }
