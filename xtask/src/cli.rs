@@ -25,6 +25,11 @@ pub enum Command {
     /// The development database (a long-lived embedded cluster, or `DATABASE_URL`'s server).
     #[command(subcommand)]
     Db(DbCommand),
+    /// Add a module: its migrations (schemas `<name>` and `<name>_app`, roles
+    /// `<name>_owner`/`_app`/`_worker`, the tenant helpers), its diesel.toml
+    /// section, its generated crates/<name>-schema crate and workspace entries.
+    #[command(subcommand)]
+    Module(ModuleCommand),
     /// Regenerate crates/*/src/schema.rs with the pinned `diesel print-schema`.
     Schema(CheckArgs),
     /// Write the tenant RLS policies (from the catalog and rls.toml) as a
@@ -52,6 +57,15 @@ pub enum DbCommand {
     Up,
     /// Stop the embedded development cluster and delete its files.
     Down,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModuleCommand {
+    /// Scaffold the module `<name>` (a lowercase identifier, not yet used by a module).
+    New {
+        /// The module's name: its schema, the prefix of its roles and of its schema crate.
+        name: String,
+    },
 }
 
 /// A generator that can also only check.

@@ -11,24 +11,38 @@ mod bench;
 mod ci;
 mod citus;
 mod db;
-mod gen_rls;
-mod verify_rls;
 
 // Shared with the library half (tests call them directly).
-use xtask::cli::{Cli, Command};
-use xtask::{schema, util};
+use xtask::cli::{CitusCommand, Cli, Command, ModuleCommand};
+use xtask::{gen_rls, module, schema, util, verify_rls};
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
+fn module_new(name: &str) -> anyhow::Result<ExitCode> {
+    let root = util::root();
+    let made = module::new_module(&root, name)?;
+    for f in &made.files {
+        eprintln!("module new: wrote {}", f.display());
+    }
+    let code = schema::run_in(&root, &util::server()?, false)?;
+    eprintln!(
+        "module new: module `{name}` added. Next: its tables in a new migration after {}, then \
+         `cargo xtask gen-rls`, `cargo xtask schema` and `cargo xtask verify-rls`",
+        made.migrations[1]
+    );
+    Ok(code)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Db(action) => db::run(action),
+        Command::Module(ModuleCommand::New { name }) => module_new(&name),
         Command::Schema(args) => schema::run(args.check),
         Command::Ci => ci::run(),
-        Command::Citus(xtask::cli::CitusCommand::Test(args)) => citus::run(args),
+        Command::Citus(CitusCommand::Test(args)) => citus::run(args),
         Command::Bench(args) => bench::run(&args.args),
         Command::GenRls(args) => gen_rls::run(args.check),
         Command::VerifyRls(args) => verify_rls::run(args),

@@ -1,7 +1,7 @@
 //! Helpers shared by the subcommands: the workspace root, running commands,
 //! and obtaining a migrated database (embedded or `DATABASE_URL`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -22,7 +22,12 @@ pub fn rls_config_path() -> PathBuf {
 
 /// The modules of the workspace's diesel.toml, as the RLS tooling sees them.
 pub fn rls_modules() -> Result<Vec<attestor_rls::Module>> {
-    Ok(attestor_rls::modules_from_file(&root().join("diesel.toml"))?)
+    rls_modules_in(&root())
+}
+
+/// The modules of the diesel.toml of the workspace at `root`.
+pub fn rls_modules_in(root: &Path) -> Result<Vec<attestor_rls::Module>> {
+    Ok(attestor_rls::modules_from_file(&root.join("diesel.toml"))?)
 }
 
 /// Run a command in the workspace root, echoing it; fail on non-zero exit.
@@ -55,14 +60,24 @@ pub fn server() -> Result<Server> {
     Server::from_env().context("starting PostgreSQL")
 }
 
-/// A scratch database on `server`, migrated with the project's migrations,
+/// A scratch database on `server`, migrated with the checkout's migrations,
 /// named after `purpose`. The caller drops it with [`Server::drop_database`].
 pub fn scratch_database(server: &Server, purpose: &str) -> Result<String> {
+    scratch_database_in(server, purpose, &root())
+}
+
+/// A scratch database migrated with the migrations of the workspace at
+/// `root`, read from disk (every module's, as they are now: no rebuild
+/// needed after adding one).
+pub fn scratch_database_in(server: &Server, purpose: &str, root: &Path) -> Result<String> {
     let name = format!("attestor_{purpose}_{}", std::process::id());
+    let dir = root.join("migrations");
+    let source = diesel_migrations::FileBasedMigrations::from_path(&dir)
+        .map_err(|e| anyhow::anyhow!("reading the migrations in {}: {e}", dir.display()))?;
     server.drop_database(&name)?;
     server.create_database(&name, Some("template0"))?;
     server
-        .migrate(&name, attestor_schema::MIGRATIONS)
+        .migrate(&name, source)
         .with_context(|| format!("migrating {name}"))?;
     Ok(name)
 }

@@ -10,12 +10,15 @@
 //! rls.toml, diesel.toml and migrations. Exit 0 clean, 1 findings, 2 could
 //! not run, 3 incomplete. It only parses arguments and prints.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use attestor_rls::cli::{Format, VerifyArgs};
-use attestor_rls::{Config, VerifyOptions};
-use xtask::util::{rls_config_path, rls_modules, root, scratch_database, server};
+use attestor_rls::{Config, Report, VerifyOptions};
+use attestor_testdb::Server;
+
+use crate::util::{rls_config_path, rls_modules, rls_modules_in, root, scratch_database_in, server};
 
 pub fn run(mut args: VerifyArgs) -> Result<ExitCode> {
     // The checkout's files, not the copies built into the binary.
@@ -25,29 +28,29 @@ pub fn run(mut args: VerifyArgs) -> Result<ExitCode> {
     if let (Some(url), None, None) = (&args.owner_url, &args.app_url, &args.worker_url) {
         // Today's `--database-url`: log in as the runtime roles on that server too.
         let admin = attestor_testdb::ConnParams::parse(url)?;
+        // Every module's login roles, as `db up` made them.
         let dev = attestor_testdb::Server::from_url(url)?;
-        let m = rls_modules()?
-            .into_iter()
-            .next()
-            .context("no module in diesel.toml")?;
-        args.app_url = Some(dev.role(&m.app_role(), &admin.database).url());
-        args.worker_url = Some(dev.role(&m.worker_role(), &admin.database).url());
+        let targets = attestor_rls::Targets {
+            logins: rls_modules()?
+                .iter()
+                .map(|m| attestor_rls::ModuleLogins {
+                    module: m.key.clone(),
+                    app_url: Some(dev.role(&m.app_role(), &admin.database).url()),
+                    worker_url: Some(dev.role(&m.worker_role(), &admin.database).url()),
+                })
+                .collect(),
+            owner_url: Some(url.clone()),
+        };
+        return Ok(ExitCode::from(attestor_rls::cli::verify_with(
+            &args,
+            Some(&targets),
+        )?));
     }
     if args.app_url.is_some() || args.worker_url.is_some() || args.owner_url.is_some() {
         return Ok(ExitCode::from(attestor_rls::cli::verify(&args)?));
     }
     // Embedded: the checkout's migrations, on DATABASE_URL's server or a throwaway cluster.
-    let options = VerifyOptions {
-        modules: rls_modules()?,
-        config: Config::load(&rls_config_path())?,
-        dynamic: !args.static_only,
-    };
-    let server = server()?;
-    server.set_dev_passwords()?;
-    let db = scratch_database(&server, "verify_rls")?;
-    let result = attestor_rls::cli::verify_on(&server, &db, &options);
-    server.drop_database(&db)?;
-    let report = result.context("verify-rls")?;
+    let report = embedded_in(&root(), &server()?, !args.static_only)?;
     let text = match args.format {
         Format::Human => report.to_human(),
         Format::Json => format!("{}\n", report.to_json()),
@@ -58,4 +61,19 @@ pub fn run(mut args: VerifyArgs) -> Result<ExitCode> {
     };
     print!("{text}");
     Ok(ExitCode::from(report.verdict().exit_code()))
+}
+
+/// The embedded run for the workspace at `root`: a scratch database on
+/// `server` migrated with its migrations, verified through the login
+/// sessions of every module's app and worker roles.
+pub fn embedded_in(root: &Path, server: &Server, dynamic: bool) -> Result<Report> {
+    let options = VerifyOptions {
+        modules: rls_modules_in(root)?,
+        config: Config::load(&root.join("rls.toml"))?,
+        dynamic,
+    };
+    let db = scratch_database_in(server, "verify_rls", root)?;
+    let result = attestor_rls::cli::verify_on(server, &db, &options);
+    server.drop_database(&db)?;
+    result.context("verify-rls")
 }

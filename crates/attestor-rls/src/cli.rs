@@ -89,13 +89,21 @@ impl VerifyArgs {
 
 /// Run `verify`, print the report to stdout, and return the exit status.
 pub fn verify(args: &VerifyArgs) -> Result<u8> {
+    verify_with(args, None)
+}
+
+/// [`verify`], with every module's login URLs given by `targets` instead of
+/// the arguments' URLs.
+pub fn verify_with(args: &VerifyArgs, targets: Option<&crate::Targets>) -> Result<u8> {
     let options = VerifyOptions {
         modules: args.modules()?,
         config: args.exceptions()?,
         dynamic: !args.static_only,
     };
     let given = args.app_url.is_some() || args.worker_url.is_some() || args.owner_url.is_some();
-    let report = if given {
+    let report = if let Some(t) = targets {
+        crate::verify_targets(t, &options)?
+    } else if given {
         crate::verify_target(
             &Target {
                 app_url: args.app_url.clone(),
@@ -136,7 +144,6 @@ pub fn embedded(options: &VerifyOptions) -> Result<report::Report> {
         server
             .migrate(&name, attestor_schema::MIGRATIONS)
             .map_err(|e| Error::Migrations(e.to_string()))?;
-        server.set_dev_passwords()?;
         verify_on(&server, &name, options)
     })();
     server.drop_database(&name)?;
@@ -144,30 +151,36 @@ pub fn embedded(options: &VerifyOptions) -> Result<report::Report> {
 }
 
 /// Verify database `name` of `server` as an operator would: the login
-/// sessions of the first module's app and worker roles, and the server's
+/// sessions of every module's app and worker roles, and the server's
 /// superuser as the owner session (used only where the app cannot write).
 pub fn verify_on(
     server: &attestor_testdb::Server,
     name: &str,
     options: &VerifyOptions,
 ) -> Result<report::Report> {
-    let m = options
-        .modules
-        .first()
-        .ok_or_else(|| Error::Usage("no modules configured".into()))?;
-    let target = if options.modules.len() == 1 {
-        Target {
-            app_url: Some(server.role(&m.app_role(), name).url()),
-            worker_url: Some(server.role(&m.worker_role(), name).url()),
-            owner_url: Some(server.admin(name).url()),
-        }
-    } else {
-        Target {
-            owner_url: Some(server.admin(name).url()),
-            ..Default::default()
-        }
-    };
-    crate::verify_target(&target, options)
+    crate::verify_targets(&server_targets(server, name, &options.modules)?, options)
+}
+
+/// Every module's login URLs on `server` (development passwords set where
+/// the server needs them) and its superuser as the owner.
+pub fn server_targets(
+    server: &attestor_testdb::Server,
+    name: &str,
+    modules: &[Module],
+) -> Result<crate::Targets> {
+    let roles: Vec<String> = modules.iter().flat_map(|m| m.runtime_roles()).collect();
+    server.set_dev_passwords_for(&roles.iter().map(String::as_str).collect::<Vec<_>>())?;
+    Ok(crate::Targets {
+        logins: modules
+            .iter()
+            .map(|m| crate::ModuleLogins {
+                module: m.key.clone(),
+                app_url: Some(server.role(&m.app_role(), name).url()),
+                worker_url: Some(server.role(&m.worker_role(), name).url()),
+            })
+            .collect(),
+        owner_url: Some(server.admin(name).url()),
+    })
 }
 
 /// Run `generate` (`--check` or write) on `inputs`, reporting on stderr;

@@ -61,7 +61,7 @@ pub struct Sessions<'a> {
 
 /// How a row proof runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     /// In the app role's own login session: rows written by the app itself.
     Login,
     /// In the owner session, switching roles with `SET LOCAL ROLE` (rows
@@ -257,7 +257,7 @@ fn worker_probes(
 
 /// Tenant tables of `m` in foreign-key order (parents first); partitions are
 /// reached through their parent.
-fn ordered_tables<'c>(catalog: &'c Catalog, m: &Module) -> Vec<&'c Table> {
+pub(crate) fn ordered_tables<'c>(catalog: &'c Catalog, m: &Module) -> Vec<&'c Table> {
     let mut pending: Vec<&Table> = catalog
         .tenant_tables(&m.schema)
         .filter(|t| !t.is_partition)
@@ -423,7 +423,7 @@ fn module(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn insert_row(
+pub(crate) fn insert_row(
     db: &mut Db,
     catalog: &Catalog,
     t: &Table,

@@ -22,6 +22,7 @@ pub mod dynamic;
 pub mod error;
 pub mod fill;
 pub mod generate;
+pub mod isolation;
 pub mod membership;
 pub mod report;
 pub mod rules;
@@ -34,7 +35,7 @@ use serde::Deserialize;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use report::{Finding, Report};
-pub use verify::{verify, verify_target, Target, VerifyOptions};
+pub use verify::{verify, verify_target, verify_targets, ModuleLogins, Target, Targets, VerifyOptions};
 
 /// A module of the service: one `[print_schema.<key>]` section of diesel.toml.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -142,6 +142,21 @@ impl Report {
         }
     }
 
+    /// One line per finding (`[TI004] object: message`) and per probe that
+    /// could not run, for test failures and logs.
+    pub fn listing(&self) -> String {
+        self.findings
+            .iter()
+            .map(|f| format!("[{}] {}: {}", f.rule, f.object, f.message))
+            .chain(
+                self.not_run
+                    .iter()
+                    .map(|n| format!("[{} not run] {}: {}", n.rule, n.object, n.reason)),
+            )
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Findings of one rule.
     pub fn findings_of<'a>(&'a self, rule: &'a str) -> impl Iterator<Item = &'a Finding> + 'a {
         self.findings.iter().filter(move |f| f.rule == rule)

@@ -154,4 +154,3 @@ pub mod attestor {
         verdict_ledger,
     );
 }
-// @generated automatically by Diesel CLI.

@@ -142,6 +142,34 @@ impl PgBinaries {
     pub fn program(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
+
+    /// A schema-only `pg_dump` of the database at `url`, without comments
+    /// and without the lines that change from run to run (`\restrict`), so
+    /// two dumps of the same schema are equal (to check that a down.sql
+    /// reverts its up.sql).
+    pub fn schema_dump(&self, url: &str) -> crate::Result<String> {
+        let out = std::process::Command::new(self.program("pg_dump"))
+            .args(["--schema-only", "--no-comments", "-d", url])
+            .output()
+            .map_err(|source| Error::Io {
+                context: "running pg_dump".into(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(Error::Command {
+                command: "pg_dump --schema-only".into(),
+                status: out.status.to_string(),
+                output: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| {
+                !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")
+            })
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
 }
 
 #[cfg(test)]

@@ -272,11 +272,20 @@ impl Server {
     /// On servers not created by us, give the login roles a known dev
     /// password (their own name) so tests can log in as them.
     pub fn set_dev_passwords(&self) -> Result<()> {
+        self.set_dev_passwords_for(&[APP_ROLE, WORKER_ROLE])
+    }
+
+    /// [`Server::set_dev_passwords`] for the given login roles (another
+    /// module's `<module>_app` and `<module>_worker`).
+    pub fn set_dev_passwords_for(&self, roles: &[&str]) -> Result<()> {
         if self.is_own() {
             return Ok(());
         }
-        for role in [APP_ROLE, WORKER_ROLE] {
-            self.execute_admin(&format!("ALTER ROLE {role} PASSWORD '{role}'"))?;
+        for role in roles {
+            self.execute_admin(&format!(
+                "ALTER ROLE \"{r}\" PASSWORD '{r}'",
+                r = role.replace('"', "\"\"")
+            ))?;
         }
         Ok(())
     }

@@ -1,31 +1,13 @@
 //! Migrations: a fresh database migrates, and every `down.sql` really reverts
 //! its `up.sql` (schema-only dumps compared before and after).
 
-use std::process::Command;
-
 use attestor_testdb::{shared, PgBinaries};
 use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
 use diesel_migrations::MigrationHarness;
 
 fn dump(url: &str) -> String {
-    let pg_dump = PgBinaries::find().unwrap().program("pg_dump");
-    let out = Command::new(pg_dump)
-        .args(["--schema-only", "--no-comments", "-d", url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pg_dump: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Drop comments and pg_dump's per-run `\restrict <random key>` lines.
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    PgBinaries::find().unwrap().schema_dump(url).unwrap()
 }
 
 #[test]

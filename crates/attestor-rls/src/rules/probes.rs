@@ -143,3 +143,57 @@ probe! {
     TD019, "worker-cannot-move-tenant", "the worker cannot update tenant_id",
     "REVOKE UPDATE (tenant_id) ON the table FROM the worker role"
 }
+probe! {
+    /// Each module owns its schemas. As each login role of one module, in its own
+    /// login session, looking a name up in another module's schema (USAGE) and
+    /// creating an object there (CREATE) are both refused with 42501. A module
+    /// that may resolve names in another's schema is one grant away from its
+    /// tables and functions; one that may create there can plant objects the other
+    /// module's code runs.
+    TD020, "other-module-schema", "another module's schemas are refused (USAGE and CREATE)",
+    "REVOKE ALL ON SCHEMA … FROM the role (and from any role it reaches)"
+}
+probe! {
+    /// As each login role of one module, SELECT, INSERT, UPDATE and DELETE on every
+    /// table and view of another module are refused for lack of privilege (42501
+    /// "permission denied"). The other module's policies name only its own roles,
+    /// so a privilege there is a door its RLS never considered.
+    TD021, "other-module-tables", "another module's tables are refused (SELECT, INSERT, UPDATE, DELETE)",
+    "REVOKE ALL ON TABLE … FROM the role (and from any role it reaches)"
+}
+probe! {
+    /// As each login role of one module, calling any function of another module
+    /// (its tenant helper, its trigger functions, anything in its schemas) is
+    /// refused with 42501: a module's functions work on its own tables with its own
+    /// assumptions.
+    TD022, "other-module-functions", "another module's functions are refused",
+    "REVOKE EXECUTE ON FUNCTION … FROM the role (and from PUBLIC)"
+}
+probe! {
+    /// As each login role of one module, reading another module's sequences
+    /// (`currval`, which needs USAGE or SELECT, and `SELECT … FROM` the sequence)
+    /// is refused with 42501. The try changes nothing: `nextval` and `setval` are
+    /// not transactional, so they are never called; the schema-isolation rule
+    /// (TI017) reads the UPDATE privilege from the catalog.
+    TD023, "other-module-sequences", "another module's sequences are refused",
+    "REVOKE ALL ON SEQUENCE … FROM the role"
+}
+probe! {
+    /// As each login role of one module, `SET ROLE` to each of another module's
+    /// roles (its owner, app and worker) is refused with 42501. A runtime role is
+    /// NOINHERIT, so a membership grants nothing until it is used with SET ROLE;
+    /// this is the try that uses it.
+    TD024, "other-module-roles", "another module's roles cannot be reached with SET ROLE",
+    "REVOKE <other module's role> FROM the role (and any chain of memberships that reaches it)"
+}
+probe! {
+    /// The tenant GUC `app.tenant_id` is one for the whole service, so a module's
+    /// tenant context is also set for every other module's tables. That must open
+    /// none of their rows: as each runtime role of one module, in tenant T's
+    /// context, another module's tables holding rows of T return nothing (or are
+    /// refused). The rows are written in the owner session and the roles taken
+    /// with SET ROLE, since uncommitted rows of one session are invisible to
+    /// every other; a refusal in the login session proves it without rows.
+    TD025, "other-module-tenant-rows", "a module's tenant context opens none of another module's rows",
+    "drop the policy or grant that lets this module's roles into the other module's table"
+}

@@ -54,16 +54,7 @@ pub fn verify_as_operator(server: &attestor_testdb::Server, database: &str, extr
 }
 
 pub fn show(r: &Report) -> String {
-    r.findings
-        .iter()
-        .map(|f| format!("[{}] {}: {}", f.rule, f.object, f.message))
-        .chain(
-            r.not_run
-                .iter()
-                .map(|n| format!("[{} not run] {}: {}", n.rule, n.object, n.reason)),
-        )
-        .collect::<Vec<_>>()
-        .join("\n")
+    r.listing()
 }
 
 #[track_caller]
