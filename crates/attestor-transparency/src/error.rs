@@ -94,13 +94,17 @@ pub enum VerifyError {
         proof_root: String,
     },
 
-    /// An entry without an integrated time (Rekor v2 issues no SET) has no checkpoint.
-    #[error("entry has no integrated time and no checkpoint: a verified checkpoint is required")]
+    /// The inclusion proof has no checkpoint, so nothing signed by the log binds it.
+    #[error(
+        "inclusion proof has no checkpoint: its root is not signed by the log, so the proof is not evidence"
+    )]
     CheckpointRequired,
 
-    /// Neither a SET nor a checkpoint: the proof is checked only against the root it states itself.
-    #[error(
-        "entry has neither a signed entry timestamp nor a checkpoint: the inclusion proof is not evidence"
-    )]
-    NoEvidence,
+    /// An entry with an integrated time (Rekor v1) has no SET, so its time, index and body are unsigned.
+    #[error("entry has an integrated time but no signed entry timestamp: a verified SET is required")]
+    SetRequired,
+
+    /// An entry without a SET states a log index other than its proof's leaf index.
+    #[error("entry states log index {log_index}, but its proof is for leaf {proof_index} and no SET signs the index")]
+    LogIndexUnsigned { log_index: i64, proof_index: i64 },
 }

@@ -8,18 +8,23 @@
 //! ([`checkpoint`]) with that log's key; and the one rule for what makes an
 //! entry evidence ([`verify_entry`], [`VerifiedEntry`]).
 //!
-//! What an entry needs, in every case: its log id names a log of the trusted
-//! root whose key was valid at the entry's integrated time (or, for an entry
-//! without one, at the caller's reference time); an inclusion proof that leads
-//! from the entry's leaf hash to the proof's root; and every SET or checkpoint it
-//! carries verifies. On top of that:
-//! - an entry **with** an integrated time (Rekor v1) needs a verified SET *or*
-//!   a verified checkpoint whose tree size and root equal the proof's;
+//! What an entry needs, exactly:
+//! - its log id names a log of the trusted root whose key was valid at the
+//!   entry's integrated time (or, for an entry without one, at the caller's
+//!   reference time);
+//! - an inclusion proof that leads from the entry's leaf hash to the proof's root;
+//! - **always a verified checkpoint**: the log's signed tree head, whose tree
+//!   size and root equal the proof's. Only the checkpoint binds the proof to the
+//!   log; without it the proof is checked against the root it states itself,
+//!   and anyone can build a one-leaf tree whose root is their own leaf hash;
+//! - an entry **with** an integrated time (Rekor v1) also needs a verified SET:
+//!   it is the log's only signature over the integrated time, the global log
+//!   index, the log id and the body;
 //! - an entry **without** an integrated time (Rekor v2, which issues no SET)
-//!   needs the verified checkpoint.
+//!   must state the proof's leaf index as its log index, since nothing else
+//!   binds it.
 //!
-//! A proof checked only against the root it states itself proves nothing:
-//! anyone can build a one-leaf tree whose root is their own leaf hash.
+//! A present SET or checkpoint that does not verify is a failure, never ignored.
 //!
 //! Must never: implement cryptography itself (key types and signature checks
 //! come from the RustCrypto `p256` and `ed25519-dalek` crates), accept a
@@ -31,6 +36,8 @@
 pub mod checkpoint;
 pub mod error;
 pub mod set;
+#[cfg(feature = "test-support")]
+pub mod testlog;
 pub mod trusted_root;
 pub mod verify;
 

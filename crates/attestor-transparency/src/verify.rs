@@ -3,10 +3,10 @@
 //! Owns: [`verify_entry`], which checks an entry against a [`TrustedRoot`] in
 //! this order: known log id and a key valid at the entry's time; the inclusion
 //! proof leads from the leaf hash to the proof's root; the SET, when present,
-//! verifies; the checkpoint, when present, verifies and states the proof's tree
-//! size and root; and the entry has the evidence its kind needs (see the crate
-//! docs: an entry without an integrated time needs the checkpoint, any other a
-//! SET or a checkpoint). [`VerifiedEntry`] says which key and which evidence.
+//! verifies; the checkpoint is present, verifies and states the proof's tree
+//! size and root; an entry with an integrated time has its SET, one without has
+//! the proof's leaf index as its log index (the crate docs give the reasons).
+//! [`VerifiedEntry`] says which key verified and with what.
 //!
 //! Must never: accept an entry on a proof checked only against its own stated
 //! root, skip a signature that is present, or read the clock.
@@ -22,19 +22,16 @@ use crate::trusted_root::{TransparencyLog, TrustedRoot};
 /// Which signatures of the log made the entry evidence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Evidence {
-    /// The SET only (a Rekor v1 entry without a checkpoint).
-    SignedEntryTimestamp,
-    /// The checkpoint only (a Rekor v2 entry).
+    /// The checkpoint (an entry without an integrated time: Rekor v2).
     Checkpoint,
-    /// Both.
+    /// The checkpoint and the SET (an entry with an integrated time: Rekor v1).
     SignedEntryTimestampAndCheckpoint,
 }
 
 impl Evidence {
-    /// `set`, `checkpoint` or `set+checkpoint` (the stored spelling).
+    /// `checkpoint` or `set+checkpoint` (the stored spelling).
     pub fn as_str(self) -> &'static str {
         match self {
-            Evidence::SignedEntryTimestamp => "set",
             Evidence::Checkpoint => "checkpoint",
             Evidence::SignedEntryTimestampAndCheckpoint => "set+checkpoint",
         }
@@ -96,34 +93,32 @@ pub fn verify_entry<'a>(
     merkle::verify_inclusion(&entry.leaf_hash, index, size, &proof.hashes, &proof.root_hash)
         .map_err(VerifyError::InclusionProof)?;
 
-    let set = match &entry.signed_entry_timestamp {
-        Some(set) => {
-            verify_set(entry, set, log)?;
-            true
+    if let Some(set) = &entry.signed_entry_timestamp {
+        verify_set(entry, set, log)?;
+    }
+    let text = proof
+        .checkpoint
+        .as_deref()
+        .ok_or(VerifyError::CheckpointRequired)?;
+    let cp = verify_checkpoint(text, log)?;
+    if cp.tree_size != size || cp.root_hash != proof.root_hash {
+        return Err(VerifyError::CheckpointMismatch {
+            checkpoint_size: cp.tree_size,
+            checkpoint_root: hex::encode(cp.root_hash),
+            proof_size: size,
+            proof_root: hex::encode(proof.root_hash),
+        });
+    }
+    let evidence = match (entry.integrated_time, &entry.signed_entry_timestamp) {
+        (Some(_), Some(_)) => Evidence::SignedEntryTimestampAndCheckpoint,
+        (Some(_), None) => return Err(VerifyError::SetRequired),
+        (None, _) if entry.log_index != proof.log_index => {
+            return Err(VerifyError::LogIndexUnsigned {
+                log_index: entry.log_index,
+                proof_index: proof.log_index,
+            })
         }
-        None => false,
-    };
-    let checkpoint = match &proof.checkpoint {
-        Some(text) => {
-            let cp = verify_checkpoint(text, log)?;
-            if cp.tree_size != size || cp.root_hash != proof.root_hash {
-                return Err(VerifyError::CheckpointMismatch {
-                    checkpoint_size: cp.tree_size,
-                    checkpoint_root: hex::encode(cp.root_hash),
-                    proof_size: size,
-                    proof_root: hex::encode(proof.root_hash),
-                });
-            }
-            true
-        }
-        None => false,
-    };
-    let evidence = match (set, checkpoint) {
-        (true, true) => Evidence::SignedEntryTimestampAndCheckpoint,
-        (false, true) => Evidence::Checkpoint,
-        (true, false) => Evidence::SignedEntryTimestamp,
-        (false, false) if entry.integrated_time.is_none() => return Err(VerifyError::CheckpointRequired),
-        (false, false) => return Err(VerifyError::NoEvidence),
+        (None, _) => Evidence::Checkpoint,
     };
     Ok(VerifiedEntry {
         log,
