@@ -410,7 +410,11 @@ async fn entries_the_log_did_not_sign_are_refused() {
         fixture("bundles/conformance-happy-path-intoto-in-dsse-v3.sigstore.json"),
         attestor_formats::fixtures::fixtures_dir(),
     ) {
-        // The real public-good entry against the staging root, and rebuilt to a tree of one.
+        // The real public-good entry against the staging root, and rebuilt to a
+        // tree of one (default limits: the fixture is larger than small_db's).
+        let db = Database::connect(DatabaseConfig::new(tdb.app_url()).with_max_connections(1))
+            .await
+            .unwrap();
         let staging = fixture_root("trust/staging-rekor2.trusted_root.json");
         let real2 = real.clone();
         refused!(
