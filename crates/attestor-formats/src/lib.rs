@@ -9,7 +9,8 @@
 //! Must never: touch a database, the network, the clock or the file system (the
 //! `fixtures` test helper behind the `test-support` feature is the single
 //! exception), spawn tasks, or verify *signatures* (this crate checks structure,
-//! digests and Merkle proofs; key/certificate trust belongs to the caller).
+//! digests and Merkle proofs; log keys and SET/checkpoint signatures belong to
+//! `attestor-transparency`, other key/certificate trust to the caller).
 //!
 //! Module map:
 //! - [`limits`]: size and NUL-character guards applied before any parsing.

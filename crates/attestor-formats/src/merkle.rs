@@ -32,13 +32,21 @@ pub fn node_hash(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
 }
 
 /// Number of hashes an inclusion proof for `leaf_index` in a tree of `tree_size`
-/// leaves must have (`tree_size > leaf_index` assumed).
+/// leaves must have. Correct for every `u64` pair with `leaf_index < tree_size`;
+/// for any other pair it returns 0 (no proof can be valid there, and
+/// [`root_from_inclusion_proof`] refuses the index first).
 pub fn inclusion_proof_len(leaf_index: u64, tree_size: u64) -> usize {
+    if leaf_index >= tree_size {
+        return 0;
+    }
     let last = tree_size - 1;
-    // Levels where the paths to `leaf_index` and to the last leaf diverge...
-    let inner = 64 - (leaf_index ^ last).leading_zeros();
-    // ...plus the right-border levels above them, which consist of complete subtrees.
-    let border = (leaf_index >> inner).count_ones();
+    // Levels where the paths to `leaf_index` and to the last leaf diverge
+    // (0..=64; 64 when the index and the last leaf differ in the top bit,
+    // which needs a tree of more than 2^63 leaves)...
+    let inner = u64::BITS - (leaf_index ^ last).leading_zeros();
+    // ...plus the right-border levels above them, which consist of complete
+    // subtrees. Shifting a u64 by 64 overflows, and nothing is left above then.
+    let border = leaf_index.checked_shr(inner).unwrap_or(0).count_ones();
     (inner + border) as usize
 }
 
@@ -204,6 +212,92 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Independent model of the audit path (RFC 6962 §2.1.1 recursion) in
+    /// u128, so no step of it can overflow for a u64 tree size: the number of
+    /// hashes, and the root they lead to from `leaf` (hashes from the leaf upwards).
+    fn model_root(leaf: [u8; 32], m: u128, n: u128, proof: &[[u8; 32]]) -> Option<[u8; 32]> {
+        if n == 1 {
+            return proof.is_empty().then_some(leaf);
+        }
+        let (top, rest) = proof.split_last()?;
+        let k = 1u128 << (127 - (n - 1).leading_zeros()); // largest power of two < n
+        if m < k {
+            Some(node_hash(&model_root(leaf, m, k, rest)?, top))
+        } else {
+            Some(node_hash(top, &model_root(leaf, m - k, n - k, rest)?))
+        }
+    }
+
+    fn model_len(m: u128, n: u128) -> usize {
+        if n <= 1 {
+            return 0;
+        }
+        let k = 1u128 << (127 - (n - 1).leading_zeros());
+        1 + if m < k {
+            model_len(m, k)
+        } else {
+            model_len(m - k, n - k)
+        }
+    }
+
+    /// Tree sizes spread over every magnitude of u64, with the top ranges
+    /// (above 2^63, and u64::MAX itself) drawn often.
+    fn size_and_index() -> impl proptest::strategy::Strategy<Value = (u64, u64)> {
+        use proptest::prelude::*;
+        prop_oneof![
+            1u64..=u64::MAX,
+            (1u64 << 63)..=u64::MAX,
+            (0u32..64).prop_flat_map(|b| (1u64 << b)..=(1u64 << b).saturating_mul(2)),
+            Just(u64::MAX),
+            Just((1u64 << 63) + 1),
+        ]
+        .prop_flat_map(|size| {
+            prop_oneof![0..size, Just(size - 1), Just(0), Just(size / 2)].prop_map(move |i| (size, i))
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn proof_len_matches_model_for_every_u64((size, index) in size_and_index()) {
+            proptest::prop_assert_eq!(
+                inclusion_proof_len(index, size),
+                model_len(u128::from(index), u128::from(size))
+            );
+        }
+
+        #[test]
+        fn root_from_proof_matches_model_for_every_u64(
+            (size, index) in size_and_index(),
+            seed in proptest::prelude::any::<[u8; 32]>(),
+        ) {
+            let len = model_len(u128::from(index), u128::from(size));
+            let proof: Vec<[u8; 32]> =
+                (0..len).map(|i| node_hash(&seed, &[i as u8; 32])).collect();
+            let leaf = leaf_hash(&seed);
+            let want = model_root(leaf, u128::from(index), u128::from(size), &proof).unwrap();
+            proptest::prop_assert_eq!(root_from_inclusion_proof(&leaf, index, size, &proof).unwrap(), want);
+            // One hash fewer or more is refused, never a panic.
+            proptest::prop_assert!(root_from_inclusion_proof(&leaf, index, size, &proof[..len.saturating_sub(1)]).is_err() || len == 0);
+            let mut longer = proof.clone();
+            longer.push(seed);
+            proptest::prop_assert!(root_from_inclusion_proof(&leaf, index, size, &longer).is_err());
+        }
+    }
+
+    #[test]
+    fn proof_len_above_two_to_the_63() {
+        // The last leaf of the largest tree sits on the right border: one hash
+        // per complete subtree to its left (popcount of 2^64 - 2).
+        assert_eq!(inclusion_proof_len(u64::MAX - 1, u64::MAX), 63);
+        assert_eq!(inclusion_proof_len(0, u64::MAX), 64);
+        assert_eq!(inclusion_proof_len(1 << 63, (1 << 63) + 1), 1);
+        assert_eq!(inclusion_proof_len(0, (1 << 63) + 1), 64);
+        assert_eq!(inclusion_proof_len(5, 5), 0);
+        assert_eq!(inclusion_proof_len(0, 0), 0);
     }
 
     #[test]

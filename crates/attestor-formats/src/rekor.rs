@@ -14,9 +14,16 @@
 //! *shard-local* leaf index the Merkle proof is computed for. They differ on
 //! sharded Rekor v1 logs and must not be mixed up.
 //!
+//! [`TlogEntry::verify_inclusion`] checks consistency only: a proof checked
+//! against the root the entry states itself proves nothing, since anyone can
+//! build a one-leaf tree whose root is their own leaf hash. Whether an entry is
+//! evidence (SET and checkpoint signed by a trusted log) is decided by the
+//! `attestor-transparency` crate, which holds the trusted keys.
+//!
 //! Must never: verify the SET or checkpoint signatures (that needs trusted log
-//! keys, which the caller owns), treat a valid SET/checkpoint as a substitute for
-//! a valid inclusion proof, or accept an entry whose UUID does not name its body.
+//! keys, which `attestor-transparency` owns), treat a valid SET/checkpoint as a
+//! substitute for a valid inclusion proof, or accept an entry whose UUID does
+//! not name its body.
 
 use serde_json::{Map, Value};
 
@@ -372,7 +379,8 @@ impl TlogEntry {
         })
     }
 
-    /// Checks the inclusion proof: leaf = `leaf_hash(canonical_body)` at the proof's
+    /// Checks the inclusion proof's consistency (not evidence of inclusion: see
+    /// the module docs): leaf = `leaf_hash(canonical_body)` at the proof's
     /// shard-local index must lead to the stated root. When a checkpoint is
     /// attached, its tree size and root must equal the proof's (its signature is
     /// not checked here).

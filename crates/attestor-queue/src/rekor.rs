@@ -6,18 +6,25 @@
 //!
 //! | response                         | outcome                                        |
 //! |----------------------------------|------------------------------------------------|
-//! | 201 Created                      | the returned entry (inclusion proof verified when present) |
+//! | 201 Created                      | the returned entry (verified, see below)       |
 //! | 409 Conflict                     | fetch the existing entry (`Location`, else `/retrieve`) and use it |
 //! | 408, 429, 5xx, timeout, I/O      | [`SubmitError::Retryable`]                     |
 //! | any other 4xx                    | [`SubmitError::Permanent`] (dead-letter)       |
 //!
+//! A returned entry's inclusion proof, when present, must verify; with a
+//! trusted root configured ([`RekorSubmitter::with_trusted_root`]) the entry
+//! must verify as evidence of that root's log
+//! ([`attestor_transparency::verify_entry`]: signed checkpoint and SET), and
+//! one that does not is [`SubmitError::Retryable`].
+//!
 //! It must never touch the database, never follow redirects to another
-//! host, and never accept an entry whose inclusion proof does not verify.
+//! host, and never accept an entry that does not verify.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use attestor_formats::{Limits, TlogEntry};
+use attestor_transparency::{verify_entry, TrustedRoot};
 use base64::Engine as _;
 use serde_json::Value;
 
@@ -33,6 +40,7 @@ pub struct RekorSubmitter {
     client: reqwest::Client,
     proposed: Arc<ProposedEntryFn>,
     limits: Limits,
+    trust: Option<Arc<TrustedRoot>>,
 }
 
 impl std::fmt::Debug for RekorSubmitter {
@@ -98,6 +106,7 @@ impl RekorSubmitter {
             client,
             proposed: Arc::new(dsse_proposed_entry),
             limits: Limits::default(),
+            trust: None,
         })
     }
 
@@ -107,6 +116,13 @@ impl RekorSubmitter {
         f: impl Fn(&SubmitRequest) -> Result<Value, SubmitError> + Send + Sync + 'static,
     ) -> Self {
         self.proposed = Arc::new(f);
+        self
+    }
+
+    /// Require every returned entry to verify against `root` (the log's
+    /// signed checkpoint and SET), not only its inclusion proof.
+    pub fn with_trusted_root(mut self, root: TrustedRoot) -> Self {
+        self.trust = Some(Arc::new(root));
         self
     }
 
@@ -184,11 +200,15 @@ impl RekorSubmitter {
         self.checked(&serde_json::to_vec(&first).map_err(|e| SubmitError::Retryable(e.to_string()))?)
     }
 
-    /// Parse a `{uuid: entry}` body and verify its inclusion proof when present.
+    /// Parse a `{uuid: entry}` body and verify it: against the trusted root
+    /// when one is configured, else its inclusion proof when present.
     fn checked(&self, body: &[u8]) -> Result<Value, SubmitError> {
         let entry = TlogEntry::from_rekor_v1_response(body, &self.limits)
             .map_err(|e| SubmitError::Retryable(format!("unusable entry from the log: {e}")))?;
-        if entry.inclusion_proof.is_some() {
+        if let Some(root) = &self.trust {
+            verify_entry(&entry, root, chrono::Utc::now())
+                .map_err(|e| SubmitError::Retryable(format!("entry from the log is not evidence: {e}")))?;
+        } else if entry.inclusion_proof.is_some() {
             entry
                 .verify_inclusion()
                 .map_err(|e| SubmitError::Retryable(format!("inclusion proof does not verify: {e}")))?;

@@ -152,6 +152,34 @@ async fn a_proof_that_does_not_verify_is_retried() {
     );
 }
 
+/// With a trusted root configured, only entries the log signed are accepted:
+/// an entry whose proof is consistent but which carries no valid checkpoint
+/// and SET is retried, a signed one is returned.
+#[tokio::test]
+async fn with_a_trusted_root_only_signed_entries_are_accepted() {
+    use attestor_transparency::testlog::{bodies, to_rekor_v1_response, Style, TestLog};
+    let log = TestLog::p256(31, "rekor.example.test");
+    let root = TestLog::trusted_root(&[&log]);
+    let unsigned = entry();
+    let (base, _) = serve(Arc::new(move |_| reply(201, unsigned.clone()))).await;
+    let err = RekorSubmitter::new(&base)
+        .unwrap()
+        .with_trusted_root(root.clone())
+        .submit_entry(&proposed())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SubmitError::Retryable(m) if m.contains("not evidence")),
+        "{err:?}"
+    );
+    let signed: Value =
+        serde_json::from_slice(&to_rekor_v1_response(&log.entry(Style::V1, &bodies(5, "q"), 2))).unwrap();
+    let body = signed.clone();
+    let (base, _) = serve(Arc::new(move |_| reply(201, body.clone()))).await;
+    let s = RekorSubmitter::new(&base).unwrap().with_trusted_root(root);
+    assert_eq!(s.submit_entry(&proposed()).await.unwrap(), signed);
+}
+
 #[tokio::test]
 async fn conflict_fetches_the_existing_entry() {
     let e = entry();

@@ -14,6 +14,7 @@
 mod classify;
 
 use attestor_formats::FormatError;
+use attestor_transparency::VerifyError;
 use diesel::result::{DatabaseErrorInformation, DatabaseErrorKind, Error as DieselError};
 use thiserror::Error;
 
@@ -91,6 +92,15 @@ pub enum RepoError {
         source: FormatError,
     },
 
+    /// A transparency-log entry is not signed by a trusted log: unknown log or
+    /// key outside its window, a SET or checkpoint missing or not verifying,
+    /// or a checkpoint for another tree head than the proof's.
+    #[error("transparency-log entry is not evidence: {source}")]
+    NotEvidence {
+        #[source]
+        source: VerifyError,
+    },
+
     /// An invariant of this crate did not hold (a bug, not bad input); the
     /// connection involved was discarded and nothing was read or written.
     #[error("internal error: {message}")]
@@ -103,13 +113,14 @@ pub enum RepoError {
 
 impl RepoError {
     /// True for every variant caused by the caller's input (4xx-like):
-    /// `InvalidInput`, `Format`, `InclusionProof`, `InvalidTenant`.
+    /// `InvalidInput`, `Format`, `InclusionProof`, `NotEvidence`, `InvalidTenant`.
     pub fn is_invalid_input(&self) -> bool {
         matches!(
             self,
             RepoError::InvalidInput { .. }
                 | RepoError::Format(_)
                 | RepoError::InclusionProof { .. }
+                | RepoError::NotEvidence { .. }
                 | RepoError::InvalidTenant
         )
     }
@@ -150,6 +161,22 @@ impl From<FormatError> for RepoError {
                 RepoError::InclusionProof { source: e }
             }
             other => RepoError::Format(other),
+        }
+    }
+}
+
+/// A missing or failing inclusion proof stays [`RepoError::InclusionProof`];
+/// every signature failure is [`RepoError::NotEvidence`].
+impl From<VerifyError> for RepoError {
+    fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::InclusionProof(source) => RepoError::InclusionProof { source },
+            VerifyError::MissingInclusionProof => RepoError::InclusionProof {
+                source: FormatError::InclusionProof {
+                    reason: "missing".to_owned(),
+                },
+            },
+            source => RepoError::NotEvidence { source },
         }
     }
 }

@@ -1,26 +1,31 @@
 //! Transparency-log (Rekor) entries: verified, then stored, linked to their envelope.
 //!
 //! Owns: storing a [`attestor_formats::TlogEntry`] read from a Rekor v1 API
-//! response or a Sigstore bundle's tlog entry, **after** its RFC 6962/9162
-//! inclusion proof has been checked against the stated root
-//! ([`TlogEntry::verify_inclusion`]); an entry without a proof, or whose proof
-//! does not verify, is refused with [`RepoError::InclusionProof`] and nothing
-//! is written. Idempotent on `(log_id, log_index)`: the same entry again returns
-//! the stored row; a *different* body under the same index is a
-//! [`RepoError::Conflict`]. The optional link to a DSSE envelope is the
-//! composite foreign key `(tenant_id, envelope_id)`, so it can only point at
-//! the same tenant's envelope (another tenant's id is [`RepoError::InvalidInput`]).
+//! response or a Sigstore bundle's tlog entry, **after** it verified as
+//! evidence against the caller's [`TrustedRoot`]
+//! ([`attestor_transparency::verify_entry`]: known log and a key valid at the
+//! entry's time, inclusion proof, verified checkpoint for the proof's tree
+//! head, and the SET of an entry with an integrated time). A missing or failing
+//! proof is [`RepoError::InclusionProof`], any other refusal
+//! [`RepoError::NotEvidence`]; either way nothing is written. The row records
+//! the verifying key (`verified_key_sha256`, SHA-256 of its SPKI DER) and the
+//! signatures that verified (`evidence`). Idempotent on `(log_id, log_index)`:
+//! the same entry again returns the stored row; a *different* body under the
+//! same index is a [`RepoError::Conflict`]. The optional link to a DSSE envelope
+//! is the composite foreign key `(tenant_id, envelope_id)`, so it can only point
+//! at the same tenant's envelope (another tenant's id is [`RepoError::InvalidInput`]).
 //!
-//! Must never: store an entry whose inclusion proof was not verified, treat a
-//! SET or checkpoint as a substitute for the proof, or verify signatures
-//! (log keys belong to the caller).
+//! Must never: store an entry that did not verify against the trusted root it
+//! was given, or trust a root hash, SET or checkpoint the entry merely states.
 
 use attestor_formats::TlogEntry;
 use attestor_schema::schema::attestor::rekor_entries;
+use attestor_transparency::{verify_entry, TrustedRoot};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde_json::{json, Value};
+use sha2::Digest as _;
 use uuid::Uuid;
 
 use crate::page::{keyset_before, Cursor, Page, PageRequest};
@@ -51,6 +56,11 @@ pub struct RekorEntry {
     pub checkpoint: Option<String>,
     pub signed_entry_timestamp: Option<Vec<u8>>,
     pub leaf_hash: Vec<u8>,
+    /// SHA-256 of the SPKI DER of the log key that verified the entry;
+    /// `None` for a row stored without a signature check.
+    pub verified_key_sha256: Option<Vec<u8>>,
+    /// `checkpoint` or `set+checkpoint`; `None` with `verified_key_sha256`.
+    pub evidence: Option<String>,
 }
 
 impl RekorEntry {
@@ -63,33 +73,36 @@ impl RekorEntry {
     }
 }
 
-/// Parses a Rekor v1 `GET /api/v1/log/entries/{uuid}` response, verifies and stores it.
+/// Parses a Rekor v1 `GET /api/v1/log/entries/{uuid}` response, verifies it against `trust` and stores it.
 pub async fn ingest_rekor_v1_response(
     tx: &mut TenantTx,
     bytes: &[u8],
     envelope_id: Option<Uuid>,
+    trust: &TrustedRoot,
 ) -> Result<Ingested<RekorEntry>, RepoError> {
     let entry = TlogEntry::from_rekor_v1_response(bytes, tx.limits())?;
-    store(tx, &entry, envelope_id).await
+    store(tx, &entry, envelope_id, trust).await
 }
 
-/// Parses `verificationMaterial.tlogEntries[0]` of a Sigstore bundle, verifies and stores it.
+/// Parses `verificationMaterial.tlogEntries[0]` of a Sigstore bundle, verifies it against `trust` and stores it.
 pub async fn ingest_bundle(
     tx: &mut TenantTx,
     bundle: &[u8],
     envelope_id: Option<Uuid>,
+    trust: &TrustedRoot,
 ) -> Result<Ingested<RekorEntry>, RepoError> {
     let entry = TlogEntry::from_bundle(bundle, tx.limits())?;
-    store(tx, &entry, envelope_id).await
+    store(tx, &entry, envelope_id, trust).await
 }
 
 /// Stores a whole Sigstore bundle: its `dsseEnvelope` (idempotent) and its
-/// tlog entry (verified first), linked to that envelope. Nothing is written
-/// when the inclusion proof does not verify: it is checked before the envelope
-/// is stored.
+/// tlog entry (verified against `trust` first), linked to that envelope.
+/// Nothing is written when the entry does not verify: it is checked before the
+/// envelope is stored.
 pub async fn ingest_bundle_with_envelope(
     tx: &mut TenantTx,
     bundle: &[u8],
+    trust: &TrustedRoot,
 ) -> Result<
     (
         Ingested<crate::dsse_envelopes::DsseEnvelope>,
@@ -98,20 +111,23 @@ pub async fn ingest_bundle_with_envelope(
     RepoError,
 > {
     let entry = TlogEntry::from_bundle(bundle, tx.limits())?;
-    entry.verify_inclusion()?;
+    verify_entry(&entry, trust, Utc::now())?;
     let envelope = attestor_formats::ParsedEnvelope::from_bundle(bundle, tx.limits())?;
     let stored_envelope = crate::dsse_envelopes::store(tx, &envelope).await?;
-    let stored_entry = store(tx, &entry, Some(stored_envelope.row.id)).await?;
+    let stored_entry = store(tx, &entry, Some(stored_envelope.row.id), trust).await?;
     Ok((stored_envelope, stored_entry))
 }
 
-/// Verifies the entry's inclusion proof, then stores it (idempotent on `(log_id, log_index)`).
+/// Verifies the entry against `trust` (an entry without an integrated time is
+/// checked at the current time), then stores it (idempotent on `(log_id, log_index)`).
 pub async fn store(
     tx: &mut TenantTx,
     entry: &TlogEntry,
     envelope_id: Option<Uuid>,
+    trust: &TrustedRoot,
 ) -> Result<Ingested<RekorEntry>, RepoError> {
-    entry.verify_inclusion()?;
+    let verified = verify_entry(entry, trust, Utc::now())?;
+    let verified_key = sha2::Sha256::digest(&verified.log.spki_der).to_vec();
     let proof = entry.inclusion_proof.as_ref().map(|p| {
         json!({
             "logIndex": p.log_index,
@@ -148,6 +164,8 @@ pub async fn store(
             rekor_entries::checkpoint.eq(checkpoint),
             rekor_entries::signed_entry_timestamp.eq(entry.signed_entry_timestamp.as_deref()),
             rekor_entries::leaf_hash.eq(entry.leaf_hash.to_vec()),
+            rekor_entries::verified_key_sha256.eq(&verified_key),
+            rekor_entries::evidence.eq(verified.evidence.as_str()),
         ))
         .on_conflict((
             rekor_entries::tenant_id,

@@ -61,7 +61,7 @@ async fn malformed_base64_and_json_are_refused() {
     });
     let bad_json3 = b"not json".to_vec();
     refused!(db, t, RepoError::Format(FormatError::Json { .. }), |tx| {
-        rekor_entries::ingest_rekor_v1_response(tx, &bad_json3, None).await
+        rekor_entries::ingest_rekor_v1_response(tx, &bad_json3, None, &trust()).await
     });
     // In-toto payload that is not JSON.
     let env = serde_json::to_vec(&envelope_json("application/vnd.in-toto+json", b"{oops", false)).unwrap();
@@ -281,7 +281,7 @@ async fn inclusion_proofs_that_do_not_verify_are_refused() {
     let body = rekor_body(b"envelope");
     let corrupted = rekor_v1_response(&body, 10, 17, 9, true);
     refused!(db, t, RepoError::InclusionProof { .. }, |tx| {
-        rekor_entries::ingest_rekor_v1_response(tx, &corrupted, None).await
+        rekor_entries::ingest_rekor_v1_response(tx, &corrupted, None, &trust()).await
     });
     // A proof for another leaf index does not verify either.
     let mut v: serde_json::Value =
@@ -290,24 +290,24 @@ async fn inclusion_proofs_that_do_not_verify_are_refused() {
     entry["verification"]["inclusionProof"]["logIndex"] = json!(8);
     let wrong_index = serde_json::to_vec(&v).unwrap();
     refused!(db, t, RepoError::InclusionProof { .. }, |tx| {
-        rekor_entries::ingest_rekor_v1_response(tx, &wrong_index, None).await
+        rekor_entries::ingest_rekor_v1_response(tx, &wrong_index, None, &trust()).await
     });
     // No proof at all.
     entry_without_proof(&mut v);
     let no_proof = serde_json::to_vec(&v).unwrap();
     refused!(db, t, RepoError::InclusionProof { .. }, |tx| {
-        rekor_entries::ingest_rekor_v1_response(tx, &no_proof, None).await
+        rekor_entries::ingest_rekor_v1_response(tx, &no_proof, None, &trust()).await
     });
     let env: serde_json::Value =
         serde_json::from_slice(&intoto_envelope("p", &sha256_hex(b"q"), json!({}), true)).unwrap();
     let bad_bundle = bundle(&env, 3, 5, 4, true);
     let bad_bundle2 = bad_bundle.clone();
     refused!(db, t, RepoError::InclusionProof { .. }, |tx| {
-        rekor_entries::ingest_bundle(tx, &bad_bundle, None).await
+        rekor_entries::ingest_bundle(tx, &bad_bundle, None, &trust()).await
     });
     // The envelope of a bundle whose proof fails is not stored either.
     refused!(db, t, RepoError::InclusionProof { .. }, |tx| {
-        rekor_entries::ingest_bundle_with_envelope(tx, &bad_bundle2)
+        rekor_entries::ingest_bundle_with_envelope(tx, &bad_bundle2, &trust())
             .await
             .map(|_| ())
     });
@@ -315,9 +315,131 @@ async fn inclusion_proofs_that_do_not_verify_are_refused() {
         let db = Database::connect(DatabaseConfig::new(tdb.app_url()).with_max_connections(1))
             .await
             .unwrap();
+        let pg = fixture_root("trust/public-good.trusted_root.json");
         refused!(db, t, RepoError::InclusionProof { .. }, |tx| {
-            rekor_entries::ingest_bundle(tx, &real, None).await
+            rekor_entries::ingest_bundle(tx, &real, None, &pg).await
         });
+    }
+}
+
+/// The attacker's hand-built entry (a tree of one: no hashes, root = its own
+/// leaf hash) with no checkpoint, a garbage checkpoint, or one signed by
+/// another key; and a genuine entry checked against the wrong trusted root.
+/// Each is a typed refusal and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_the_log_did_not_sign_are_refused() {
+    use attestor_transparency::testlog::{forged_entry, to_bundle, to_rekor_v1_response, Style, TestLog};
+    use attestor_transparency::VerifyError;
+    let tdb = test_db();
+    let db = small_db(&tdb).await;
+    let t = TenantId::new_random();
+    let log = test_log();
+    let attacker = TestLog::p256(66, &log.log.name);
+    let body = rekor_body(b"evil envelope");
+    let leaf = attestor_formats::merkle::leaf_hash(&body);
+    let origin = log.origin(Style::V1);
+
+    let bare = to_rekor_v1_response(&forged_entry(&log.log, &body, Style::V1, None));
+    refused!(
+        db,
+        t,
+        RepoError::NotEvidence {
+            source: VerifyError::CheckpointRequired
+        },
+        |tx| { rekor_entries::ingest_rekor_v1_response(tx, &bare, None, &trust()).await }
+    );
+    let garbage = format!(
+        "{origin}\n1\n{}\n\n\u{2014} {} {}\n",
+        base64::engine::general_purpose::STANDARD.encode(leaf),
+        log.log.name,
+        base64::engine::general_purpose::STANDARD
+            .encode([log.log.note_key_hint().as_slice(), &[0x30; 70]].concat())
+    );
+    let garbage = to_bundle(&forged_entry(&log.log, &body, Style::V1, Some(garbage)));
+    refused!(
+        db,
+        t,
+        RepoError::NotEvidence {
+            source: VerifyError::CheckpointSignature { .. }
+        },
+        |tx| { rekor_entries::ingest_bundle(tx, &garbage, None, &trust()).await }
+    );
+    let mut resigned = forged_entry(
+        &log.log,
+        &body,
+        Style::V1,
+        Some(attacker.checkpoint(&origin, 1, &leaf, &[])),
+    );
+    attacker.resign_set(&mut resigned);
+    let resigned = to_rekor_v1_response(&resigned);
+    refused!(db, t, RepoError::NotEvidence { .. }, |tx| {
+        rekor_entries::ingest_rekor_v1_response(tx, &resigned, None, &trust()).await
+    });
+    // A Rekor v2 style forgery (no integrated time, no SET) without a checkpoint.
+    let v2 = to_bundle(&forged_entry(&log.log, &body, Style::V2, None));
+    refused!(
+        db,
+        t,
+        RepoError::NotEvidence {
+            source: VerifyError::CheckpointRequired
+        },
+        |tx| { rekor_entries::ingest_bundle(tx, &v2, None, &trust()).await }
+    );
+    // A genuine entry, but the caller trusts another log.
+    let genuine = rekor_v1_response(&body, 5, 9, 3, false);
+    let other = TestLog::trusted_root(&[&attacker]);
+    refused!(
+        db,
+        t,
+        RepoError::NotEvidence {
+            source: VerifyError::UnknownLog { .. }
+        },
+        |tx| { rekor_entries::ingest_rekor_v1_response(tx, &genuine, None, &other).await }
+    );
+    // The genuine entry's bundle with its envelope: the envelope is not stored either.
+    let env: serde_json::Value =
+        serde_json::from_slice(&intoto_envelope("p", &sha256_hex(b"q"), json!({}), true)).unwrap();
+    let genuine_bundle = bundle(&env, 3, 5, 4, false);
+    let other = TestLog::trusted_root(&[&attacker]);
+    refused!(db, t, RepoError::NotEvidence { .. }, |tx| {
+        rekor_entries::ingest_bundle_with_envelope(tx, &genuine_bundle, &other)
+            .await
+            .map(|_| ())
+    });
+    if let (Some(real), Some(_)) = (
+        fixture("bundles/conformance-happy-path-intoto-in-dsse-v3.sigstore.json"),
+        attestor_formats::fixtures::fixtures_dir(),
+    ) {
+        // The real public-good entry against the staging root, and rebuilt to a
+        // tree of one (default limits: the fixture is larger than small_db's).
+        let db = Database::connect(DatabaseConfig::new(tdb.app_url()).with_max_connections(1))
+            .await
+            .unwrap();
+        let staging = fixture_root("trust/staging-rekor2.trusted_root.json");
+        let real2 = real.clone();
+        refused!(
+            db,
+            t,
+            RepoError::NotEvidence {
+                source: VerifyError::UnknownLog { .. }
+            },
+            |tx| { rekor_entries::ingest_bundle(tx, &real2, None, &staging).await }
+        );
+        let mut e =
+            attestor_formats::TlogEntry::from_bundle(&real, &attestor_formats::Limits::default()).unwrap();
+        let p = e.inclusion_proof.as_mut().unwrap();
+        (p.log_index, p.tree_size, p.root_hash, p.checkpoint) = (0, 1, e.leaf_hash, None);
+        p.hashes.clear();
+        let forged = to_bundle(&e);
+        let pg = fixture_root("trust/public-good.trusted_root.json");
+        refused!(
+            db,
+            t,
+            RepoError::NotEvidence {
+                source: VerifyError::CheckpointRequired
+            },
+            |tx| { rekor_entries::ingest_bundle(tx, &forged, None, &pg).await }
+        );
     }
 }
 

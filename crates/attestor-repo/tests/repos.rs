@@ -136,16 +136,16 @@ async fn rekor_entries_verify_before_storing_and_link_to_the_envelope() {
     let conflicting = rekor_v1_response(&other_body, 1000, 4, 1, false);
     let (env, stored, again, by_env, err_bad, err_bad_bundle, from_bundle, conflict) = run!(db, t, |tx| {
         let env = dsse_envelopes::ingest(tx, &env_bytes).await?.row;
-        let stored = rekor_entries::ingest_rekor_v1_response(tx, &good, Some(env.id)).await?;
-        let again = rekor_entries::ingest_rekor_v1_response(tx, &good, Some(env.id)).await?;
-        let err_bad = rekor_entries::ingest_rekor_v1_response(tx, &bad, Some(env.id))
+        let stored = rekor_entries::ingest_rekor_v1_response(tx, &good, Some(env.id), &trust()).await?;
+        let again = rekor_entries::ingest_rekor_v1_response(tx, &good, Some(env.id), &trust()).await?;
+        let err_bad = rekor_entries::ingest_rekor_v1_response(tx, &bad, Some(env.id), &trust())
             .await
             .unwrap_err();
-        let err_bad_bundle = rekor_entries::ingest_bundle(tx, &bad_bundle, None)
+        let err_bad_bundle = rekor_entries::ingest_bundle(tx, &bad_bundle, None, &trust())
             .await
             .unwrap_err();
-        let from_bundle = rekor_entries::ingest_bundle(tx, &good_bundle, Some(env.id)).await?;
-        let conflict = rekor_entries::ingest_rekor_v1_response(tx, &conflicting, None)
+        let from_bundle = rekor_entries::ingest_bundle(tx, &good_bundle, Some(env.id), &trust()).await?;
+        let conflict = rekor_entries::ingest_rekor_v1_response(tx, &conflicting, None, &trust())
             .await
             .unwrap_err();
         let by_env = rekor_entries::find_by_envelope(tx, env.id).await?;
@@ -172,6 +172,12 @@ async fn rekor_entries_verify_before_storing_and_link_to_the_envelope() {
     assert_eq!(stored.row.kind, "dsse");
     assert_eq!(stored.row.inclusion_proof.as_ref().unwrap()["treeSize"], 13);
     assert_eq!(stored.row.integrated_time, Some(ts(1_700_000_000)));
+    // The row names the key that verified it and the signatures that did.
+    assert_eq!(
+        stored.row.verified_key_sha256.as_deref().map(hex::encode),
+        Some(sha256_hex(&test_log().log.spki_der))
+    );
+    assert_eq!(stored.row.evidence.as_deref(), Some("set+checkpoint"));
     assert!(matches!(err_bad, RepoError::InclusionProof { .. }), "{err_bad:?}");
     assert!(
         matches!(err_bad_bundle, RepoError::InclusionProof { .. }),
@@ -194,7 +200,7 @@ async fn rekor_entries_verify_before_storing_and_link_to_the_envelope() {
     let other = TenantId::new_random();
     let good2 = rekor_v1_response(&rekor_body(b"b2"), 5, 3, 2, false);
     let e = run!(db, other, |tx| {
-        rekor_entries::ingest_rekor_v1_response(tx, &good2, Some(env.id)).await
+        rekor_entries::ingest_rekor_v1_response(tx, &good2, Some(env.id), &trust()).await
     })
     .unwrap_err();
     assert!(matches!(e, RepoError::InvalidInput { .. }), "{e:?}");
@@ -501,6 +507,10 @@ async fn fixtures_dsse_bundles_rekor_and_sboms() {
     let cdx = fixture("sbom/cyclonedx-1.2-cern-lhc-vdm-editor.bom.json").unwrap();
     let spdx = fixture("sbom/spdx-2.3-example11.sbom.spdx.json").unwrap();
     let slsa_line = slsa.split(|b| *b == b'\n').next().unwrap().to_vec();
+    let pg = fixture_root("trust/public-good.trusted_root.json");
+    let st = fixture_root("trust/staging-rekor2.trusted_root.json");
+    let rekor_key = sha256_hex(&pg.tlogs[0].spki_der);
+    let alpha3_key = sha256_hex(&st.tlogs[3].spki_der);
     let r = run!(db, t, |tx| {
         let env = dsse_envelopes::ingest(tx, &slsa_line).await?.row;
         assert_eq!(env.payload.len(), 8916);
@@ -527,7 +537,7 @@ async fn fixtures_dsse_bundles_rekor_and_sboms() {
             happy_env.predicate_type.as_deref(),
             Some("https://slsa.dev/provenance/v1")
         );
-        let e = rekor_entries::ingest_bundle(tx, &happy, Some(happy_env.id))
+        let e = rekor_entries::ingest_bundle(tx, &happy, Some(happy_env.id), &pg)
             .await?
             .row;
         assert_eq!((e.log_index, e.shard_log_index), (155_690_850, Some(33_786_588)));
@@ -541,11 +551,22 @@ async fn fixtures_dsse_bundles_rekor_and_sboms() {
             .unwrap()
             .starts_with("rekor.sigstore.dev - 1193050959916656506\n"));
 
-        let r2 = rekor_entries::ingest_bundle(tx, &rekor2, None).await?.row;
+        assert_eq!(e.evidence.as_deref(), Some("set+checkpoint"));
+        assert_eq!(
+            e.verified_key_sha256.as_deref().map(hex::encode),
+            Some(rekor_key.clone())
+        );
+
+        let r2 = rekor_entries::ingest_bundle(tx, &rekor2, None, &st).await?.row;
         assert_eq!((r2.kind.as_str(), r2.integrated_time), ("hashedrekord", None));
-        let mk = rekor_entries::ingest_bundle(tx, &managed, None).await?.row;
+        assert_eq!(r2.evidence.as_deref(), Some("checkpoint"));
+        assert_eq!(
+            r2.verified_key_sha256.as_deref().map(hex::encode),
+            Some(alpha3_key)
+        );
+        let mk = rekor_entries::ingest_bundle(tx, &managed, None, &pg).await?.row;
         assert_eq!(mk.log_index, 771_488_337);
-        let (bcr_env, b) = rekor_entries::ingest_bundle_with_envelope(tx, &bcr).await?;
+        let (bcr_env, b) = rekor_entries::ingest_bundle_with_envelope(tx, &bcr, &pg).await?;
         let (bcr_env, b) = (bcr_env.row, b.row);
         assert_eq!(b.envelope_id, Some(bcr_env.id));
         assert_eq!(
@@ -557,12 +578,14 @@ async fn fixtures_dsse_bundles_rekor_and_sboms() {
             "015d37d0182dfb7164dae807fd5b684d816c1c97a9d797a458b281c0242458cd"
         );
 
-        let bad = rekor_entries::ingest_bundle(tx, &corrupted, None)
+        let bad = rekor_entries::ingest_bundle(tx, &corrupted, None, &pg)
             .await
             .unwrap_err();
         assert!(matches!(bad, RepoError::InclusionProof { .. }), "{bad:?}");
 
-        let a = rekor_entries::ingest_rekor_v1_response(tx, &api, None).await?.row;
+        let a = rekor_entries::ingest_rekor_v1_response(tx, &api, None, &pg)
+            .await?
+            .row;
         assert_eq!(
             (a.log_index, a.shard_log_index, a.kind.as_str()),
             (74_497_915, Some(70_334_484), "rekord")
@@ -613,8 +636,8 @@ async fn a_generated_bundle_stores_envelope_and_linked_entry() {
     .unwrap();
     let b = bundle(&env, 77, 6, 5, false);
     let (e1, r1, e2, r2) = run!(db, t, |tx| {
-        let (e1, r1) = rekor_entries::ingest_bundle_with_envelope(tx, &b).await?;
-        let (e2, r2) = rekor_entries::ingest_bundle_with_envelope(tx, &b).await?;
+        let (e1, r1) = rekor_entries::ingest_bundle_with_envelope(tx, &b, &trust()).await?;
+        let (e2, r2) = rekor_entries::ingest_bundle_with_envelope(tx, &b, &trust()).await?;
         Ok((e1, r1, e2, r2))
     })
     .unwrap();

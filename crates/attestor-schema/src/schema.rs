@@ -54,6 +54,8 @@ pub mod attestor {
             checkpoint -> Nullable<Text>,
             signed_entry_timestamp -> Nullable<Bytea>,
             leaf_hash -> Bytea,
+            verified_key_sha256 -> Nullable<Bytea>,
+            evidence -> Nullable<Text>,
         }
     }
 

@@ -14,6 +14,7 @@ use attestor_repo::{
     DatabaseConfig, PageRequest, RepoError, TenantContext, TenantId, TenantTx,
 };
 use attestor_testdb::shared;
+use attestor_transparency::testlog::{self, Style, TestLog};
 use base64::Engine as _;
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
@@ -72,35 +73,17 @@ fn statement_envelope(predicate: &Value) -> Vec<u8> {
     .unwrap()
 }
 
-/// A Rekor v1 API response for `body` in a 5-leaf tree at index 3 (own tree).
+/// The tests' own log and a trusted root that trusts it.
+fn test_log() -> TestLog {
+    TestLog::p256(21, "rekor.example.test")
+}
+
+/// A Rekor v1 API response for `body` in a 5-leaf tree at index 3, signed by [`test_log`].
 fn rekor_response(body: &[u8]) -> Vec<u8> {
     let leaves: Vec<Vec<u8>> = (0..5u8)
         .map(|i| if i == 3 { body.to_vec() } else { vec![i; 8] })
         .collect();
-    let root = attestor_formats::merkle::root(&leaves);
-    let proof = attestor_formats::merkle::inclusion_proof(&leaves, 3).unwrap();
-    let b64 = base64::engine::general_purpose::STANDARD;
-    serde_json::to_vec(&json!({
-        hex_leaf(body): {
-            "body": b64.encode(body),
-            "integratedTime": 1_700_000_000,
-            "logID": "c0d23d6ad406973f9559f3ba2d1ca01f84147d8ffc5b8445c224f98b9591801d",
-            "logIndex": 42,
-            "verification": {"inclusionProof": {
-                "logIndex": 3, "treeSize": 5, "rootHash": hex_of(&root),
-                "hashes": proof.iter().map(hex_of).collect::<Vec<_>>(),
-            }},
-        }
-    }))
-    .unwrap()
-}
-
-fn hex_of(b: &[u8; 32]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn hex_leaf(body: &[u8]) -> String {
-    hex_of(&attestor_formats::merkle::leaf_hash(body))
+    testlog::to_rekor_v1_response(&test_log().entry(Style::V1, &leaves, 3))
 }
 
 /// Ids of everything tenant A stores.
@@ -123,9 +106,14 @@ async fn seed(db: &Database, a: TenantId) -> Seeded {
     in_tx(db, a, "seeder", move |tx| {
         async move {
             let e = dsse_envelopes::ingest(tx, &env).await?.row;
-            let r = rekor_entries::ingest_rekor_v1_response(tx, &rekor, Some(e.id))
-                .await?
-                .row;
+            let r = rekor_entries::ingest_rekor_v1_response(
+                tx,
+                &rekor,
+                Some(e.id),
+                &TestLog::trusted_root(&[&test_log()]),
+            )
+            .await?
+            .row;
             let s = sbom_entries::ingest(tx, &sbom).await?.row;
             let sp = spines::create(
                 tx,

@@ -1,10 +1,12 @@
 //! Generated test vectors: own envelopes, own Merkle trees, own Rekor
-//! responses and Sigstore bundles, own SBOMs. Signatures are random bytes:
-//! the repositories never verify signatures, only structure, digests and
-//! inclusion proofs, which these vectors exercise for real.
+//! responses and Sigstore bundles, own SBOMs. DSSE signatures are random
+//! bytes (the repositories do not verify envelope signatures); transparency-log
+//! entries are signed for real by [`test_log`], whose key [`trust`] trusts.
 #![allow(dead_code)]
 
-use attestor_formats::merkle;
+use attestor_formats::TlogEntry;
+use attestor_transparency::testlog::{self, Style, TestLog};
+use attestor_transparency::TrustedRoot;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -67,23 +69,6 @@ pub fn intoto_envelope(
     serde_json::to_vec(&env).unwrap()
 }
 
-/// A Merkle tree of `size` leaves with `body` at `index`; returns (root, proof).
-pub fn tree_with(body: &[u8], size: usize, index: usize) -> ([u8; 32], Vec<[u8; 32]>) {
-    let leaves: Vec<Vec<u8>> = (0..size)
-        .map(|i| {
-            if i == index {
-                body.to_vec()
-            } else {
-                random_bytes(40)
-            }
-        })
-        .collect();
-    (
-        merkle::root(&leaves),
-        merkle::inclusion_proof(&leaves, index).unwrap(),
-    )
-}
-
 /// A Rekor entry body of kind `dsse` 0.0.1.
 pub fn rekor_body(envelope: &[u8]) -> Vec<u8> {
     serde_json::to_vec(&json!({
@@ -94,61 +79,51 @@ pub fn rekor_body(envelope: &[u8]) -> Vec<u8> {
     .unwrap()
 }
 
-/// A Rekor v1 API response for `body`, logged at shard index `index` of a
-/// `size`-leaf tree; `corrupt` flips a bit in one proof hash.
-pub fn rekor_v1_response(body: &[u8], log_index: i64, size: usize, index: usize, corrupt: bool) -> Vec<u8> {
-    let (root, mut proof) = tree_with(body, size, index);
-    if corrupt {
-        proof[0][0] ^= 1;
-    }
-    let uuid = hex::encode(merkle::leaf_hash(body));
-    serde_json::to_vec(&json!({
-        uuid: {
-            "body": STANDARD.encode(body),
-            "integratedTime": 1_700_000_000,
-            "logID": "c0d23d6ad406973f9559f3ba2d1ca01f84147d8ffc5b8445c224f98b9591801d",
-            "logIndex": log_index,
-            "verification": {
-                "inclusionProof": {
-                    "logIndex": index,
-                    "treeSize": size,
-                    "rootHash": hex::encode(root),
-                    "hashes": proof.iter().map(hex::encode).collect::<Vec<_>>(),
-                },
-                "signedEntryTimestamp": STANDARD.encode(random_bytes(70)),
-            }
-        }
-    }))
-    .unwrap()
+/// The tests' own Rekor v1 style log (ECDSA P-256 key from a fixed seed).
+pub fn test_log() -> TestLog {
+    TestLog::p256(21, "rekor.example.test")
 }
 
-/// A Sigstore v0.3 bundle holding `envelope` and a tlog entry for it.
+/// A trusted root holding [`test_log`] only.
+pub fn trust() -> TrustedRoot {
+    TestLog::trusted_root(&[&test_log()])
+}
+
+/// The signed entry for `body` at shard index `index` of a `size`-leaf tree
+/// and global index `log_index`; `corrupt` flips a bit in one proof hash
+/// (after signing, so the SET and checkpoint still verify).
+pub fn signed_entry(body: &[u8], log_index: i64, size: usize, index: usize, corrupt: bool) -> TlogEntry {
+    let log = test_log();
+    let leaves: Vec<Vec<u8>> = (0..size)
+        .map(|i| {
+            if i == index {
+                body.to_vec()
+            } else {
+                format!("leaf-{i}").into_bytes()
+            }
+        })
+        .collect();
+    let mut entry = log.entry(Style::V1, &leaves, index);
+    entry.log_index = log_index;
+    log.resign_set(&mut entry);
+    if corrupt {
+        entry.inclusion_proof.as_mut().unwrap().hashes[0][0] ^= 1;
+    }
+    entry
+}
+
+/// A Rekor v1 API response for `body` (see [`signed_entry`]).
+pub fn rekor_v1_response(body: &[u8], log_index: i64, size: usize, index: usize, corrupt: bool) -> Vec<u8> {
+    testlog::to_rekor_v1_response(&signed_entry(body, log_index, size, index, corrupt))
+}
+
+/// A Sigstore v0.3 bundle holding `envelope` and a signed tlog entry for it.
 pub fn bundle(envelope: &Value, log_index: i64, size: usize, index: usize, corrupt: bool) -> Vec<u8> {
     let body = rekor_body(&serde_json::to_vec(envelope).unwrap());
-    let (root, mut proof) = tree_with(&body, size, index);
-    if corrupt {
-        proof[0][0] ^= 1;
-    }
-    serde_json::to_vec(&json!({
-        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
-        "verificationMaterial": {
-            "tlogEntries": [{
-                "logIndex": log_index.to_string(),
-                "logId": {"keyId": STANDARD.encode(random_bytes(32))},
-                "kindVersion": {"kind": "dsse", "version": "0.0.1"},
-                "integratedTime": "1700000000",
-                "canonicalizedBody": STANDARD.encode(&body),
-                "inclusionProof": {
-                    "logIndex": index.to_string(),
-                    "treeSize": size.to_string(),
-                    "rootHash": STANDARD.encode(root),
-                    "hashes": proof.iter().map(|h| STANDARD.encode(h)).collect::<Vec<_>>(),
-                }
-            }]
-        },
-        "dsseEnvelope": envelope,
-    }))
-    .unwrap()
+    let entry = signed_entry(&body, log_index, size, index, corrupt);
+    let mut bundle: Value = serde_json::from_slice(&testlog::to_bundle(&entry)).unwrap();
+    bundle["dsseEnvelope"] = envelope.clone();
+    serde_json::to_vec(&bundle).unwrap()
 }
 
 pub fn cyclonedx(components: usize) -> Vec<u8> {

@@ -101,6 +101,12 @@ pub fn fixture(relative: &str) -> Option<Vec<u8>> {
     Some(attestor_formats::fixtures::read(&dir, relative))
 }
 
+/// A trusted root from the fixtures folder (call only after [`fixture`] found it).
+pub fn fixture_root(relative: &str) -> attestor_transparency::TrustedRoot {
+    let dir = attestor_formats::fixtures::fixtures_dir().expect("fixtures present");
+    attestor_transparency::TrustedRoot::from_json(&attestor_formats::fixtures::read(&dir, relative)).unwrap()
+}
+
 /// `run!(db, tenant, |tx| { …; Ok(x) })`: a tenant transaction whose body is an async block.
 #[macro_export]
 macro_rules! run {
