@@ -674,14 +674,18 @@ impl Database {
     /// For single statements (typically hot reads; a write is atomic on its
     /// own). A statement that diesel-async has not prepared yet on the
     /// connection costs its usual `Parse` round trip first, unguarded and
-    /// harmless (it runs nothing). (A statement with a bind of a custom SQL
-    /// type would make diesel-async look the type up first, the guard would
-    /// travel with that lookup instead, and the statement would fail closed
-    /// with `TenantNotSet`; the attestor schema has no custom types.) Same
-    /// cleanup rules as
-    /// [`Database::transaction`]: an error ends the implicit transaction at
-    /// the `Sync`, a dropped future or a stream that lost its framing
-    /// discards the connection.
+    /// harmless (it runs nothing). The statement's `ReadyForQuery` must
+    /// report the connection idle: a statement that opens a transaction
+    /// (`BEGIN`) fails with [`RepoError::Internal`] and the connection is
+    /// discarded. A statement with a parameter or a result column of a type
+    /// the driver does not know yet (an enum, a composite) makes the driver
+    /// look the type up first; the guard then travels with that lookup, and
+    /// the result, read without a tenant, is withheld
+    /// ([`RepoError::Internal`]); the connection keeps the type, so the same
+    /// fetch works next time on it. See `wire` for the mechanism. Same
+    /// cleanup rules as [`Database::transaction`]: an error ends the
+    /// implicit transaction at the `Sync`, a dropped future or a stream that
+    /// lost its framing discards the connection.
     ///
     /// The future is boxed and `Send`, so a task that calls `fetch` can be
     /// spawned (an `async fn` with this higher-ranked bound would not be
