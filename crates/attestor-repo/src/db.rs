@@ -12,46 +12,49 @@
 //! ## How a tenant transaction runs
 //!
 //! 1. A connection is checked out and marked *in use* (our own flag, see below).
-//! 2. One simple-query message carries `BEGIN` and the context: on the tenant
-//!    pool `BEGIN; EXECUTE attestor_guard_actor('<uuid>', E'…')` (a guard
-//!    statement `wire::connect` prepared, which runs `set_config(…, true)` for
-//!    the tenant and the actor), on the worker pool
-//!    `BEGIN; SELECT set_config('app.tenant_id', '', true), set_config('app.actor', E'…', true)`;
-//!    so the tenant is set *inside* the transaction, transaction-locally. On
-//!    the tenant pool it costs no request of its own: `wire`'s splice writes it
-//!    in front of the transaction's first request (its first statement, or the
-//!    `COMMIT`/`ROLLBACK` of a transaction that ran none) and takes its answers
-//!    out, and diesel-async's transaction manager is told the transaction is
-//!    open, so nested `conn.transaction(…)` calls inside the closure still
-//!    become savepoints. (The worker pool sends it as its own request, through
-//!    `AnsiTransactionManager::begin_transaction_sql`.) If it fails, the first
-//!    statement fails with its error and the connection is discarded.
-//!    The tenant id is a validated UUID, printed by us; the actor is sent as an
-//!    escaped `E''` literal (NUL refused), so nothing user-controlled is spliced raw.
+//! 2. The opening (`BEGIN` and the guard statement that runs
+//!    `set_config(…, true)` for the tenant and the actor) has no request of
+//!    its own: `wire`'s splice carries it inside the extended-protocol group
+//!    of the transaction's first request, so the opening and the first
+//!    statement share one fate, and holds everything after that group until
+//!    the server confirms the transaction is open. diesel-async's
+//!    transaction manager is told the transaction is open, so nested
+//!    `conn.transaction(…)` calls inside the closure still become
+//!    savepoints. A transaction whose closure sends nothing sends nothing at
+//!    all. On the worker pool the opening is one simple-query message of its
+//!    own, `BEGIN; SELECT set_config('app.tenant_id', '', true),
+//!    set_config('app.actor', E'…', true)`, through
+//!    `AnsiTransactionManager::begin_transaction_sql` (the actor an escaped
+//!    `E''` literal, NUL refused). The mechanism, and what fails closed, is
+//!    documented in one place: the `wire` module.
 //! 3. The closure runs with `&mut TenantTx`.
-//! 4. `Ok` → `COMMIT`; `Err` → `ROLLBACK`. If a statement failed inside the
-//!    transaction and the closure still returned `Ok` (it swallowed the error),
-//!    the guard checks whether the transaction is aborted (one `SELECT 1`, only
-//!    in that case) and, if so, rolls back and returns
-//!    [`RepoError::TransactionAborted`] instead of a `COMMIT` that PostgreSQL
-//!    would silently turn into a `ROLLBACK`. `set_config(…, true)` values end with
-//!    the transaction, so the connection goes back to the pool with no tenant.
-//!    Only after a successful `COMMIT`/`ROLLBACK`, with diesel-async reporting no
-//!    open transaction, is the *in use* flag cleared.
+//! 4. `Ok` → `COMMIT`; `Err` → `ROLLBACK`. On the tenant pool the splice
+//!    reads what the server says the `COMMIT` did: a `ROLLBACK` tag (the
+//!    transaction was aborted, even by an error the closure never saw, such
+//!    as one raised while a row stream was read) or a status other than idle
+//!    gives [`RepoError::TransactionAborted`], never `Ok`; so does an
+//!    opening that failed. On the worker pool, if a statement failed and the
+//!    closure still returned `Ok`, one `SELECT 1` checks whether the
+//!    transaction is aborted and, if so, it is rolled back with the same
+//!    error. `set_config(…, true)` values end with the transaction, so the
+//!    connection goes back to the pool with no tenant. Only after a clean
+//!    end, with diesel-async reporting no open transaction, is the *in use*
+//!    flag cleared.
 //!
-//! [`Database::fetch`] runs a single statement in *one* request: the pool's
-//! connections run over `wire`'s splice stream, which writes the
-//! guard's `Bind`/`Execute` (a `set_config('app.tenant_id', $1, true)`
-//! prepared on every connection) into the statement's own extended-protocol
+//! [`Database::fetch`] runs a single statement in *one* request: the
+//! splice writes the guard into the statement's own extended-protocol
 //! group, so guard and statement share one implicit transaction that the
-//! statement's `Sync` ends; no `BEGIN`/`COMMIT`.
+//! statement's `Sync` ends; the group's `ReadyForQuery` must report the
+//! connection idle.
 //!
 //! The pool's `has_broken` hook discards any connection whose flag is still
 //! set when it comes back, which covers every way out that is not a clean
 //! end: the future dropped mid-transaction (cancellation, timeout), a panic in
 //! the closure (the connection is dropped while unwinding), a failed `COMMIT`
-//! or `ROLLBACK`, a lost connection. Dropping an `AsyncPgConnection` closes
-//! the socket, and the server rolls the transaction back.
+//! or `ROLLBACK`, a lost connection; it also discards a connection whose
+//! splice lost the protocol framing or closed. Dropping an
+//! `AsyncPgConnection` closes the socket, and the server rolls the
+//! transaction back.
 //!
 //! New connections get the configured `plan_cache_mode`
 //! ([`crate::PlanCacheMode`]), the only session-level setting a pool makes.

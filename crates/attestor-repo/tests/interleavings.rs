@@ -163,7 +163,9 @@ async fn apply(db: &Database, t: TenantId, id: i64, op: &Op) -> Option<bool> {
             let fut = db.transaction(ctx, move |tx| {
                 attestor_repo::scoped_futures::ScopedFutureExt::scope_boxed(async move {
                     insert_probe(tx, id).await?;
-                    diesel::sql_query("SELECT pg_sleep(0.05)").execute(tx.conn()).await?;
+                    diesel::sql_query("SELECT pg_sleep(0.05)")
+                        .execute(tx.conn())
+                        .await?;
                     Ok::<(), RepoError>(())
                 })
             });
@@ -334,5 +336,8 @@ fn the_guard_keeps_its_contract_under_a_disturbed_wire() {
     });
     let (ops, disturbed, cancels) = *totals.lock().unwrap();
     eprintln!("{ops} operations, {disturbed} disturbed server messages, {cancels} cancel requests");
-    assert!(ops >= 1000 && disturbed > 0 && cancels > 0, "the run disturbed nothing");
+    assert!(
+        ops >= 1000 && disturbed > 0 && cancels > 0,
+        "the run disturbed nothing"
+    );
 }
