@@ -178,8 +178,6 @@ struct State {
     report: Report,
     /// The injected (or watched) request's answers are still due.
     pending: bool,
-    /// The stream stopped looking like the protocol, or closed.
-    broken: bool,
 }
 
 /// The handle of one connection's [`SpliceStream`].
@@ -191,6 +189,9 @@ struct Shared {
     /// Armed and not yet disarmed: only then does the writer look at
     /// `state` (one atomic load per message otherwise).
     active: AtomicBool,
+    /// The stream stopped looking like the protocol, or closed (read on
+    /// every write, without the lock).
+    broken: AtomicBool,
     state: Mutex<State>,
     /// Woken when a pending request's answers are complete or the stream breaks.
     settled: Notify,
@@ -240,7 +241,7 @@ impl Splice {
             notified.as_mut().enable();
             {
                 let s = self.state();
-                if !s.pending || s.broken {
+                if !s.pending || self.is_broken() {
                     return;
                 }
             }
@@ -255,18 +256,20 @@ impl Splice {
         s.live = None;
         self.0.active.store(false, Ordering::Release);
         Report {
-            in_sync: !s.pending && !s.broken,
+            in_sync: !s.pending && !self.is_broken(),
             ..s.report
         }
     }
 
     /// The stream lost its framing or closed: the connection is unusable.
     pub(crate) fn is_broken(&self) -> bool {
-        self.state().broken
+        self.0.broken.load(Ordering::Acquire)
     }
 
     fn set_broken(&self) {
-        self.state().broken = true;
+        // Under the lock, so that `settle` cannot miss the wake-up.
+        let _s = self.state();
+        self.0.broken.store(true, Ordering::Release);
         self.0.settled.notify_waiters();
     }
 }
@@ -661,7 +664,7 @@ impl<S> SpliceStream<S> {
             s.report.status = Some(status);
             s.pending = false;
             if !opened {
-                s.broken = true;
+                self.splice.0.broken.store(true, Ordering::Release);
             }
         }
         self.splice.0.settled.notify_waiters();
