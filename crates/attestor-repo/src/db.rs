@@ -5,7 +5,8 @@
 //! deliver LISTEN notifications, open a connection of your own for that),
 //! [`Database::transaction`] and the [`TenantTx`] it lends
 //! to the closure; [`WorkerDatabase`]/[`WorkerTx`], the separately named
-//! path for work that spans tenants (the queue worker, as `attestor_worker`);
+//! path for work that spans tenants (the queue worker, as `attestor_worker`,
+//! also over `wire::connect`);
 //! and the pool wrapper that decides whether a returned connection may be
 //! reused.
 //!
@@ -28,15 +29,12 @@
 //!    `E''` literal, NUL refused). The mechanism, and what fails closed, is
 //!    documented in one place: the `wire` module.
 //! 3. The closure runs with `&mut TenantTx`.
-//! 4. `Ok` → `COMMIT`; `Err` → `ROLLBACK`. On the tenant pool the splice
-//!    reads what the server says the `COMMIT` did: a `ROLLBACK` tag (the
+//! 4. `Ok` → `COMMIT`; `Err` → `ROLLBACK`. On both pools the splice reads
+//!    what the server says the `COMMIT` did: a `ROLLBACK` tag (the
 //!    transaction was aborted, even by an error the closure never saw, such
 //!    as one raised while a row stream was read) or a status other than idle
 //!    gives [`RepoError::TransactionAborted`], never `Ok`; so does an
-//!    opening that failed. On the worker pool, if a statement failed and the
-//!    closure still returned `Ok`, one `SELECT 1` checks whether the
-//!    transaction is aborted and, if so, it is rolled back with the same
-//!    error. `set_config(…, true)` values end with the transaction, so the
+//!    opening that failed. `set_config(…, true)` values end with the transaction, so the
 //!    connection goes back to the pool with no tenant. Only after a clean
 //!    end, with diesel-async reporting no open transaction, is the *in use*
 //!    flag cleared.
@@ -86,8 +84,10 @@ use crate::wire::{self, Splice};
 pub(crate) struct GuardedManager {
     inner: AsyncDieselConnectionManager<AsyncPgConnection>,
     url: String,
-    /// Open connections through [`wire::connect`] (the tenant pool, for
-    /// [`Database::fetch`]); the worker pool uses diesel-async's own.
+    /// Open connections through [`wire::connect`] (both pools: the splice
+    /// carries the tenant pool's guard and reads every pool's `COMMIT`);
+    /// `false` opens diesel-async's own connections, whose transactions are
+    /// checked by a `SELECT 1` after a failed statement instead.
     splice: bool,
     /// Run once on every new connection (the configured `plan_cache_mode`).
     session_setup: Option<String>,
@@ -325,6 +325,13 @@ fn begin_sql(actor: Option<&str>, statement_timeout: Option<Duration>) -> Result
     Ok(sql)
 }
 
+/// Which kind of [`Opening`] a transaction had (kept after it is consumed).
+#[derive(Clone, Copy)]
+enum BeginKind {
+    Sql,
+    Spliced,
+}
+
 /// How a transaction is opened.
 enum Opening {
     /// A simple query of its own, through diesel-async (the worker pool).
@@ -342,12 +349,17 @@ where
     T: Send + 'a,
 {
     tx.guarded().in_use = true;
+    let begin_kind = match &begin {
+        Opening::Sql(_) => BeginKind::Sql,
+        Opening::Spliced(_) => BeginKind::Spliced,
+    };
     begin_transaction(tx.guarded(), begin).await?;
     tx.guarded().query_failed.store(false, Ordering::Relaxed);
     let result = f(&mut tx).await;
     let g = tx.guarded();
     if let Some(splice) = g.splice.clone() {
-        return end_spliced(g, &splice, result).await;
+        let opening_spliced = matches!(begin_kind, BeginKind::Spliced);
+        return end_spliced(g, &splice, opening_spliced, result).await;
     }
     match result {
         Ok(value) => {
@@ -378,25 +390,28 @@ where
     }
 }
 
-/// Ends a transaction whose opening the splice carried: checks the opening
-/// went out and opened the transaction, then commits (on `Ok`) and checks
-/// what the server says the `COMMIT` did, or rolls back (on `Err`).
+/// Ends a transaction on a spliced connection: if the splice carried the
+/// opening (`opening_spliced`), checks it went out and opened the
+/// transaction; then commits (on `Ok`) and checks what the server says the
+/// `COMMIT` did, or rolls back (on `Err`).
 async fn end_spliced<T, E: From<RepoError>>(
     g: &mut GuardedConnection,
     splice: &Splice,
+    opening_spliced: bool,
     result: Result<T, E>,
 ) -> Result<T, E> {
-    // The group that carried the opening has been answered (or the stream broke).
+    // The group that carried the opening has been answered (or the stream
+    // broke). An opening sent as its own request was answered already.
     splice.settle().await;
     let opening = splice.disarm();
-    if !opening.injected {
+    if opening_spliced && !opening.injected {
         // The closure sent nothing: no transaction was ever opened on the
         // server, so there is nothing to end there.
         end_unsent_transaction(g)?;
         release_if_clean(g);
         return result;
     }
-    if !opening.in_sync || opening.failed {
+    if !opening.in_sync || (opening_spliced && opening.failed) {
         tracing::warn!(
             ?opening,
             "the transaction's opening failed or lost the framing; the connection is discarded"
@@ -846,7 +861,7 @@ impl WorkerDatabase {
     /// Builds the worker pool and checks that one connection can be opened.
     pub async fn connect(config: DatabaseConfig) -> Result<WorkerDatabase, RepoError> {
         Ok(WorkerDatabase {
-            core: PoolCore::connect(&config, false).await?,
+            core: PoolCore::connect(&config, true).await?,
         })
     }
 

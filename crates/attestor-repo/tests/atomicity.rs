@@ -231,3 +231,43 @@ async fn fetch_never_leaves_a_transaction_open() {
         .unwrap();
     assert_eq!(one.iter().map(|r| r.n).collect::<Vec<_>>(), [1]);
 }
+
+/// The worker pool's transactions are checked the same way: an error raised
+/// inside a row stream, swallowed by the closure, is never `Ok`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_transaction_postgres_aborted_is_never_ok() {
+    let tdb = test_db();
+    let worker = attestor_repo::WorkerDatabase::connect(
+        attestor_repo::DatabaseConfig::new(tdb.worker_url()).with_max_connections(1),
+    )
+    .await
+    .unwrap();
+    let r = worker
+        .transaction(Some("worker"), |tx| {
+            async move {
+                let _ = diesel::sql_query("SELECT (1 / (2 - g))::int AS n FROM generate_series(1, 3) g")
+                    .get_result::<I>(tx.conn())
+                    .await;
+                Ok::<_, RepoError>(())
+            }
+            .scope_boxed()
+        })
+        .await;
+    assert!(matches!(r, Err(RepoError::TransactionAborted)), "{r:?}");
+    let probe = worker.probe_idle().await.unwrap();
+    assert!(probe.is_clean(), "{probe:?}");
+    let ok = worker
+        .transaction(None, |tx| {
+            async move {
+                Ok::<_, RepoError>(
+                    diesel::sql_query("SELECT 1 AS n")
+                        .get_result::<I>(tx.conn())
+                        .await?
+                        .n,
+                )
+            }
+            .scope_boxed()
+        })
+        .await;
+    assert_eq!(ok.unwrap(), 1);
+}
