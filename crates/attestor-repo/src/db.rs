@@ -5,53 +5,54 @@
 //! deliver LISTEN notifications, open a connection of your own for that),
 //! [`Database::transaction`] and the [`TenantTx`] it lends
 //! to the closure; [`WorkerDatabase`]/[`WorkerTx`], the separately named
-//! path for work that spans tenants (the queue worker, as `attestor_worker`);
+//! path for work that spans tenants (the queue worker, as `attestor_worker`,
+//! also over `wire::connect`);
 //! and the pool wrapper that decides whether a returned connection may be
 //! reused.
 //!
 //! ## How a tenant transaction runs
 //!
 //! 1. A connection is checked out and marked *in use* (our own flag, see below).
-//! 2. One simple-query message carries `BEGIN` and the context: on the tenant
-//!    pool `BEGIN; EXECUTE attestor_guard_actor('<uuid>', E'…')` (a guard
-//!    statement `wire::connect` prepared, which runs `set_config(…, true)` for
-//!    the tenant and the actor), on the worker pool
-//!    `BEGIN; SELECT set_config('app.tenant_id', '', true), set_config('app.actor', E'…', true)`;
-//!    so the tenant is set *inside* the transaction, transaction-locally. On
-//!    the tenant pool it costs no request of its own: `wire`'s splice writes it
-//!    in front of the transaction's first request (its first statement, or the
-//!    `COMMIT`/`ROLLBACK` of a transaction that ran none) and takes its answers
-//!    out, and diesel-async's transaction manager is told the transaction is
-//!    open, so nested `conn.transaction(…)` calls inside the closure still
-//!    become savepoints. (The worker pool sends it as its own request, through
-//!    `AnsiTransactionManager::begin_transaction_sql`.) If it fails, the first
-//!    statement fails with its error and the connection is discarded.
-//!    The tenant id is a validated UUID, printed by us; the actor is sent as an
-//!    escaped `E''` literal (NUL refused), so nothing user-controlled is spliced raw.
+//! 2. The opening (`BEGIN` and the guard statement that runs
+//!    `set_config(…, true)` for the tenant and the actor) has no request of
+//!    its own: `wire`'s splice carries it inside the extended-protocol group
+//!    of the transaction's first request, so the opening and the first
+//!    statement share one fate, and holds everything after that group until
+//!    the server confirms the transaction is open. diesel-async's
+//!    transaction manager is told the transaction is open, so nested
+//!    `conn.transaction(…)` calls inside the closure still become
+//!    savepoints. A transaction whose closure sends nothing sends nothing at
+//!    all. On the worker pool the opening is one simple-query message of its
+//!    own, `BEGIN; SELECT set_config('app.tenant_id', '', true),
+//!    set_config('app.actor', E'…', true)`, through
+//!    `AnsiTransactionManager::begin_transaction_sql` (the actor an escaped
+//!    `E''` literal, NUL refused). The mechanism, and what fails closed, is
+//!    documented in one place: the `wire` module.
 //! 3. The closure runs with `&mut TenantTx`.
-//! 4. `Ok` → `COMMIT`; `Err` → `ROLLBACK`. If a statement failed inside the
-//!    transaction and the closure still returned `Ok` (it swallowed the error),
-//!    the guard checks whether the transaction is aborted (one `SELECT 1`, only
-//!    in that case) and, if so, rolls back and returns
-//!    [`RepoError::TransactionAborted`] instead of a `COMMIT` that PostgreSQL
-//!    would silently turn into a `ROLLBACK`. `set_config(…, true)` values end with
-//!    the transaction, so the connection goes back to the pool with no tenant.
-//!    Only after a successful `COMMIT`/`ROLLBACK`, with diesel-async reporting no
-//!    open transaction, is the *in use* flag cleared.
+//! 4. `Ok` → `COMMIT`; `Err` → `ROLLBACK`. On both pools the splice reads
+//!    what the server says the `COMMIT` did: a `ROLLBACK` tag (the
+//!    transaction was aborted, even by an error the closure never saw, such
+//!    as one raised while a row stream was read) or a status other than idle
+//!    gives [`RepoError::TransactionAborted`], never `Ok`; so does an
+//!    opening that failed. `set_config(…, true)` values end with the transaction, so the
+//!    connection goes back to the pool with no tenant. Only after a clean
+//!    end, with diesel-async reporting no open transaction, is the *in use*
+//!    flag cleared.
 //!
-//! [`Database::fetch`] runs a single statement in *one* request: the pool's
-//! connections run over `wire`'s splice stream, which writes the
-//! guard's `Bind`/`Execute` (a `set_config('app.tenant_id', $1, true)`
-//! prepared on every connection) into the statement's own extended-protocol
+//! [`Database::fetch`] runs a single statement in *one* request: the
+//! splice writes the guard into the statement's own extended-protocol
 //! group, so guard and statement share one implicit transaction that the
-//! statement's `Sync` ends; no `BEGIN`/`COMMIT`.
+//! statement's `Sync` ends; the group's `ReadyForQuery` must report the
+//! connection idle.
 //!
 //! The pool's `has_broken` hook discards any connection whose flag is still
 //! set when it comes back, which covers every way out that is not a clean
 //! end: the future dropped mid-transaction (cancellation, timeout), a panic in
 //! the closure (the connection is dropped while unwinding), a failed `COMMIT`
-//! or `ROLLBACK`, a lost connection. Dropping an `AsyncPgConnection` closes
-//! the socket, and the server rolls the transaction back.
+//! or `ROLLBACK`, a lost connection; it also discards a connection whose
+//! splice lost the protocol framing or closed. Dropping an
+//! `AsyncPgConnection` closes the socket, and the server rolls the
+//! transaction back.
 //!
 //! New connections get the configured `plan_cache_mode`
 //! ([`crate::PlanCacheMode`]), the only session-level setting a pool makes.
@@ -83,8 +84,10 @@ use crate::wire::{self, Splice};
 pub(crate) struct GuardedManager {
     inner: AsyncDieselConnectionManager<AsyncPgConnection>,
     url: String,
-    /// Open connections through [`wire::connect`] (the tenant pool, for
-    /// [`Database::fetch`]); the worker pool uses diesel-async's own.
+    /// Open connections through [`wire::connect`] (both pools: the splice
+    /// carries the tenant pool's guard and reads every pool's `COMMIT`);
+    /// `false` opens diesel-async's own connections, whose transactions are
+    /// checked by a `SELECT 1` after a failed statement instead.
     splice: bool,
     /// Run once on every new connection (the configured `plan_cache_mode`).
     session_setup: Option<String>,
@@ -158,7 +161,9 @@ impl ManageConnection for GuardedManager {
 
     fn has_broken(&self, conn: &mut GuardedConnection) -> bool {
         // `inner.has_broken` is `thread::panicking() || transaction manager broken/open`.
-        conn.in_use || self.inner.has_broken(&mut conn.conn)
+        conn.in_use
+            || conn.splice.as_ref().is_some_and(Splice::is_broken)
+            || self.inner.has_broken(&mut conn.conn)
     }
 }
 
@@ -300,41 +305,16 @@ fn checked_actor(actor: Option<&str>) -> Result<&str, RepoError> {
     }
 }
 
-/// How [`begin_sql`] sets the context.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum SetContext {
-    /// `SELECT set_config(…)`: parsed, analysed and planned by the server
-    /// each time (the worker pool's connections).
-    Select,
-    /// `EXECUTE` of a guard statement `wire::connect` prepared on the
-    /// connection (the tenant pool's): only the literals are new.
-    Prepared,
-}
-
-/// The one message that opens a transaction and sets its context.
-fn begin_sql(
-    tenant: Option<TenantId>,
-    actor: Option<&str>,
-    statement_timeout: Option<Duration>,
-    how: SetContext,
-) -> Result<String, RepoError> {
-    let tenant = tenant.map(|t| t.to_string()).unwrap_or_default();
+/// The one simple-query message that opens a worker transaction and sets
+/// its context (no tenant, the actor, the statement timeout), parsed,
+/// analysed and planned by the server each time.
+fn begin_sql(actor: Option<&str>, statement_timeout: Option<Duration>) -> Result<String, RepoError> {
     let actor = match checked_actor(actor)? {
         "" => "''".to_owned(),
         a => escape_literal(a),
     };
-    if how == SetContext::Prepared {
-        return Ok(match statement_timeout {
-            Some(t) => format!(
-                "BEGIN; EXECUTE {}('{tenant}', {actor}, '{}')",
-                wire::GUARD_TIMEOUT,
-                t.as_millis().max(1)
-            ),
-            None => format!("BEGIN; EXECUTE {}('{tenant}', {actor})", wire::GUARD_ACTOR),
-        });
-    }
     let mut sql = format!(
-        "BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true), set_config('app.actor', {actor}, true)"
+        "BEGIN; SELECT set_config('app.tenant_id', '', true), set_config('app.actor', {actor}, true)"
     );
     if let Some(t) = statement_timeout {
         sql.push_str(&format!(
@@ -345,8 +325,23 @@ fn begin_sql(
     Ok(sql)
 }
 
+/// Which kind of [`Opening`] a transaction had (kept after it is consumed).
+#[derive(Clone, Copy)]
+enum BeginKind {
+    Sql,
+    Spliced,
+}
+
+/// How a transaction is opened.
+enum Opening {
+    /// A simple query of its own, through diesel-async (the worker pool).
+    Sql(String),
+    /// Injected by the connection's splice (the tenant pool): see [`wire::encode_begin`].
+    Spliced(bytes::BytesMut),
+}
+
 /// Runs `f` in a transaction opened with `begin`; see the module docs.
-async fn run_in_transaction<'a, X, T, E, F>(mut tx: X, begin: String, f: F) -> Result<T, E>
+async fn run_in_transaction<'a, X, T, E, F>(mut tx: X, begin: Opening, f: F) -> Result<T, E>
 where
     X: Guarded + Send + 'a,
     F: for<'r> FnOnce(&'r mut X) -> ScopedBoxFuture<'a, 'r, Result<T, E>> + Send + 'a,
@@ -354,11 +349,20 @@ where
     T: Send + 'a,
 {
     tx.guarded().in_use = true;
-    begin_transaction(tx.guarded(), &begin).await?;
+    let begin_kind = match &begin {
+        Opening::Sql(_) => BeginKind::Sql,
+        Opening::Spliced(_) => BeginKind::Spliced,
+    };
+    begin_transaction(tx.guarded(), begin).await?;
     tx.guarded().query_failed.store(false, Ordering::Relaxed);
-    match f(&mut tx).await {
+    let result = f(&mut tx).await;
+    let g = tx.guarded();
+    if let Some(splice) = g.splice.clone() {
+        let opening_spliced = matches!(begin_kind, BeginKind::Spliced);
+        return end_spliced(g, &splice, opening_spliced, result).await;
+    }
+    match result {
         Ok(value) => {
-            let g = tx.guarded();
             if AtomicBool::load(&g.query_failed, Ordering::Relaxed) && transaction_is_aborted(g).await {
                 // A statement failed and the closure still returned Ok: COMMIT
                 // would silently roll back. Roll back and say so instead.
@@ -377,7 +381,6 @@ where
             Ok(value)
         }
         Err(err) => {
-            let g = tx.guarded();
             match AnsiTransactionManager::rollback_transaction(&mut g.conn).await {
                 Ok(()) => release_if_clean(g),
                 Err(e) => tracing::warn!(error = %e, "rollback failed; the connection is discarded"),
@@ -387,23 +390,100 @@ where
     }
 }
 
-/// Opens the transaction with `begin` (see [`begin_sql`]).
+/// Ends a transaction on a spliced connection: if the splice carried the
+/// opening (`opening_spliced`), checks it went out and opened the
+/// transaction; then commits (on `Ok`) and checks what the server says the
+/// `COMMIT` did, or rolls back (on `Err`).
+async fn end_spliced<T, E: From<RepoError>>(
+    g: &mut GuardedConnection,
+    splice: &Splice,
+    opening_spliced: bool,
+    result: Result<T, E>,
+) -> Result<T, E> {
+    // The group that carried the opening has been answered (or the stream
+    // broke). An opening sent as its own request was answered already.
+    splice.settle().await;
+    let opening = splice.disarm();
+    if opening_spliced && !opening.injected {
+        // The closure sent nothing: no transaction was ever opened on the
+        // server, so there is nothing to end there.
+        end_unsent_transaction(g)?;
+        release_if_clean(g);
+        return result;
+    }
+    if !opening.in_sync || (opening_spliced && opening.failed) {
+        tracing::warn!(
+            ?opening,
+            "the transaction's opening failed or lost the framing; the connection is discarded"
+        );
+        // Best effort, on a connection that is discarded either way.
+        let _ = AnsiTransactionManager::rollback_transaction(&mut g.conn).await;
+        return Err(result
+            .err()
+            .unwrap_or_else(|| RepoError::TransactionAborted.into()));
+    }
+    let value = match result {
+        Ok(value) => value,
+        Err(err) => {
+            match AnsiTransactionManager::rollback_transaction(&mut g.conn).await {
+                Ok(()) => release_if_clean(g),
+                Err(e) => tracing::warn!(error = %e, "rollback failed; the connection is discarded"),
+            }
+            return Err(err);
+        }
+    };
+    splice.arm_watch();
+    let committed = AnsiTransactionManager::commit_transaction(&mut g.conn).await;
+    splice.settle().await;
+    let commit = splice.disarm();
+    committed.map_err(RepoError::from)?;
+    if !commit.injected || !commit.in_sync {
+        tracing::warn!(
+            ?commit,
+            "COMMIT's answer was not read cleanly; the connection is discarded"
+        );
+        return Err(RepoError::Unavailable {
+            message: "the COMMIT's answer was lost; whether the transaction committed is unknown".into(),
+        }
+        .into());
+    }
+    if commit.status != Some(b'I') {
+        tracing::warn!(
+            ?commit,
+            "a transaction is still open after COMMIT; the connection is discarded"
+        );
+        return Err(RepoError::TransactionAborted.into());
+    }
+    release_if_clean(g);
+    if commit.rolled_back {
+        // PostgreSQL had aborted the transaction (a statement failed, even
+        // one whose error the closure never saw) and rolled it back.
+        return Err(RepoError::TransactionAborted.into());
+    }
+    Ok(value)
+}
+
+/// Opens the transaction with `begin`.
 ///
-/// On a connection with a guard splice (the tenant pool) the message is not
-/// sent on its own: the splice puts it in front of the transaction's first
-/// request (its first statement, or the `COMMIT`/`ROLLBACK` of an empty
-/// transaction) and takes its answers out, and diesel-async's transaction
-/// manager is told the transaction is open, so that nested transactions
-/// still become savepoints and `COMMIT`/`ROLLBACK` still go out. The
-/// transaction then costs one request fewer. If the opening query fails,
-/// the first statement fails with its error and the connection is
-/// discarded ([`release_if_clean`] checks the splice). Without a splice (the
-/// worker pool) `begin` is its own request, through diesel-async.
-async fn begin_transaction(g: &mut GuardedConnection, begin: &str) -> Result<(), RepoError> {
-    let Some(splice) = &g.splice else {
-        return AnsiTransactionManager::begin_transaction_sql(&mut g.conn, begin)
-            .await
-            .map_err(RepoError::from);
+/// On the tenant pool (`Opening::Spliced`) the opening is not a request of
+/// its own: the connection's splice carries it inside the transaction's
+/// first request (see `wire`), and diesel-async's transaction manager is
+/// told the transaction is open, so that nested transactions still become
+/// savepoints and `COMMIT`/`ROLLBACK` still go out. On the worker pool it
+/// is its own request, through diesel-async.
+async fn begin_transaction(g: &mut GuardedConnection, begin: Opening) -> Result<(), RepoError> {
+    let begin = match (begin, &g.splice) {
+        (Opening::Sql(sql), _) => {
+            return AnsiTransactionManager::begin_transaction_sql(&mut g.conn, &sql)
+                .await
+                .map_err(RepoError::from);
+        }
+        (Opening::Spliced(bytes), Some(_)) => bytes,
+        (Opening::Spliced(_), None) => {
+            return Err(RepoError::Internal {
+                message: "a tenant transaction needs a connection opened by Database::connect".into(),
+            })
+        }
     };
     use diesel::connection::{InstrumentationEvent, TransactionDepthChange};
     use diesel_async::AsyncConnection as _;
@@ -414,39 +494,46 @@ async fn begin_transaction(g: &mut GuardedConnection, begin: &str) -> Result<(),
     if state.transaction_depth().is_some() {
         return Err(diesel::result::Error::AlreadyInTransaction.into());
     }
-    splice.arm_begin(wire::encode_query(begin));
     state.change_transaction_depth(TransactionDepthChange::IncreaseDepth)?;
+    if let Some(splice) = &g.splice {
+        splice.arm_begin(begin);
+    }
     g.conn
         .instrumentation()
         .on_connection_event(InstrumentationEvent::begin_transaction(std::num::NonZeroU32::MIN));
     Ok(())
 }
 
-/// Whether the open transaction is in the failed state (only asked after a
-/// statement failed, so the common path pays no round trip). A failure that a
-/// savepoint (nested `transaction`) rolled back leaves the transaction usable.
+/// Tells diesel-async's transaction manager that a transaction whose
+/// opening never went out (the closure sent nothing) is over, without a
+/// request: the mirror of [`begin_transaction`].
+fn end_unsent_transaction(g: &mut GuardedConnection) -> Result<(), RepoError> {
+    use diesel::connection::TransactionDepthChange;
+    let state = AnsiTransactionManager::transaction_manager_status_mut(&mut g.conn).transaction_state()?;
+    if state.transaction_depth() != Some(std::num::NonZeroU32::MIN) {
+        return Err(RepoError::Internal {
+            message: "a savepoint is still open in a transaction that sent nothing".into(),
+        });
+    }
+    state.change_transaction_depth(TransactionDepthChange::DecreaseDepth)?;
+    Ok(())
+}
+
+/// Whether the open transaction is in the failed state (worker pool; only
+/// asked after a statement failed, so the common path pays no round trip).
+/// A failure that a savepoint (nested `transaction`) rolled back leaves the
+/// transaction usable.
 async fn transaction_is_aborted(g: &mut GuardedConnection) -> bool {
     use diesel_async::SimpleAsyncConnection as _;
     g.conn.batch_execute("SELECT 1").await.is_err()
 }
 
+/// Clears the *in use* flag if diesel-async reports no open transaction.
 fn release_if_clean(g: &mut GuardedConnection) {
     let depth = AnsiTransactionManager::transaction_manager_status_mut(&mut g.conn).transaction_depth();
     if !matches!(depth, Ok(None)) {
         tracing::warn!("transaction still open after COMMIT/ROLLBACK; the connection is discarded");
         return;
-    }
-    if let Some(splice) = &g.splice {
-        // The opening query went out with the first request and all its
-        // answers were taken out, and it did not fail.
-        let wire = splice.disarm();
-        if !(wire.injected && wire.in_sync && !wire.guard_failed) {
-            tracing::warn!(
-                ?wire,
-                "the transaction's opening query did not complete cleanly; the connection is discarded"
-            );
-            return;
-        }
     }
     g.in_use = false;
 }
@@ -577,12 +664,12 @@ impl Database {
             actor = ctx.actor.as_deref().unwrap_or(""),
         );
         async move {
-            let begin = begin_sql(
-                Some(ctx.tenant),
-                ctx.actor.as_deref(),
+            let actor = checked_actor(ctx.actor.as_deref())?;
+            let begin = Opening::Spliced(wire::encode_begin(
+                &ctx.tenant.to_string(),
+                actor,
                 self.core.statement_timeout,
-                SetContext::Prepared,
-            )?;
+            ));
             let conn = self.core.pool.get_owned().await.map_err(RepoError::from)?;
             let tx = TenantTx {
                 conn,
@@ -605,14 +692,18 @@ impl Database {
     /// For single statements (typically hot reads; a write is atomic on its
     /// own). A statement that diesel-async has not prepared yet on the
     /// connection costs its usual `Parse` round trip first, unguarded and
-    /// harmless (it runs nothing). (A statement with a bind of a custom SQL
-    /// type would make diesel-async look the type up first, the guard would
-    /// travel with that lookup instead, and the statement would fail closed
-    /// with `TenantNotSet`; the attestor schema has no custom types.) Same
-    /// cleanup rules as
-    /// [`Database::transaction`]: an error ends the implicit transaction at
-    /// the `Sync`, a dropped future or a stream that lost its framing
-    /// discards the connection.
+    /// harmless (it runs nothing). The statement's `ReadyForQuery` must
+    /// report the connection idle: a statement that opens a transaction
+    /// (`BEGIN`) fails with [`RepoError::Internal`] and the connection is
+    /// discarded. A statement with a parameter or a result column of a type
+    /// the driver does not know yet (an enum, a composite) makes the driver
+    /// look the type up first; the guard then travels with that lookup, and
+    /// the result, read without a tenant, is withheld
+    /// ([`RepoError::Internal`]); the connection keeps the type, so the same
+    /// fetch works next time on it. See `wire` for the mechanism. Same
+    /// cleanup rules as [`Database::transaction`]: an error ends the
+    /// implicit transaction at the `Sync`, a dropped future or a stream that
+    /// lost its framing discards the connection.
     ///
     /// The future is boxed and `Send`, so a task that calls `fetch` can be
     /// spawned (an `async fn` with this higher-ranked bound would not be
@@ -652,26 +743,57 @@ impl Database {
                 let mut conn: &AsyncPgConnection = &g.conn;
                 query.load::<U>(&mut conn).await
             };
+            // The statement's group is answered up to its ReadyForQuery (the
+            // driver may hand back the rows before it arrives).
+            splice.settle().await;
             let wire = splice.disarm();
             let rows = rows.map_err(RepoError::from);
+            let withheld = |message: &str| {
+                tracing::warn!(?wire, "{message}");
+                Err(RepoError::Internal {
+                    message: message.to_owned(),
+                })
+            };
             if !wire.in_sync {
-                tracing::warn!("the guard splice lost the protocol framing; the connection is discarded");
+                tracing::warn!(
+                    ?wire,
+                    "the guard splice lost the protocol framing; the connection is discarded"
+                );
                 return Err(rows.err().unwrap_or_else(|| RepoError::Unavailable {
                     message: "the guard splice lost the protocol framing".into(),
                 }));
             }
-            if wire.guard_failed {
+            if wire.failed {
                 tracing::warn!("the tenant guard failed on this connection; the connection is discarded");
-                return rows;
+                return Err(rows.err().unwrap_or(RepoError::TenantNotSet));
+            }
+            if wire.injected && wire.status != Some(b'I') {
+                // E.g. the statement was a BEGIN: the connection is inside a
+                // transaction the caller cannot end.
+                return withheld(
+                    "the statement left the connection inside a transaction; \
+                     the connection is discarded",
+                );
             }
             match rows {
                 // The connection itself failed: never reuse it.
                 Err(e @ RepoError::Unavailable { .. }) => Err(e),
-                Ok(_) if !wire.injected => Err(RepoError::Internal {
-                    message: "the statement did not go out as Bind/Execute, so no tenant guard could \
-                              travel with it; its result is withheld and the connection dropped"
-                        .into(),
-                }),
+                Ok(_) if !wire.injected => withheld(
+                    "the statement did not go out as Bind/Execute, so no tenant guard could \
+                     travel with it; its result is withheld and the connection dropped",
+                ),
+                Ok(_) if wire.extra_bind => {
+                    // The guard travelled with another statement (the driver's
+                    // lookup of a type it did not know yet); this one ran
+                    // without a tenant. The connection is clean (each group's
+                    // Sync ended its implicit transaction), and the type is now
+                    // known to it.
+                    g.in_use = false;
+                    withheld(
+                        "the guard travelled with a statement the driver sent first (a type lookup); \
+                         the result, read without a tenant, is withheld",
+                    )
+                }
                 // Either way the implicit transaction is over: the statement
                 // ran (or failed) and the Sync ended it, or nothing was sent.
                 result => {
@@ -739,7 +861,7 @@ impl WorkerDatabase {
     /// Builds the worker pool and checks that one connection can be opened.
     pub async fn connect(config: DatabaseConfig) -> Result<WorkerDatabase, RepoError> {
         Ok(WorkerDatabase {
-            core: PoolCore::connect(&config, false).await?,
+            core: PoolCore::connect(&config, true).await?,
         })
     }
 
@@ -752,9 +874,9 @@ impl WorkerDatabase {
         T: Send + 'a,
     {
         let span = tracing::info_span!("worker_transaction", actor = actor.unwrap_or(""));
-        let begin = begin_sql(None, actor, self.core.statement_timeout, SetContext::Select);
+        let begin = begin_sql(actor, self.core.statement_timeout);
         async move {
-            let begin = begin?;
+            let begin = Opening::Sql(begin?);
             let conn = self.core.pool.get_owned().await.map_err(RepoError::from)?;
             run_in_transaction(
                 WorkerTx {
@@ -787,32 +909,15 @@ mod tests {
 
     #[test]
     fn begin_sql_quotes_the_actor() {
-        let t: TenantId = "0b3c5c1e-8f4e-4c59-9d4e-2f1a6f3b9a10".parse().unwrap();
-        let sql = begin_sql(Some(t), Some("o'brien \\ x"), None, SetContext::Select).unwrap();
+        let sql = begin_sql(Some("o'brien \\ x"), None).unwrap();
         assert_eq!(
             sql,
-            "BEGIN; SELECT set_config('app.tenant_id', '0b3c5c1e-8f4e-4c59-9d4e-2f1a6f3b9a10', true), \
+            "BEGIN; SELECT set_config('app.tenant_id', '', true), \
              set_config('app.actor', E'o''brien \\\\ x', true)"
         );
-        for how in [SetContext::Select, SetContext::Prepared] {
-            assert!(begin_sql(Some(t), Some("a\0b"), None, how).is_err());
-            assert!(begin_sql(Some(t), Some(&"x".repeat(MAX_ACTOR_BYTES + 1)), None, how).is_err());
-        }
-        assert_eq!(
-            begin_sql(Some(t), Some("o'brien"), None, SetContext::Prepared).unwrap(),
-            "BEGIN; EXECUTE attestor_guard_actor('0b3c5c1e-8f4e-4c59-9d4e-2f1a6f3b9a10', E'o''brien')"
-        );
-        assert_eq!(
-            begin_sql(
-                Some(t),
-                None,
-                Some(Duration::from_millis(1500)),
-                SetContext::Prepared
-            )
-            .unwrap(),
-            "BEGIN; EXECUTE attestor_guard_timeout('0b3c5c1e-8f4e-4c59-9d4e-2f1a6f3b9a10', '', '1500')"
-        );
-        let sql = begin_sql(None, None, Some(Duration::from_secs(2)), SetContext::Select).unwrap();
+        assert!(begin_sql(Some("a\0b"), None).is_err());
+        assert!(begin_sql(Some(&"x".repeat(MAX_ACTOR_BYTES + 1)), None).is_err());
+        let sql = begin_sql(None, Some(Duration::from_secs(2))).unwrap();
         assert!(
             sql.ends_with("set_config('app.actor', '', true), set_config('statement_timeout', '2000', true)")
         );

@@ -1,52 +1,99 @@
-//! The guard in the query's own message group: one request per guarded
-//! read, and no request of its own for a transaction's opening query.
+//! The guard in the statement's own message group: one request per guarded
+//! read, no request of its own for a transaction's opening, and the answers
+//! the guard depends on (transaction status, `COMMIT`'s tag) read off the
+//! stream.
 //!
 //! Owns [`SpliceStream`], the byte stream between a pooled connection's
 //! tokio-postgres driver and its socket, [`Splice`], the handle
 //! [`Database::fetch`](crate::Database::fetch) and
 //! [`Database::transaction`](crate::Database::transaction) arm it with, and
-//! [`connect`], which builds such a connection.
+//! [`connect`], which builds such a connection. This is the one place the
+//! guard's wire mechanism is documented; README and ARCHITECTURE.md link here.
 //!
 //! ## Why
 //!
 //! In PostgreSQL's extended query protocol, every message up to a `Sync` runs
-//! in one implicit transaction. tokio-postgres (under diesel-async) ends every
+//! in one implicit transaction, and after an error the server skips every
+//! message up to the `Sync`. tokio-postgres (under diesel-async) ends every
 //! statement with its own `Sync`, so `set_config('app.tenant_id', …, true)`
-//! sent as a statement of its own is gone before the query runs; the guard
-//! then costs a `BEGIN`/`COMMIT` pair and extra requests. Here the guard's
-//! `Bind`+`Execute` (of a statement prepared once per connection) is written
-//! into the byte stream right before the query's own `Bind`, so the server
-//! sees `Bind(guard) Execute Bind(query) Execute Sync`: the tenant is set
-//! transaction-locally, the query runs under it, and the `Sync` ends the
-//! transaction and the setting with it. The driver never learns about the
-//! guard: its three answers (`BindComplete`, `DataRow`, `CommandComplete`)
-//! are taken out of the stream before the driver reads it; an `ErrorResponse`
-//! to the guard is passed through, so the query fails with it (the server
-//! skips the query up to the `Sync`).
+//! sent as a statement of its own is gone before the query runs. Here the
+//! guard is written into the byte stream inside the statement's own group.
 //!
-//! A tenant transaction's opening query (`BEGIN; EXECUTE
-//! attestor_guard_actor(…)`, a simple `Query` message) is injected the same
-//! way, in front of the next message of any type but `Terminate` (the
-//! transaction's first statement, or its `COMMIT`/`ROLLBACK` when it ran
-//! none): the server runs it first, then the
-//! statement inside the transaction it opened, and the driver, which was
-//! told the transaction is open, sees only the statement's answers. Its own
-//! answers (`CommandComplete`, `RowDescription`, `DataRow`, up to its
-//! `ReadyForQuery`) are taken out; an `ErrorResponse` is passed through, so
-//! the first statement fails with it (the statement's own "current
-//! transaction is aborted" follows in the same answer and is not read).
+//! ## What is injected, where
+//!
+//! - **`fetch`'s guard** (`Bind`+`Execute` of `attestor_guard`, prepared once
+//!   per connection by [`connect`]) goes right before the next `Bind`: the
+//!   server sees `Bind(guard) Execute Bind(query) Execute Sync`, the tenant
+//!   is set transaction-locally, the query runs under it, the `Sync` ends
+//!   both. The group's `ReadyForQuery` must report the connection idle
+//!   (`I`): a statement that opened a transaction (`BEGIN`) fails the fetch,
+//!   and the connection is discarded.
+//! - **A transaction's opening** (`Parse`/`Bind`/`Execute` of `BEGIN`, then
+//!   `Bind`/`Execute` of `attestor_guard_actor` or `attestor_guard_timeout`)
+//!   goes in front of the transaction's first message, whatever its type
+//!   (but `Terminate`), inside that message's group: `BEGIN` turns the
+//!   group's implicit transaction into the transaction block, and if the
+//!   opening fails the server skips the rest of the group, so the first
+//!   statement never runs without it. A first message outside the extended
+//!   protocol (a simple `Query`, e.g. `batch_execute` or a savepoint) gets
+//!   the opening as a group of its own, with its own `Sync`. Either way
+//!   nothing written after the carrying group's `Sync` leaves the process
+//!   until that group's `ReadyForQuery` arrives: it must report a
+//!   transaction block (`T`, or `E` when a statement in it failed); `I`
+//!   means `BEGIN` never took effect (e.g. a cancel landed first), and the
+//!   connection fails without sending the held bytes, so no statement of the
+//!   transaction ever runs in autocommit. This costs a round trip only when
+//!   the driver pipelines a second group before the first one's answer.
+//! - **A watched request** (nothing injected): the next `Query` written (the
+//!   transaction's `COMMIT`); its first `CommandComplete`'s tag (`ROLLBACK`
+//!   means PostgreSQL rolled the transaction back) and its `ReadyForQuery`
+//!   status are recorded.
+//!
+//! The injected messages' answers (`ParseComplete`, `BindComplete`,
+//! `DataRow`, `CommandComplete`, and the `ReadyForQuery` of an opening with
+//! its own `Sync`) are taken out of the stream before the driver reads it;
+//! an `ErrorResponse` to them is recorded and, inside the driver's group,
+//! passed on as the error of the driver's own statement (which the server
+//! skipped).
+//!
+//! ## Attributing answers
+//!
+//! Answers are matched to requests by counting: every `Sync`, `Query` and
+//! `FunctionCall` written (and the startup message) is owed exactly one
+//! `ReadyForQuery`, and an injection records how many are still owed to
+//! earlier requests when it goes out. Those answers (a dropped statement's
+//! `Close`, a prepare or a checkout's `SELECT 1` whose caller stopped
+//! reading early) pass first, however the server splits them; notices,
+//! notifications and parameter statuses pass whenever they come. The
+//! injected answers must then arrive in exactly the expected order; any
+//! other message there fails the connection. A `ReadyForQuery` nobody is
+//! owed fails it too.
+//!
+//! ## Fails closed, by design
+//!
+//! The guard rides only on the first `Bind` after arming. If the driver
+//! sends another `Bind` before the fetch ends (it looks up a type it does
+//! not know yet, e.g. an enum or composite result column, and the guard
+//! travelled with that lookup; or the statement was sent twice), the report
+//! says so and `fetch` withholds the result (the statement ran with no
+//! tenant, so tenant tables gave it nothing). An injection never waits for
+//! a previous one: while an injected or watched request's answers are still
+//! due, the next arming is not used, and the caller fails closed.
 //!
 //! Both directions are parsed only as far as message framing (type byte and
-//! length); bodies pass through untouched.
+//! length), plus the first bytes of `ReadyForQuery` and of a watched
+//! `CommandComplete`; bodies pass through untouched.
 //!
 //! Must never: inject anything that was not armed, inject one arming
-//! twice, hand the driver an answer that belongs to an injected message, or
-//! keep going after the stream stops looking like the protocol (it fails the
-//! connection instead, and the pool discards it).
+//! twice, hand the driver an answer that belongs to an injected message,
+//! send a transaction's statement before its opening is known to have
+//! opened the transaction, or keep going after the stream stops looking
+//! like the protocol (it fails the connection instead; [`Splice::is_broken`]
+//! tells the pool to discard it).
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -58,18 +105,17 @@ use postgres_protocol::message::frontend;
 use postgres_protocol::IsNull;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::Notify;
 use tokio_postgres::config::Host;
 use tokio_postgres::NoTls;
 
-/// The guard statement that sets the tenant and the actor, and the one that
-/// also sets `statement_timeout` (prepared by [`connect`]; a transaction's
-/// opening query `EXECUTE`s one of them).
-pub(crate) const GUARD_ACTOR: &str = "attestor_guard_actor";
-pub(crate) const GUARD_TIMEOUT: &str = "attestor_guard_timeout";
+/// The guard statements: the tenant alone (`fetch` without an actor), with
+/// the actor, and with a statement timeout too (prepared by [`connect`]).
+const GUARD: &str = "attestor_guard";
+const GUARD_ACTOR: &str = "attestor_guard_actor";
+const GUARD_TIMEOUT: &str = "attestor_guard_timeout";
 
-/// Prepared once per connection by [`connect`]: the guard statements (the
-/// tenant alone, the common case; with the actor, [`GUARD_ACTOR`]; with a
-/// statement timeout, [`GUARD_TIMEOUT`]).
+/// Prepared once per connection by [`connect`].
 const PREPARE_GUARDS: &str = "\
 PREPARE attestor_guard(text) AS
     SELECT set_config('app.tenant_id', $1, true);
@@ -82,75 +128,56 @@ PREPARE attestor_guard_timeout(text, text, text) AS
 /// Outgoing bytes buffered before `poll_write` waits for the socket.
 const HIGH_WATER: usize = 256 * 1024;
 
-/// What an arming injects, where it goes and where its answers end.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-enum Injection {
-    /// `fetch`'s guard (`Bind`+`Execute`): in front of the next `Bind`; its
-    /// answers end with its `CommandComplete` (or its `ErrorResponse`).
-    #[default]
-    Guard,
-    /// A transaction's opening simple query (`BEGIN; EXECUTE attestor_guard_actor(…)`):
-    /// in front of the next message of any type but `Terminate` (a connection
-    /// closed unused needs no transaction), so the transaction's first
-    /// request carries it; its answers end with its `ReadyForQuery`.
-    Begin,
-}
+/// The answers of `fetch`'s guard: BindComplete, DataRow, CommandComplete.
+const GUARD_ANSWERS: &[u8] = b"2DC";
+/// The answers of an opening: `BEGIN`'s ParseComplete, BindComplete and
+/// CommandComplete, then the guard's three.
+const BEGIN_ANSWERS: &[u8] = b"12C2DC";
+/// The same, for an opening with its own `Sync`.
+const BEGIN_SYNC_ANSWERS: &[u8] = b"12C2DCZ";
 
-/// What an incoming message is while an injected message awaits its answers.
+/// Frontend message types of the extended query protocol (a group ends at `S`).
+const EXTENDED: &[u8] = b"PBDECHS";
+
+/// What an arming does.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Answer {
-    /// One of its answers: taken out of the stream.
-    Dropped,
-    /// Its last answer: taken out, and the stream is the driver's again.
-    Last,
-    /// Its error: passed to the driver, as the error of the driver's own
-    /// statement. For the guard it is the last answer (the server skips to
-    /// the `Sync`); for the opening query its `ReadyForQuery` follows (and
-    /// then the statement's own "current transaction is aborted", which the
-    /// driver does not read).
-    Error { last: bool },
-    /// A notice, notification or parameter status: the driver's, whenever it comes.
-    Asynchronous,
+enum Kind {
+    /// `fetch`'s guard, in front of the next `Bind`.
+    Guard,
+    /// A transaction's opening, in front of the next message but `Terminate`.
+    Begin,
+    /// Nothing injected: the next `Query` is watched.
+    Watch,
 }
 
-impl Injection {
-    /// What a message of type `kind` is to this injection; `None`: nothing
-    /// it can be answered with (the stream has lost its framing).
-    fn answer(self, kind: u8) -> Option<Answer> {
-        use Injection::{Begin, Guard};
-        match (self, kind) {
-            (_, b'N' | b'A' | b'S') => Some(Answer::Asynchronous),
-            // Guard: BindComplete, DataRow. Opening query: CommandComplete
-            // (BEGIN, SELECT), RowDescription, DataRow, EmptyQueryResponse.
-            (Guard, b'2' | b'D') | (Begin, b'C' | b'T' | b'D' | b'I') => Some(Answer::Dropped),
-            // Guard: CommandComplete. Opening query: ReadyForQuery.
-            (Guard, b'C') | (Begin, b'Z') => Some(Answer::Last),
-            (Guard, b'E') => Some(Answer::Error { last: true }),
-            (Begin, b'E') => Some(Answer::Error { last: false }),
-            _ => None,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Injection::Guard => "the guard's",
-            Injection::Begin => "the opening query's",
-        }
-    }
+/// What happened to an arming, read by [`Splice::disarm`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Report {
+    /// The armed bytes went out (for a watch: the watched `Query` did).
+    pub injected: bool,
+    /// Every answer of the injected (or watched) request arrived up to the
+    /// `ReadyForQuery` of its group, and the framing held.
+    pub in_sync: bool,
+    /// The injected message answered with an error.
+    pub failed: bool,
+    /// The transaction status in the `ReadyForQuery` that ended the group
+    /// carrying the injection (or the watched request): `I`, `T` or `E`.
+    pub status: Option<u8>,
+    /// The watched request's first `CommandComplete` tag was `ROLLBACK`.
+    pub rolled_back: bool,
+    /// Another `Bind` went out after the guard's, before the arming ended.
+    pub extra_bind: bool,
 }
 
 #[derive(Default)]
 struct State {
-    /// The bytes to inject, and where (`kind`).
-    armed: Option<BytesMut>,
-    /// What the current (or last) arming injects.
-    kind: Injection,
-    /// The armed bytes went out.
-    injected: bool,
-    /// The stream stopped looking like the protocol.
-    broken: bool,
-    /// The injected guard answered with an error (passed on to the driver).
-    guard_failed: bool,
+    /// The arming not yet used: what and the bytes to inject.
+    armed: Option<(Kind, BytesMut)>,
+    /// The current arming, used or not, until [`Splice::disarm`].
+    live: Option<Kind>,
+    report: Report,
+    /// The injected (or watched) request's answers are still due.
+    pending: bool,
 }
 
 /// The handle of one connection's [`SpliceStream`].
@@ -159,27 +186,15 @@ pub(crate) struct Splice(Arc<Shared>);
 
 #[derive(Default)]
 struct Shared {
-    /// Armed and not yet disarmed: only then do the streams look at `state`
-    /// (one atomic load per message otherwise).
+    /// Armed and not yet disarmed: only then does the writer look at
+    /// `state` (one atomic load per message otherwise).
     active: AtomicBool,
-    /// Injected guards whose answers have not all been taken out yet.
-    /// Changed only under the `state` lock; read without it, so that the
-    /// statement's own answers (most of the traffic) never take the lock.
-    awaiting: AtomicU32,
+    /// The stream stopped looking like the protocol, or closed (read on
+    /// every write, without the lock).
+    broken: AtomicBool,
     state: Mutex<State>,
-}
-
-/// What happened to an arming, read by [`Splice::disarm`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Disarmed {
-    /// The armed bytes went out (the guard in front of a `Bind`, the opening
-    /// query in front of the next message).
-    pub injected: bool,
-    /// Every injected message's answers were taken out and the framing held.
-    pub in_sync: bool,
-    /// The injected message itself failed (its error reached the driver as
-    /// the statement's): the connection is not to be reused.
-    pub guard_failed: bool,
+    /// Woken when a pending request's answers are complete or the stream breaks.
+    settled: Notify,
 }
 
 impl Splice {
@@ -192,83 +207,139 @@ impl Splice {
         self.0.active.load(Ordering::Acquire)
     }
 
-    fn awaiting(&self) -> u32 {
-        self.0.awaiting.load(Ordering::SeqCst)
-    }
-
-    /// Put `guard` in front of the next `Bind` written to the server.
+    /// Put `guard` (see [`encode_guard`]) in front of the next `Bind` written.
     pub(crate) fn arm(&self, guard: BytesMut) {
-        self.arm_with(Injection::Guard, guard);
+        self.arm_with(Kind::Guard, guard);
     }
 
-    /// Put `begin` (a simple-query message, see [`encode_query`]) in front of
-    /// the next message written to the server, whatever its type (but
-    /// `Terminate`).
+    /// Put `begin` (see [`encode_begin`]) in front of the next message
+    /// written, whatever its type (but `Terminate`).
     pub(crate) fn arm_begin(&self, begin: BytesMut) {
-        self.arm_with(Injection::Begin, begin);
+        self.arm_with(Kind::Begin, begin);
     }
 
-    fn arm_with(&self, kind: Injection, bytes: BytesMut) {
+    /// Watch the next `Query` written (the `COMMIT`): its tag and status.
+    pub(crate) fn arm_watch(&self) {
+        self.arm_with(Kind::Watch, BytesMut::new());
+    }
+
+    fn arm_with(&self, kind: Kind, bytes: BytesMut) {
         let mut s = self.state();
-        s.armed = Some(bytes);
-        s.kind = kind;
-        s.injected = false;
-        s.guard_failed = false;
+        s.armed = Some((kind, bytes));
+        s.live = Some(kind);
+        s.report = Report::default();
         self.0.active.store(true, Ordering::Release);
     }
 
+    /// Waits until the injected (or watched) request's group has been
+    /// answered up to its `ReadyForQuery`, or the stream broke; returns at
+    /// once if nothing is pending.
+    pub(crate) async fn settle(&self) {
+        loop {
+            let notified = self.0.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let s = self.state();
+                if !s.pending || self.is_broken() {
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+
     /// Take the arming back (whether or not it was used) and say what happened.
-    pub(crate) fn disarm(&self) -> Disarmed {
+    pub(crate) fn disarm(&self) -> Report {
         let mut s = self.state();
         s.armed = None;
-        let awaiting = self.awaiting();
-        // Answers still due keep the reader looking (and `in_sync` false).
-        self.0.active.store(awaiting > 0, Ordering::Release);
-        Disarmed {
-            injected: s.injected,
-            in_sync: awaiting == 0 && !s.broken,
-            guard_failed: s.guard_failed,
+        s.live = None;
+        self.0.active.store(false, Ordering::Release);
+        Report {
+            in_sync: !s.pending && !self.is_broken(),
+            ..s.report
         }
+    }
+
+    /// The stream lost its framing or closed: the connection is unusable.
+    pub(crate) fn is_broken(&self) -> bool {
+        self.0.broken.load(Ordering::Acquire)
+    }
+
+    fn set_broken(&self) {
+        // Under the lock, so that `settle` cannot miss the wake-up.
+        let _s = self.state();
+        self.0.broken.store(true, Ordering::Release);
+        self.0.settled.notify_waiters();
     }
 }
 
-/// The guard's `Bind` (of a statement prepared by [`connect`]) and
-/// `Execute`, parameters in text format. No `Sync`: the query's ends the
-/// group. An empty actor is not sent: outside a transaction that sets it,
-/// `app.actor` is empty anyway.
-pub(crate) fn encode_guard(tenant: &str, actor: &str, statement_timeout: Option<Duration>) -> BytesMut {
-    let timeout = statement_timeout.map(|t| t.as_millis().max(1).to_string());
-    let (statement, values): (&str, Vec<&[u8]>) = match (&timeout, actor) {
-        (Some(ms), _) => (
-            GUARD_TIMEOUT,
-            vec![tenant.as_bytes(), actor.as_bytes(), ms.as_bytes()],
-        ),
-        (None, "") => ("attestor_guard", vec![tenant.as_bytes()]),
-        (None, _) => (GUARD_ACTOR, vec![tenant.as_bytes(), actor.as_bytes()]),
-    };
-    let mut buf = BytesMut::with_capacity(64 + tenant.len() + actor.len());
+/// `Bind` of a guard statement and `Execute`, parameters in text format.
+fn encode_guard_statement(statement: &str, values: &[&[u8]], buf: &mut BytesMut) {
     frontend::bind(
         "",
         statement,
         [0i16],
-        values,
+        values.iter().copied(),
         |v, buf| {
             buf.extend_from_slice(v);
             Ok(IsNull::No)
         },
         [0i16],
-        &mut buf,
+        buf,
     )
     .unwrap_or_else(|_| unreachable!("encoding text parameters into memory cannot fail"));
-    frontend::execute("", 0, &mut buf).expect("encoding into memory cannot fail");
+    frontend::execute("", 0, buf).expect("encoding into memory cannot fail");
+}
+
+/// The guard statement and its values: the actor always (a transaction sets
+/// it, empty or not), or only when there is one (`fetch`: outside a
+/// transaction that sets it, `app.actor` is empty anyway).
+fn guard_values<'v>(
+    tenant: &'v str,
+    actor: &'v str,
+    timeout: &'v Option<String>,
+    always_actor: bool,
+) -> (&'static str, Vec<&'v [u8]>) {
+    match (timeout, actor) {
+        (Some(ms), _) => (
+            GUARD_TIMEOUT,
+            vec![tenant.as_bytes(), actor.as_bytes(), ms.as_bytes()],
+        ),
+        (None, "") if !always_actor => (GUARD, vec![tenant.as_bytes()]),
+        (None, _) => (GUARD_ACTOR, vec![tenant.as_bytes(), actor.as_bytes()]),
+    }
+}
+
+/// `fetch`'s guard: `Bind`/`Execute` of a guard statement. No `Sync`: the
+/// query's ends the group.
+pub(crate) fn encode_guard(tenant: &str, actor: &str, statement_timeout: Option<Duration>) -> BytesMut {
+    let timeout = statement_timeout.map(|t| t.as_millis().max(1).to_string());
+    let (statement, values) = guard_values(tenant, actor, &timeout, false);
+    let mut buf = BytesMut::with_capacity(64 + tenant.len() + actor.len());
+    encode_guard_statement(statement, &values, &mut buf);
     buf
 }
 
-/// A simple-query (`Query`) message carrying `sql`: a transaction's opening
-/// statements, for [`Splice::arm_begin`].
-pub(crate) fn encode_query(sql: &str) -> BytesMut {
-    let mut buf = BytesMut::with_capacity(sql.len() + 6);
-    frontend::query(sql, &mut buf).expect("encoding into memory cannot fail");
+/// A transaction's opening: `Parse`/`Bind`/`Execute` of `BEGIN` (unnamed
+/// statement and portal), then the guard with the actor. No `Sync`.
+pub(crate) fn encode_begin(tenant: &str, actor: &str, statement_timeout: Option<Duration>) -> BytesMut {
+    let timeout = statement_timeout.map(|t| t.as_millis().max(1).to_string());
+    let (statement, values) = guard_values(tenant, actor, &timeout, true);
+    let mut buf = BytesMut::with_capacity(128 + tenant.len() + actor.len());
+    frontend::parse("", "BEGIN", std::iter::empty(), &mut buf).expect("encoding into memory cannot fail");
+    frontend::bind(
+        "",
+        "",
+        std::iter::empty::<i16>(),
+        std::iter::empty::<&[u8]>(),
+        |_: &[u8], _: &mut BytesMut| Ok(IsNull::No),
+        std::iter::empty::<i16>(),
+        &mut buf,
+    )
+    .unwrap_or_else(|_| unreachable!("encoding no parameters cannot fail"));
+    frontend::execute("", 0, &mut buf).expect("encoding into memory cannot fail");
+    encode_guard_statement(statement, &values, &mut buf);
     buf
 }
 
@@ -329,16 +400,52 @@ fn desync(what: &str) -> io::Error {
     )
 }
 
-/// A socket under tokio-postgres that injects the armed guard and takes its
+/// The injected (or watched) request whose answers the reader awaits.
+struct Track {
+    kind: Kind,
+    /// `ReadyForQuery` messages still owed to earlier requests: they pass first.
+    ahead: u64,
+    /// The injected answers, in order, and how many arrived.
+    expect: &'static [u8],
+    seen: usize,
+    /// The injection carries its own `Sync` (its `ReadyForQuery` is taken out).
+    own_sync: bool,
+    /// The injected answers are over: the carrying group's own answers
+    /// follow, up to its `ReadyForQuery`.
+    in_group: bool,
+    /// A watched request's tag was read.
+    tag_seen: bool,
+}
+
+/// How many body bytes of a message the reader keeps (a `ReadyForQuery`'s
+/// status, the start of a watched `CommandComplete`'s tag).
+const CAPTURE: usize = 16;
+
+/// A socket under tokio-postgres that injects what was armed and takes its
 /// answers out; see the module docs.
 pub(crate) struct SpliceStream<S> {
     inner: S,
     splice: Splice,
+    /// Bytes to write.
     out: BytesMut,
+    /// Bytes written by the driver after the group carrying an opening,
+    /// held until that group's `ReadyForQuery` shows the transaction open.
+    held: BytesMut,
+    /// Outgoing bytes go to `held`.
+    holding: bool,
+    /// Start holding after the next `Sync`.
+    hold_after_sync: bool,
     write: Framing,
     read: Framing,
-    /// Whether the current incoming message goes to the driver.
+    /// `ReadyForQuery` messages owed to requests written.
+    owed: u64,
+    track: Option<Track>,
+    /// The current incoming message: its type, whether it goes to the
+    /// driver, and the first bytes of its body when they matter.
+    kind: u8,
     passing: bool,
+    capturing: bool,
+    capture: Vec<u8>,
 }
 
 impl<S> SpliceStream<S> {
@@ -347,75 +454,234 @@ impl<S> SpliceStream<S> {
             inner,
             splice,
             out: BytesMut::with_capacity(8 * 1024),
+            held: BytesMut::new(),
+            holding: false,
+            hold_after_sync: false,
             // The client's first message (StartupMessage) has no type byte.
             write: Framing::new(4),
             read: Framing::new(5),
+            owed: 0,
+            track: None,
+            kind: 0,
             passing: true,
+            capturing: false,
+            capture: Vec::with_capacity(CAPTURE),
         }
     }
 
-    /// Outgoing bytes: copied to `out`, the armed guard in front of a `Bind`.
+    /// What goes in front of a driver message of type `kind` (typed header),
+    /// and the track it starts.
+    fn inject(&mut self, kind: u8) -> Option<BytesMut> {
+        if !self.splice.active() {
+            return None;
+        }
+        let mut s = self.splice.state();
+        let free = self.track.is_none();
+        let here = match s.armed.as_ref().map(|a| a.0) {
+            Some(Kind::Guard) => kind == b'B' && free,
+            Some(Kind::Begin) => kind != b'X' && free,
+            Some(Kind::Watch) => kind == b'Q' && free,
+            None => {
+                if s.live == Some(Kind::Guard) && s.report.injected && kind == b'B' {
+                    s.report.extra_bind = true;
+                }
+                false
+            }
+        };
+        if !here {
+            return None;
+        }
+        let (what, mut bytes) = s.armed.take().expect("armed");
+        s.report.injected = true;
+        s.pending = true;
+        let own_sync = what == Kind::Begin && !EXTENDED.contains(&kind);
+        let expect = match what {
+            Kind::Guard => GUARD_ANSWERS,
+            Kind::Begin if own_sync => BEGIN_SYNC_ANSWERS,
+            Kind::Begin => BEGIN_ANSWERS,
+            Kind::Watch => b"",
+        };
+        self.track = Some(Track {
+            kind: what,
+            ahead: self.owed,
+            expect,
+            seen: 0,
+            own_sync,
+            in_group: what == Kind::Watch,
+            tag_seen: false,
+        });
+        if own_sync {
+            frontend::sync(&mut bytes);
+            self.owed += 1;
+            self.holding = true;
+        } else if what == Kind::Begin {
+            self.hold_after_sync = true;
+        }
+        Some(bytes)
+    }
+
+    /// Outgoing bytes: copied to `out` (or `held`), with what was armed.
     fn feed(&mut self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
             if self.write.remaining == 0 {
-                let Some(header) = self.write.header(&mut data)? else {
-                    break;
+                let mut header = [0u8; 5];
+                let len = match self.write.header(&mut data)? {
+                    Some(h) => {
+                        header[..h.len()].copy_from_slice(h);
+                        h.len()
+                    }
+                    None => break,
                 };
-                if header.len() == 5 && self.splice.active() {
-                    let mut s = self.splice.state();
-                    let here = match s.kind {
-                        Injection::Guard => header[0] == b'B',
-                        Injection::Begin => header[0] != b'X',
-                    };
-                    if let Some(bytes) = s.armed.take_if(|_| here) {
+                let header = &header[..len];
+                if len == 4 {
+                    // The startup message: answered by a ReadyForQuery once logged in.
+                    self.owed += 1;
+                } else {
+                    let kind = header[0];
+                    if let Some(bytes) = self.inject(kind) {
                         self.out.extend_from_slice(&bytes);
-                        s.injected = true;
-                        self.splice.0.awaiting.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if matches!(kind, b'S' | b'Q' | b'F') {
+                        self.owed += 1;
                     }
                 }
-                self.out.extend_from_slice(header);
+                let to = if self.holding {
+                    &mut self.held
+                } else {
+                    &mut self.out
+                };
+                to.extend_from_slice(header);
+                if len == 5 && header[0] == b'S' && self.hold_after_sync {
+                    self.hold_after_sync = false;
+                    self.holding = true;
+                }
             } else {
                 let body = self.write.body(&mut data);
-                self.out.extend_from_slice(body);
+                let to = if self.holding {
+                    &mut self.held
+                } else {
+                    &mut self.out
+                };
+                to.extend_from_slice(body);
             }
         }
         Ok(())
     }
 
-    /// Whether an incoming message of type `kind` goes to the driver.
-    fn pass(&self, kind: u8) -> io::Result<bool> {
-        if !self.splice.active() || self.splice.awaiting() == 0 {
-            return Ok(true);
-        }
-        let mut s = self.splice.state();
-        let injection = s.kind;
-        Ok(match injection.answer(kind) {
-            Some(Answer::Dropped) => false,
-            Some(Answer::Last) => {
-                self.splice.0.awaiting.fetch_sub(1, Ordering::SeqCst);
-                false
-            }
-            // It failed: the statement fails with its error.
-            Some(Answer::Error { last }) => {
-                if last {
-                    self.splice.0.awaiting.fetch_sub(1, Ordering::SeqCst);
-                }
-                s.guard_failed = true;
-                true
-            }
-            Some(Answer::Asynchronous) => true,
-            None => {
-                s.broken = true;
-                return Err(desync(&format!(
-                    "unexpected message {:?} where {} answer belongs",
-                    kind as char,
-                    injection.name()
-                )));
-            }
-        })
+    fn fail(&self, what: &str) -> io::Error {
+        self.splice.set_broken();
+        desync(what)
     }
 
-    /// Incoming bytes, filtered in place: the injected guards' answers are
+    /// An incoming message of type `kind` starts: whether it goes to the driver.
+    fn begin_message(&mut self, kind: u8) -> io::Result<bool> {
+        self.kind = kind;
+        self.capture.clear();
+        self.capturing = kind == b'Z';
+        if matches!(kind, b'N' | b'A' | b'S') {
+            // Notice, notification, parameter status: the driver's, whenever they come.
+            return Ok(true);
+        }
+        let Some(t) = &mut self.track else {
+            return Ok(true);
+        };
+        if t.ahead > 0 {
+            return Ok(true);
+        }
+        if t.in_group {
+            if kind == b'C' && t.kind == Kind::Watch && !t.tag_seen {
+                self.capturing = true;
+            }
+            return Ok(true);
+        }
+        if kind == b'E' {
+            self.splice.state().report.failed = true;
+            if t.own_sync {
+                // Its ReadyForQuery follows; the driver's held message never ran.
+                t.seen = t.expect.len() - 1;
+                return Ok(false);
+            }
+            // The server skips the driver's statement: it fails with this error.
+            t.in_group = true;
+            return Ok(true);
+        }
+        if t.expect.get(t.seen) == Some(&kind) {
+            t.seen += 1;
+            if t.seen == t.expect.len() && !t.own_sync {
+                t.in_group = true;
+            }
+            return Ok(false);
+        }
+        let what = match t.kind {
+            Kind::Guard => "the guard's",
+            Kind::Begin => "the opening's",
+            Kind::Watch => "a watched",
+        };
+        Err(self.fail(&format!(
+            "unexpected message {:?} where {what} answer belongs",
+            kind as char
+        )))
+    }
+
+    /// The current incoming message ended.
+    fn end_message(&mut self) -> io::Result<()> {
+        match self.kind {
+            b'Z' => {
+                if self.owed == 0 {
+                    return Err(self.fail("a ReadyForQuery no request is owed"));
+                }
+                self.owed -= 1;
+                let status = self.capture.first().copied().unwrap_or(0);
+                if let Some(t) = &mut self.track {
+                    if t.ahead > 0 {
+                        t.ahead -= 1;
+                    } else if t.in_group || (t.own_sync && t.seen == t.expect.len()) {
+                        return self.complete(status);
+                    }
+                }
+            }
+            b'C' if self.capturing => {
+                if let Some(t) = &mut self.track {
+                    t.tag_seen = true;
+                    if self.capture.starts_with(b"ROLLBACK") {
+                        self.splice.state().report.rolled_back = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The tracked request's group ended with a ReadyForQuery of `status`.
+    fn complete(&mut self, status: u8) -> io::Result<()> {
+        let Some(t) = self.track.take() else {
+            return Ok(());
+        };
+        let opened = t.kind != Kind::Begin || matches!(status, b'T' | b'E');
+        {
+            let mut s = self.splice.state();
+            s.report.status = Some(status);
+            s.pending = false;
+            if !opened {
+                self.splice.0.broken.store(true, Ordering::Release);
+            }
+        }
+        self.splice.0.settled.notify_waiters();
+        if !opened {
+            self.held.clear();
+            return Err(desync("the transaction's opening did not open a transaction"));
+        }
+        if t.kind == Kind::Begin {
+            self.holding = false;
+            self.hold_after_sync = false;
+            let held = self.held.split();
+            self.out.extend_from_slice(&held);
+        }
+        Ok(())
+    }
+
+    /// Incoming bytes, filtered in place: the injected messages' answers are
     /// cut out. Returns how many bytes remain at the front of `data`. The
     /// bytes that pass are moved once per run, not once per message (a page
     /// of rows behind a guard's answers is one move).
@@ -424,42 +690,64 @@ impl<S> SpliceStream<S> {
         let (mut r, mut w, mut run) = (0, 0, 0);
         while r < data.len() {
             // The common case, most of the traffic (every row of a page): at
-            // a message boundary, whole header in hand, no injected answer
-            // due. The message is the driver's: step over it by its length.
-            if self.read.remaining == 0
-                && self.read.header_len == 0
-                && data.len() - r >= 5
-                && self.splice.awaiting() == 0
-            {
+            // a message boundary, whole header in hand (a whole message for
+            // ReadyForQuery), no injected answer due. The message is the
+            // driver's: step over it by its length.
+            let fast = match &self.track {
+                None => true,
+                Some(t) => {
+                    data.get(r) != Some(&b'Z') && (t.ahead > 0 || (t.in_group && t.kind != Kind::Watch))
+                }
+            };
+            if fast && self.read.remaining == 0 && self.read.header_len == 0 && data.len() - r >= 6 {
                 let len = u32::from_be_bytes(data[r + 1..r + 5].try_into().expect("4 bytes")) as usize;
                 if len < 4 {
-                    self.splice.state().broken = true;
-                    return Err(desync("a message length below 4"));
+                    return Err(self.fail("a message length below 4"));
+                }
+                if data[r] == b'Z' {
+                    if self.owed == 0 {
+                        return Err(self.fail("a ReadyForQuery no request is owed"));
+                    }
+                    self.owed -= 1;
                 }
                 let take = (1 + len).min(data.len() - r);
                 self.read.remaining = 1 + len - take;
+                self.kind = data[r];
                 self.passing = true;
+                self.capturing = false;
                 r += take;
                 continue;
             }
             let chunk = r;
             let mut rest: &[u8] = &data[r..];
+            let ended;
             if self.read.remaining == 0 {
                 if self.read.header_len == 0 {
                     // The type byte decides; the rest of the message follows it.
-                    self.passing = self.pass(rest[0])?;
+                    self.passing = self.begin_message(rest[0])?;
                 }
-                if let Err(e) = self.read.header(&mut rest) {
-                    self.splice.state().broken = true;
-                    return Err(e);
+                match self.read.header(&mut rest) {
+                    Ok(header) => ended = header.is_some() && self.read.remaining == 0,
+                    Err(e) => {
+                        self.splice.set_broken();
+                        return Err(e);
+                    }
                 }
             } else {
-                self.read.body(&mut rest);
+                let body = self.read.body(&mut rest);
+                if self.capturing {
+                    let room = CAPTURE.saturating_sub(self.capture.len()).min(body.len());
+                    self.capture.extend_from_slice(&body[..room]);
+                }
+                ended = self.read.remaining == 0;
             }
             r = data.len() - rest.len();
             if !self.passing {
                 w = move_down(data, run..chunk, w);
                 run = r;
+            }
+            if ended && (self.capturing || self.kind == b'Z' || self.track.is_some()) {
+                self.end_message()?;
             }
         }
         Ok(move_down(data, run..data.len(), w))
@@ -475,6 +763,13 @@ fn move_down(data: &mut [u8], range: std::ops::Range<usize>, to: usize) -> usize
     to + len
 }
 
+impl<S> Drop for SpliceStream<S> {
+    fn drop(&mut self) {
+        // The connection task ended: nothing pending will ever be answered.
+        self.splice.set_broken();
+    }
+}
+
 impl<S: AsyncWrite + Unpin> SpliceStream<S> {
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.out.is_empty() {
@@ -488,13 +783,20 @@ impl<S: AsyncWrite + Unpin> SpliceStream<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for SpliceStream<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for SpliceStream<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
         loop {
+            // Bytes released by an answer (held behind a transaction's
+            // opening) go out without waiting for the driver's next write.
+            if !this.out.is_empty() {
+                if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+                    return Poll::Ready(Err(e));
+                }
+            }
             let before = buf.filled().len();
             ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
             let after = buf.filled().len();
@@ -503,10 +805,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for SpliceStream<S> {
             }
             let kept = this.filter(&mut buf.filled_mut()[before..after])?;
             buf.set_filled(before + kept);
+            if !this.out.is_empty() {
+                if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+                    return Poll::Ready(Err(e));
+                }
+            }
             if kept > 0 {
                 return Poll::Ready(Ok(()));
             }
-            // Only guard answers arrived: read on.
+            // Only injected answers arrived: read on.
         }
     }
 }
@@ -514,6 +821,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for SpliceStream<S> {
 impl<S: AsyncWrite + Unpin> AsyncWrite for SpliceStream<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.splice.is_broken() {
+            return Poll::Ready(Err(desync("the stream is broken")));
+        }
         if this.out.len() >= HIGH_WATER {
             ready!(this.poll_drain(cx))?;
         }
@@ -598,333 +908,4 @@ pub(crate) async fn connect(url: &str) -> Result<(AsyncPgConnection, Splice), Co
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn message(kind: u8, body: &[u8]) -> Vec<u8> {
-        let mut m = vec![kind];
-        m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
-        m.extend_from_slice(body);
-        m
-    }
-
-    fn stream() -> (SpliceStream<tokio::io::DuplexStream>, Splice) {
-        let splice = Splice::default();
-        let (a, _b) = tokio::io::duplex(64);
-        (SpliceStream::new(a, splice.clone()), splice)
-    }
-
-    /// BindComplete, one DataRow, CommandComplete, ReadyForQuery.
-    fn answers_to_the_query() -> Vec<u8> {
-        [
-            message(b'2', b""),
-            message(b'D', b"\0\0"),
-            message(b'C', b"SELECT 1\0"),
-            message(b'Z', b"I"),
-        ]
-        .concat()
-    }
-
-    /// A stream past its startup message that has sent one `Bind` with `guard` armed.
-    fn sent_with(guard: BytesMut) -> (SpliceStream<tokio::io::DuplexStream>, Splice) {
-        let (mut s, splice) = stream();
-        s.feed(&[0, 0, 0, 8, 0, 3, 0, 0]).unwrap();
-        splice.arm(guard);
-        s.feed(&message(b'B', b"\0\0\0\0\0\0\0\0")).unwrap();
-        (s, splice)
-    }
-
-    /// A stream past its startup message that has sent one `Parse` with an
-    /// opening query armed.
-    fn begun() -> (SpliceStream<tokio::io::DuplexStream>, Splice) {
-        let (mut s, splice) = stream();
-        s.feed(&[0, 0, 0, 8, 0, 3, 0, 0]).unwrap();
-        splice.arm_begin(encode_query("BEGIN"));
-        s.feed(&message(b'P', b"\0SELECT 2\0\0\0")).unwrap();
-        (s, splice)
-    }
-
-    #[test]
-    fn the_guard_goes_in_front_of_the_next_bind_once() {
-        let (mut s, splice) = stream();
-        let startup = [0, 0, 0, 8, 0, 3, 0, 0];
-        s.feed(&startup).unwrap();
-        splice.arm(encode_guard("t", "a", None));
-        let parse = message(b'P', b"\0SELECT 1\0\0\0");
-        let bind = message(b'B', b"\0\0\0\0\0\0\0\0");
-        let exec = message(b'E', b"\0\0\0\0\0");
-        let sync = message(b'S', b"");
-        let all: Vec<u8> = [&parse[..], &bind, &exec, &sync, &bind, &exec, &sync].concat();
-        // Fed one byte at a time: framing must not depend on write boundaries.
-        for b in &all {
-            s.feed(std::slice::from_ref(b)).unwrap();
-        }
-        let guard = encode_guard("t", "a", None);
-        let expected: Vec<u8> = [
-            &startup[..],
-            &parse,
-            &guard,
-            &bind,
-            &exec,
-            &sync,
-            &bind,
-            &exec,
-            &sync,
-        ]
-        .concat();
-        assert_eq!(&s.out[..], &expected[..]);
-        let d = splice.disarm();
-        assert!(
-            d.injected && !d.in_sync,
-            "{d:?}: the guard's answers are still due"
-        );
-    }
-
-    #[test]
-    fn the_guards_answers_are_taken_out_and_its_error_passed_on() {
-        let (mut s, splice) = sent_with(encode_guard("t", "a", Some(Duration::from_secs(1))));
-        let notice = message(b'N', b"Mhello\0\0");
-        let guard_answers = [
-            message(b'2', b""),
-            message(b'D', b"\0\x01\0\0\0\x01x"),
-            notice.clone(),
-            message(b'C', b"SELECT 1\0"),
-        ]
-        .concat();
-        let query_answers = answers_to_the_query();
-        let incoming = [guard_answers, query_answers.clone()].concat();
-        // One byte at a time: framing must not depend on read boundaries.
-        let mut passed = Vec::new();
-        for b in &incoming {
-            let mut one = [*b];
-            let kept = s.filter(&mut one).unwrap();
-            passed.extend_from_slice(&one[..kept]);
-        }
-        assert_eq!(passed, [notice, query_answers].concat());
-        assert_eq!(
-            splice.disarm(),
-            Disarmed {
-                injected: true,
-                in_sync: true,
-                guard_failed: false
-            }
-        );
-
-        // A failing guard: its ErrorResponse reaches the driver as the query's.
-        let (mut s, splice) = sent_with(encode_guard("t", "a", None));
-        let answers = [message(b'E', b"SERROR\0\0"), message(b'Z', b"I")].concat();
-        let mut data = answers.clone();
-        let kept = s.filter(&mut data).unwrap();
-        assert_eq!(&data[..kept], &answers[..]);
-        assert_eq!(
-            splice.disarm(),
-            Disarmed {
-                injected: true,
-                in_sync: true,
-                guard_failed: true
-            }
-        );
-    }
-
-    #[test]
-    fn answers_in_one_read_are_compacted_in_place() {
-        let (mut s, splice) = sent_with(encode_guard("t", "", None));
-        let guard = [
-            message(b'2', b""),
-            message(b'D', b"\0\x01\0\0\0\x01x"),
-            message(b'C', b"SELECT 1\0"),
-        ]
-        .concat();
-        let query = answers_to_the_query();
-        let mut data = [guard, query.clone()].concat();
-        let kept = s.filter(&mut data).unwrap();
-        assert_eq!(&data[..kept], &query[..]);
-        let d = splice.disarm();
-        assert!(d.injected && d.in_sync && !d.guard_failed, "{d:?}");
-        // Disarmed: later answers pass untouched.
-        let mut again = query.clone();
-        assert_eq!(s.filter(&mut again).unwrap(), query.len());
-    }
-
-    #[test]
-    fn every_read_boundary_leaves_the_same_bytes() {
-        // A notice ahead of the guard's answers, one inside them, then a
-        // page of rows: passing runs on both sides of the cut-out parts.
-        let notice = message(b'N', b"Mhello\0\0");
-        let rows: Vec<u8> = (0..50u8)
-            .flat_map(|i| message(b'D', &[0, 1, 0, 0, 0, 1, i]))
-            .collect();
-        let query = [
-            message(b'2', b""),
-            rows,
-            message(b'C', b"SELECT 50\0"),
-            message(b'Z', b"I"),
-        ]
-        .concat();
-        let incoming = [
-            notice.clone(),
-            message(b'2', b""),
-            notice.clone(),
-            message(b'D', b"\0\x01\0\0\0\x01x"),
-            message(b'C', b"SELECT 1\0"),
-            query.clone(),
-        ]
-        .concat();
-        let expected = [notice.clone(), notice, query].concat();
-        for cut in 0..=incoming.len() {
-            let (mut s, splice) = sent_with(encode_guard("t", "", None));
-            let mut passed = Vec::new();
-            for part in [&incoming[..cut], &incoming[cut..]] {
-                let mut data = part.to_vec();
-                let kept = s.filter(&mut data).unwrap();
-                passed.extend_from_slice(&data[..kept]);
-            }
-            assert_eq!(passed, expected, "read boundary at byte {cut}");
-            let d = splice.disarm();
-            assert!(d.injected && d.in_sync && !d.guard_failed, "cut {cut}: {d:?}");
-        }
-    }
-
-    #[test]
-    fn the_opening_query_goes_in_front_of_the_next_message_of_any_type_once() {
-        let begin = encode_query("BEGIN; SELECT 1");
-        let parse = message(b'P', b"\0SELECT 2\0\0\0");
-        let sync = message(b'S', b"");
-        let commit = message(b'Q', b"COMMIT\0");
-        // Not in front of Terminate: a connection closed unused opens nothing.
-        let (mut s, splice) = stream();
-        s.feed(&[0, 0, 0, 8, 0, 3, 0, 0]).unwrap();
-        splice.arm_begin(begin.clone());
-        s.feed(&message(b'X', b"")).unwrap();
-        assert_eq!(&s.out[8..], &message(b'X', b"")[..]);
-        assert!(!splice.disarm().injected);
-        for first in [&parse, &commit] {
-            let (mut s, splice) = stream();
-            let startup = [0, 0, 0, 8, 0, 3, 0, 0];
-            s.feed(&startup).unwrap();
-            splice.arm_begin(begin.clone());
-            let all: Vec<u8> = [&first[..], &sync, &commit].concat();
-            for b in &all {
-                s.feed(std::slice::from_ref(b)).unwrap();
-            }
-            let expected: Vec<u8> = [&startup[..], &begin, first, &sync, &commit].concat();
-            assert_eq!(&s.out[..], &expected[..]);
-            let d = splice.disarm();
-            assert!(d.injected && !d.in_sync, "{d:?}: its answers are still due");
-        }
-    }
-
-    #[test]
-    fn the_opening_querys_answers_are_taken_out_and_its_error_passed_on() {
-        let begin_answers = [
-            message(b'C', b"BEGIN\0"),
-            message(
-                b'T',
-                b"\0\x01x\0\0\0\0\0\0\0\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0",
-            ),
-            message(b'D', b"\0\x01\0\0\0\x01t"),
-            message(b'C', b"SELECT 1\0"),
-            message(b'Z', b"T"),
-        ]
-        .concat();
-        let statement = [message(b'1', b""), message(b'Z', b"T")].concat();
-        let incoming = [begin_answers, statement.clone()].concat();
-        for cut in 0..=incoming.len() {
-            let (mut s, splice) = begun();
-            let mut passed = Vec::new();
-            for part in [&incoming[..cut], &incoming[cut..]] {
-                let mut data = part.to_vec();
-                let kept = s.filter(&mut data).unwrap();
-                passed.extend_from_slice(&data[..kept]);
-            }
-            assert_eq!(passed, statement, "read boundary at byte {cut}");
-            let d = splice.disarm();
-            assert!(d.injected && d.in_sync && !d.guard_failed, "cut {cut}: {d:?}");
-        }
-
-        // It failed: the driver gets its error; its ReadyForQuery is taken out.
-        let (mut s, splice) = begun();
-        let error = message(b'E', b"SERROR\0\0");
-        let aborted = [message(b'E', b"SERROR\0C25P02\0\0"), message(b'Z', b"E")].concat();
-        let mut data = [error.clone(), message(b'Z', b"E"), aborted.clone()].concat();
-        let kept = s.filter(&mut data).unwrap();
-        assert_eq!(&data[..kept], &[error, aborted].concat()[..]);
-        assert_eq!(
-            splice.disarm(),
-            Disarmed {
-                injected: true,
-                in_sync: true,
-                guard_failed: true
-            }
-        );
-    }
-
-    #[test]
-    fn framing_holds_across_unguarded_traffic_at_every_read_boundary() {
-        // Answers with no guard due take the fast path (stepped over by
-        // their length), split anywhere; the next guard's answers must still
-        // be found at the right place.
-        let rows: Vec<u8> = (0..20u8)
-            .flat_map(|i| message(b'D', &[0, 1, 0, 0, 0, 2, i, i]))
-            .collect();
-        let unguarded = [
-            message(b'2', b""),
-            rows,
-            message(b'C', b"SELECT 20\0"),
-            message(b'Z', b"I"),
-        ]
-        .concat();
-        let guard = [
-            message(b'2', b""),
-            message(b'D', b"\0\x01\0\0\0\x01x"),
-            message(b'C', b"SELECT 1\0"),
-        ]
-        .concat();
-        let query = answers_to_the_query();
-        for cut in 0..=unguarded.len() {
-            let (mut s, splice) = stream();
-            s.feed(&[0, 0, 0, 8, 0, 3, 0, 0]).unwrap();
-            let mut passed = Vec::new();
-            for part in [&unguarded[..cut], &unguarded[cut..]] {
-                let mut data = part.to_vec();
-                let kept = s.filter(&mut data).unwrap();
-                passed.extend_from_slice(&data[..kept]);
-            }
-            assert_eq!(passed, unguarded, "read boundary at byte {cut}");
-            splice.arm(encode_guard("t", "", None));
-            s.feed(&message(b'B', b"\0\0\0\0\0\0\0\0")).unwrap();
-            let mut data = [guard.clone(), query.clone()].concat();
-            let kept = s.filter(&mut data).unwrap();
-            assert_eq!(&data[..kept], &query[..], "cut {cut}");
-            let d = splice.disarm();
-            assert!(d.injected && d.in_sync && !d.guard_failed, "cut {cut}: {d:?}");
-        }
-        // A length below 4 in the fast path breaks the connection too.
-        let (mut s, splice) = stream();
-        let mut bad = [b'D', 0, 0, 0, 3, 0].to_vec();
-        assert!(s.filter(&mut bad).is_err());
-        assert!(!splice.disarm().in_sync);
-    }
-
-    #[test]
-    fn anything_else_where_the_guards_answer_belongs_breaks_the_connection() {
-        let (mut s, splice) = sent_with(encode_guard("t", "a", None));
-        assert!(s.filter(&mut message(b'Z', b"I")).is_err());
-        let d = splice.disarm();
-        assert!(d.injected && !d.in_sync, "{d:?}");
-    }
-
-    #[test]
-    fn nothing_is_injected_unless_armed() {
-        let (mut s, splice) = stream();
-        let bytes = [
-            &[0u8, 0, 0, 8, 0, 3, 0, 0][..],
-            &message(b'B', b"\0\0\0\0\0\0\0\0"),
-        ]
-        .concat();
-        s.feed(&bytes).unwrap();
-        assert_eq!(&s.out[..], &bytes[..]);
-        let d = splice.disarm();
-        assert!(!d.injected && d.in_sync && !d.guard_failed, "{d:?}");
-    }
-}
+mod tests;

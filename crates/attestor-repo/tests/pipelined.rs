@@ -275,3 +275,37 @@ async fn large_answers_cross_the_splice_intact() {
     let probe = db.probe_idle().await.unwrap();
     assert!(probe.is_clean(), "{probe:?}");
 }
+
+/// A result column of a type the driver does not know yet (an enum) makes
+/// it look the type up first, and the guard travels with that lookup: the
+/// statement itself would run without a tenant. Its result is withheld; once
+/// the type is known to the connection, the same fetch works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_lookup_never_carries_the_guard_away_from_the_statement() {
+    let tdb = test_db();
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut tdb.connect_admin().unwrap(),
+        "CREATE TYPE public.guard_mood AS ENUM ('calm', 'busy')",
+    )
+    .unwrap();
+    let db = app(&tdb, 1).await;
+    let t = TenantId::new_random();
+    let query = || {
+        diesel::sql_query(
+            "SELECT current_setting('app.tenant_id', true) AS v, 'calm'::public.guard_mood AS m",
+        )
+    };
+    let r = db.fetch::<_, Setting>(TenantContext::new(t), query()).await;
+    assert!(
+        matches!(&r, Err(RepoError::Internal { .. })),
+        "the result read without a tenant is withheld: {r:?}"
+    );
+    let got = db
+        .fetch::<_, Setting>(TenantContext::new(t), query())
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].v.as_deref(), Some(t.to_string().as_str()));
+    let probe = db.probe_idle().await.unwrap();
+    assert!(probe.is_clean(), "{probe:?}");
+}

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod gen;
+pub mod proxy;
 
 use attestor_repo::scoped_futures::ScopedBoxFuture;
 use attestor_repo::{Database, DatabaseConfig, RepoError, TenantContext, TenantId, TenantTx};
