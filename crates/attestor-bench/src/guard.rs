@@ -38,8 +38,6 @@ use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl, SimpleA
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
-use crate::Options;
-
 pub(crate) const BYPASS_ROLE: &str = "attestor_bench_bypass";
 pub(crate) const PAGE: i64 = 50;
 
@@ -281,21 +279,47 @@ async fn measure(
     }
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let opts = Options::new(args);
-    let rows: i64 = opts.value("--rows", 1_000_000)?;
-    let tenants: i64 = opts.value("--tenants", 1_000)?;
-    let seconds: f64 = opts.value("--seconds", 5.0)?;
-    let connections: u32 = opts.value("--connections", 4)?;
-    let rounds: usize = opts.value("--rounds", 20)?;
+/// `guard`'s options.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Rows in the table read.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: i64,
+    /// Tenants the rows are spread over.
+    #[arg(long, default_value_t = 1_000)]
+    tenants: i64,
+    /// Seconds each path runs per round.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Connections of each pool.
+    #[arg(long, default_value_t = 4)]
+    connections: u32,
+    /// Paired rounds; the ratio is their median.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
+    /// plan_cache_mode of both pools: auto, force_generic_plan,
+    /// force_custom_plan or server (default: the guarded pool's default).
+    #[arg(long, value_parser = |s: &str| s.parse::<PlanCacheMode>())]
+    plan_cache_mode: Option<PlanCacheMode>,
+    /// One JSON object per line instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let Args {
+        rows,
+        tenants,
+        seconds,
+        connections,
+        rounds,
+        plan_cache_mode,
+        json,
+    } = args;
+    let rounds = rounds as usize;
     // Both pools get the same plan_cache_mode: the guarded pool's default
     // unless told otherwise.
-    let plan_cache_mode = match opts.value::<String>("--plan-cache-mode", String::new())?.as_str() {
-        "" => DatabaseConfig::new("").plan_cache_mode,
-        mode => mode.parse::<PlanCacheMode>().map_err(anyhow::Error::msg)?,
-    };
-    anyhow::ensure!(rounds >= 1, "--rounds must be at least 1");
-    let json = opts.flag("--json");
+    let plan_cache_mode = plan_cache_mode.unwrap_or(DatabaseConfig::new("").plan_cache_mode);
 
     let server = attestor_testdb::Server::from_env().context("starting PostgreSQL")?;
     let _ = POSTMASTER.set(postmaster_pid(&server));

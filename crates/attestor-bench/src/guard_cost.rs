@@ -47,7 +47,6 @@ use scoped_futures::ScopedFutureExt as _;
 use uuid::Uuid;
 
 use crate::guard::{bench_query, load, Query, Row, BYPASS_ROLE};
-use crate::Options;
 
 /// What one backend runs (see the module docs).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -251,14 +250,35 @@ async fn run_backend(route: Route, query: Query, target: &Target, n: usize) -> R
     Ok(pid)
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let opts = Options::new(args);
-    let rows: i64 = opts.value("--rows", 20_000)?;
-    let tenants: i64 = opts.value("--tenants", 100)?;
-    let warmup: usize = opts.value("--warmup", 200)?;
-    let ops: usize = opts.value("--ops", 1_000)?;
-    let json = opts.flag("--json");
-    anyhow::ensure!(ops >= 1, "--ops must be at least 1");
+/// `guard-cost`'s options.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Rows in the table read.
+    #[arg(long, default_value_t = 20_000)]
+    rows: i64,
+    /// Tenants the rows are spread over.
+    #[arg(long, default_value_t = 100)]
+    tenants: i64,
+    /// Operations run before counting.
+    #[arg(long, default_value_t = 200)]
+    warmup: usize,
+    /// Operations counted.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    ops: u64,
+    /// One JSON object per line instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let Args {
+        rows,
+        tenants,
+        warmup,
+        ops,
+        json,
+    } = args;
+    let ops = ops as usize;
     anyhow::ensure!(
         rows >= tenants * crate::guard::PAGE,
         "--rows must give every tenant a full page"

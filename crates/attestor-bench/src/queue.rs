@@ -40,8 +40,6 @@ use diesel::sql_types::{BigInt, Double, Nullable};
 use diesel::{QueryableByName, RunQueryDsl};
 use scoped_futures::ScopedFutureExt;
 
-use crate::Options;
-
 /// Returns a valid fake entry at once: the submitter costs nothing.
 struct Noop {
     next_index: AtomicU64,
@@ -61,15 +59,46 @@ impl Submitter for Noop {
     }
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let opts = Options::new(args);
-    let jobs: i64 = opts.value("--jobs", 100_000)?;
-    let tenants: i64 = opts.value("--tenants", 100)?;
-    let workers: usize = opts.value("--workers", 4)?;
-    let big: i64 = opts.value("--big-backlog", 100_000)?;
-    let batches: String = opts.value("--batches", "1,100".to_owned())?;
-    let json = opts.flag("--json");
-    let chunk: u32 = opts.value("--tenant-chunk", 10)?;
+/// `queue`'s options.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Jobs burnt down per batch size.
+    #[arg(long, default_value_t = 100_000)]
+    jobs: i64,
+    /// Tenants the jobs are spread over.
+    #[arg(long, default_value_t = 100)]
+    tenants: i64,
+    /// Concurrent workers (K).
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Jobs of one big tenant queued ahead of the small ones in the fairness run.
+    #[arg(long, default_value_t = 100_000)]
+    big_backlog: i64,
+    /// Batch sizes (B) to run, comma-separated.
+    #[arg(long, default_value = "1,100")]
+    batches: String,
+    /// One JSON object per line instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Tenants per completion group.
+    #[arg(long, default_value_t = 10)]
+    tenant_chunk: u32,
+    /// Diagnosis only: non-durable commits (synchronous_commit off).
+    #[arg(long)]
+    no_fsync: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let Args {
+        jobs,
+        tenants,
+        workers,
+        big_backlog: big,
+        batches,
+        json,
+        tenant_chunk: chunk,
+        no_fsync,
+    } = args;
     let batches: Vec<u32> = batches
         .split(',')
         .map(|b| b.trim().parse().context("--batches: comma-separated integers"))
@@ -78,7 +107,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let server = match std::env::var("DATABASE_URL") {
         Ok(u) if !u.trim().is_empty() => attestor_testdb::Server::from_url(&u)?,
         _ => attestor_testdb::Server::embedded(&attestor_testdb::cluster::ClusterOptions {
-            durable: !opts.flag("--no-fsync"),
+            durable: !no_fsync,
             settings: vec![("max_connections".into(), "400".into())],
             ..Default::default()
         })?,
