@@ -120,6 +120,7 @@ pub async fn fail(
             SET status = CASE WHEN $4 OR q.attempts >= q.max_attempts THEN 'dead' ELSE 'queued' END,
                 run_at = CASE WHEN $4 OR q.attempts >= q.max_attempts THEN q.run_at
                               ELSE now() + make_interval(secs => $5) END,
+                finished_at = CASE WHEN $4 OR q.attempts >= q.max_attempts THEN now() END,
                 last_error = $6,
                 lease_expires_at = NULL,
                 locked_by = NULL,
@@ -201,6 +202,7 @@ pub async fn reclaim_expired(conn: &mut AsyncPgConnection, limit: u32) -> Result
          UPDATE attestor.rekor_submission_queue q
             SET status = CASE WHEN q.attempts >= q.max_attempts THEN 'dead' ELSE 'queued' END,
                 run_at = now(),
+                finished_at = CASE WHEN q.attempts >= q.max_attempts THEN now() END,
                 last_error = coalesce(q.last_error || '; ', '')
                              || 'lease expired (worker ' || coalesce(q.locked_by, '?') || ')',
                 lease_expires_at = NULL,
@@ -264,6 +266,7 @@ entry AS MATERIALIZED (
 done AS (
     UPDATE attestor.rekor_submission_queue q
        SET status = 'succeeded',
+           finished_at = now(),
            result = $16,
            rekor_entry_id = entry.id,
            last_error = NULL,
@@ -396,6 +399,7 @@ entry AS MATERIALIZED (
 done AS (
     UPDATE attestor.rekor_submission_queue q
        SET status = 'succeeded',
+           finished_at = now(),
            result = i.result,
            rekor_entry_id = entry.id,
            last_error = NULL,
