@@ -55,7 +55,7 @@ pub async fn list_dead(
     Ok(diesel::sql_query(
         "SELECT tenant_id, id, envelope_id, attempts, max_attempts, last_error, updated_at, finished_at
            FROM attestor.rekor_submission_queue
-          WHERE status = 'dead' AND ($1::uuid IS NULL OR tenant_id = $1)
+          WHERE status = 'dead' AND finished_at IS NOT NULL AND ($1::uuid IS NULL OR tenant_id = $1)
           ORDER BY updated_at DESC, tenant_id, id
           LIMIT $2",
     )

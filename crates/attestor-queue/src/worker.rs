@@ -722,8 +722,18 @@ const MAX_COMPLETIONS_PER_TX: usize = 64;
 /// still fenced by its own token. A job-level refusal (lease lost, different
 /// entry) writes nothing for that job and does not undo the others; a
 /// database error rolls the group back and its jobs are retried one by one.
+///
+/// The groups that are ready together form a *round* with one durable
+/// commit: every group but the last commits with a transaction-local
+/// `synchronous_commit = off`, all of them concurrently; then the last
+/// group commits durably, which flushes the WAL up to its commit record and
+/// so the earlier groups' records with it. Only then are the round's jobs
+/// reported completed. A crash before that flush can lose the earlier
+/// groups' commits: their jobs were never reported completed, their leases
+/// expire and they run again (at-least-once delivery; the completion stays
+/// exactly-once, and storing the same entry again is idempotent).
 async fn completion_batcher(app: Database, actor: String, mut rx: mpsc::UnboundedReceiver<Completion>) {
-    let mut groups_in_flight = JoinSet::new();
+    let mut rounds_in_flight = JoinSet::new();
     while let Some(first) = rx.recv().await {
         // Jobs of one claim finish close together: linger a moment so that
         // a tenant's chunk shares one transaction (one commit).
@@ -739,24 +749,62 @@ async fn completion_batcher(app: Database, actor: String, mut rx: mpsc::Unbounde
         for c in ready {
             by_tenant.entry(c.lease.tenant_id).or_default().push(c);
         }
+        let mut groups = Vec::new();
         for (_, mut group) in by_tenant {
             while !group.is_empty() {
                 let rest = group.split_off(group.len().min(MAX_COMPLETIONS_PER_TX));
-                let chunk = std::mem::replace(&mut group, rest);
-                groups_in_flight.spawn(complete_group(app.clone(), actor.clone(), chunk));
+                groups.push(std::mem::replace(&mut group, rest));
             }
         }
-        while groups_in_flight.try_join_next().is_some() {}
+        rounds_in_flight.spawn(complete_round(app.clone(), actor.clone(), groups));
+        while rounds_in_flight.try_join_next().is_some() {}
     }
-    while groups_in_flight.join_next().await.is_some() {}
+    while rounds_in_flight.join_next().await.is_some() {}
 }
 
-async fn complete_group(app: Database, actor: String, group: Vec<Completion>) {
+/// One round of groups, one durable commit (see [`completion_batcher`]).
+async fn complete_round(app: Database, actor: String, mut groups: Vec<Vec<Completion>>) {
+    let Some(last) = groups.pop() else { return };
+    let early: Vec<_> = groups
+        .into_iter()
+        .map(|g| complete_group(app.clone(), actor.clone(), g, Durability::Later))
+        .collect();
+    let early = futures_util::future::join_all(early).await;
+    let last = complete_group(app, actor, last, Durability::Now).await;
+    for replies in early.into_iter().chain([last]) {
+        for (reply, r) in replies {
+            let _ = reply.send(r);
+        }
+    }
+}
+
+/// How a group's transaction commits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// Wait for the WAL flush (`synchronous_commit` as configured).
+    Now,
+    /// `synchronous_commit = off`: a later durable commit of the same round
+    /// flushes it.
+    Later,
+}
+
+type Replies = Vec<(oneshot::Sender<Result<Uuid>>, Result<Uuid>)>;
+
+/// Completes one tenant's group and returns the replies to send.
+async fn complete_group(
+    app: Database,
+    actor: String,
+    group: Vec<Completion>,
+    durability: Durability,
+) -> Replies {
     if group.len() > 1 {
         let items: Vec<_> = group.iter().map(|c| (c.lease, &*c.entry, &*c.value)).collect();
         let mut plan = lease::CompleteMany::plan(&items);
         let rows = match plan.statement.take() {
-            Some(statement) => {
+            Some(mut statement) => {
+                if durability == Durability::Later {
+                    statement = statement.durable_later();
+                }
                 complete_many_rows(app.clone(), actor.clone(), group[0].lease.tenant_id, statement).await
             }
             None => Ok(Vec::new()),
@@ -764,17 +812,16 @@ async fn complete_group(app: Database, actor: String, group: Vec<Completion>) {
         if let Ok(rows) = rows {
             let results = plan.finish(&items, rows);
             drop(items);
-            for (c, r) in group.into_iter().zip(results) {
-                let _ = c.reply.send(r);
-            }
-            return;
+            return group.into_iter().map(|c| c.reply).zip(results).collect();
         }
     }
-    // One job, or the group failed as a whole: one transaction per job.
+    // One job, or the group failed as a whole: one (durable) transaction per job.
+    let mut replies = Vec::with_capacity(group.len());
     for c in group {
         let r = complete_in_tenant(&app, &actor, &c.lease, &c.entry, &c.value).await;
-        let _ = c.reply.send(r);
+        replies.push((c.reply, r));
     }
+    replies
 }
 
 /// Runs a group's completion statement for `tenant` in one request
