@@ -35,8 +35,10 @@ Benchmarks:
            cluster (ignores DATABASE_URL)
            options: --rows N (20000) --tenants N (100) --warmup N (200) --ops N (1000)
                     --json
-  queue    Rekor submission queue burn-down with a no-op submitter (durable commits)
-           vs. pgbench running the queue's claim + complete SQL, for B = 1 and 100;
+  queue    Rekor submission queue burn-down (durable commits), for B = 1 and 100, in two
+           modes, each vs. pgbench running the same SQL: mechanics (claim + fenced
+           completion, nothing stored) and pipeline (workers, no-op submitter, entry and
+           audit row stored); HOT share of the queue's updates, its size after the run;
            fairness p99 of small tenants behind a big backlog; peak worker RSS
            options: --jobs N (100000) --tenants N (100) --workers K (4)
                     --batches 1,100 --big-backlog N (100000) --tenant-chunk N (10) --json
