@@ -40,9 +40,12 @@ enum Benchmark {
     /// statement alone, RLS alone, transaction); needs valgrind; its own
     /// cluster (ignores DATABASE_URL).
     GuardCost(guard_cost::Args),
-    /// Rekor submission queue burn-down with a no-op submitter (durable
-    /// commits) against pgbench running the queue's claim + complete SQL;
-    /// fairness p99 of small tenants behind a big backlog; peak worker RSS.
+    /// Rekor submission queue burn-down (durable commits) for each batch
+    /// size, in two modes, each against pgbench running the same SQL:
+    /// mechanics (claim + fenced completion, nothing stored) and pipeline
+    /// (workers, no-op submitter, entry and audit row stored); HOT share of
+    /// the queue's updates, its size after the run; fairness p99 of small
+    /// tenants behind a big backlog; peak worker RSS.
     Queue(queue::Args),
 }
 

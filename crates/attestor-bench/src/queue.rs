@@ -1,22 +1,29 @@
 //! `queue`: throughput, fairness and memory of the Rekor submission queue.
 //!
-//! * **Burn-down**: `--jobs` jobs over `--tenants` tenants, drained by `--workers`
-//!   (K) `attestor_queue::Worker`s claiming batches of B (each worker keeps B
-//!   jobs in flight) with a no-op submitter, on a cluster with durable
-//!   commits (`fsync`/`synchronous_commit` on). Each job is completed the
-//!   real way: its Rekor entry stored and the job marked done in the job's
-//!   tenant transaction, through the attestor-repo guard.
-//! * **Baseline** (same data, same run): `pgbench` from the same PostgreSQL
-//!   installation with K clients running the queue's own claim statement
-//!   (`attestor_queue::claim::CLAIM_SQL`, batch B) followed by one set-based
-//!   statement that stores an entry per claimed job and marks them succeeded
-//!   (same tables, triggers and audit rows as a real completion, but as the
-//!   superuser, without tenant transactions): the speed of light. pgbench
-//!   runs with `plan_cache_mode = force_custom_plan`, its fast mode: under
-//!   `auto` it settled from one run to the next on either custom plans
-//!   (~7–9k jobs/s here) or generic ones (~2k), which made the ratio swing
-//!   between 0.4 and 1.8.
-//! * Both for B = 1 and B = 100 (or `--batches`), printing jobs/s and the ratio.
+//! Two modes per batch size B (`--batches`, default 1 and 100), each on the
+//! same `--jobs` jobs over `--tenants` tenants, on a cluster with durable
+//! commits (`fsync`/`synchronous_commit` on), each against its own pgbench
+//! speed-of-light baseline (the same SQL from `pgbench` of the same
+//! PostgreSQL installation, K clients, as the superuser, in
+//! `plan_cache_mode = force_custom_plan`, its fast mode: under `auto` it
+//! settled from one run to the next on either custom or generic plans,
+//! which made the ratio swing between 0.4 and 1.8):
+//!
+//! * **mechanics**: K tasks on `attestor_worker` connections claim B jobs
+//!   (`attestor_queue::claim`: lease, fresh fencing token) and complete them
+//!   in one fenced statement that stores nothing; the figure comparable with
+//!   other queues. Baseline: the claim statement plus one UPDATE.
+//! * **pipeline**: K `attestor_queue::Worker`s, each keeping B jobs in
+//!   flight, with a no-op submitter; each job completed the real way (its
+//!   Rekor entry and the entry's audit row stored, the job marked done, in
+//!   the job's tenant transaction through the attestor-repo guard).
+//!   Baseline: the claim statement plus one set-based statement storing an
+//!   entry per job and marking them succeeded (same tables, triggers and
+//!   audit rows, without tenant transactions).
+//!
+//! Each line also gives the HOT share of the queue table's updates during
+//! the run (`n_tup_hot_upd / n_tup_upd` of `pg_stat_user_tables`) and the
+//! table's size with its indexes after it (`pg_total_relation_size`).
 //! * **Fairness**: one tenant with `--big-backlog` ready jobs draining while 9
 //!   small tenants enqueue 100 jobs each in waves; the p99 of their
 //!   enqueue-to-completion latency.
@@ -127,29 +134,58 @@ pub fn run(args: Args) -> Result<()> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     for &batch in &batches {
+        // mechanics: claim with lease and token, fenced completion, nothing stored.
         reset(&server, db.name())?;
+        let before = table_stats(&server, db.name())?;
+        let (done, elapsed) = runtime.block_on(mechanics(&db, workers, batch, chunk))?;
+        let jobs_per_s = done as f64 / elapsed.as_secs_f64();
+        let after = table_stats(&server, db.name())?;
+        let hot_ratio = after.hot_ratio_since(&before);
+        let table_mib = after.total_bytes as f64 / (1024.0 * 1024.0);
+        reset(&server, db.name())?;
+        let baseline = pgbench_run(
+            &server,
+            &db,
+            &pgbench,
+            workers,
+            batch,
+            jobs,
+            &mechanics_script(batch, chunk),
+        )?;
+        report(
+            json,
+            "mechanics",
+            batch,
+            workers,
+            chunk,
+            jobs_per_s,
+            baseline,
+            hot_ratio,
+            table_mib,
+        );
+    }
+    for &batch in &batches {
+        reset(&server, db.name())?;
+        let before = table_stats(&server, db.name())?;
         let (done, elapsed) = runtime.block_on(burn_down(&db, workers, batch, chunk, jobs))?;
         let jobs_per_s = done as f64 / elapsed.as_secs_f64();
+        let after = table_stats(&server, db.name())?;
+        let hot_ratio = after.hot_ratio_since(&before);
+        let table_mib = after.total_bytes as f64 / (1024.0 * 1024.0);
 
         reset(&server, db.name())?;
-        let baseline = pgbench_baseline(&server, &db, &pgbench, workers, batch, chunk, jobs)?;
-        let ratio = jobs_per_s / baseline;
-        let rss = peak_rss_mib();
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({
-                    "bench": "queue", "batch": batch, "workers": workers,
-                    "tenant_chunk": chunk, "jobs_per_s": round(jobs_per_s), "baseline_jobs_per_s": round(baseline),
-                    "ratio": round3(ratio), "peak_rss_mib": round(rss),
-                })
-            );
-        } else {
-            println!(
-                "queue  B={batch:<4} K={workers:<3} chunk={chunk:<3} worker {jobs_per_s:>9.0} jobs/s   \
-                 pgbench claim+complete {baseline:>9.0} jobs/s   ratio {ratio:.3}   peak RSS {rss:.1} MiB"
-            );
-        }
+        let baseline = pgbench_run(
+            &server,
+            &db,
+            &pgbench,
+            workers,
+            batch,
+            jobs,
+            &pipeline_script(batch, chunk),
+        )?;
+        report(
+            json, "pipeline", batch, workers, chunk, jobs_per_s, baseline, hot_ratio, table_mib,
+        );
     }
 
     let fairness_db = server.test_database()?;
@@ -165,6 +201,141 @@ pub fn run(args: Args) -> Result<()> {
         println!("peak RSS of the workers' process: {:.1} MiB", peak_rss_mib());
     }
     Ok(())
+}
+
+/// Prints one mode's result line (text, or the JSON line with `--json`).
+#[allow(clippy::too_many_arguments)]
+fn report(
+    json: bool,
+    mode: &str,
+    batch: u32,
+    workers: usize,
+    chunk: u32,
+    jobs_per_s: f64,
+    baseline: f64,
+    hot_ratio: f64,
+    table_mib: f64,
+) {
+    let ratio = jobs_per_s / baseline;
+    let rss = peak_rss_mib();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "queue", "mode": mode, "batch": batch, "workers": workers,
+                "tenant_chunk": chunk, "jobs_per_s": round(jobs_per_s), "baseline_jobs_per_s": round(baseline),
+                "ratio": round3(ratio), "hot_ratio": round3(hot_ratio), "table_mib": round(table_mib),
+                "peak_rss_mib": round(rss),
+            })
+        );
+    } else {
+        println!(
+            "queue {mode:<9} B={batch:<4} K={workers:<3} chunk={chunk:<3} {jobs_per_s:>9.0} jobs/s   \
+             pgbench same SQL {baseline:>9.0} jobs/s   ratio {ratio:.3}   HOT {hot_ratio:.3}   \
+             queue table+indexes {table_mib:.1} MiB   peak RSS {rss:.1} MiB"
+        );
+    }
+}
+
+/// The fenced completion of the `mechanics` mode, as the worker role: the
+/// claimed jobs whose token still matches become succeeded; nothing else
+/// is stored. `$1..$3` tenants, jobs, tokens.
+const MECHANICS_COMPLETE_SQL: &str = "\
+UPDATE attestor.rekor_submission_queue q
+   SET status = 'succeeded', finished_at = now(), lease_expires_at = NULL, locked_by = NULL, attempt_token = NULL
+  FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS c(tenant_id, id, token)
+ WHERE q.tenant_id = c.tenant_id AND q.id = c.id AND q.attempt_token = c.token AND q.status = 'running'";
+
+/// `mechanics`: K tasks on worker connections, each claiming B jobs
+/// (lease, fresh token) and completing them in one fenced statement, until
+/// nothing is queued. Two durable commits per batch.
+async fn mechanics(
+    db: &attestor_testdb::TestDatabase<'_>,
+    workers: usize,
+    batch: u32,
+    chunk: u32,
+) -> Result<(u64, Duration)> {
+    use diesel::sql_types::{Array, Uuid as SqlUuid};
+    use diesel_async::AsyncConnection;
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..workers {
+        let url = db.worker_url();
+        let done = done.clone();
+        tasks.spawn(async move {
+            let mut conn = diesel_async::AsyncPgConnection::establish(&url).await?;
+            let options =
+                attestor_queue::ClaimOptions::new(format!("mech-{i}"), batch, Duration::from_secs(120))
+                    .tenant_chunk(chunk);
+            loop {
+                let jobs = attestor_queue::claim(&mut conn, &options).await?;
+                if jobs.is_empty() {
+                    return anyhow::Ok(());
+                }
+                let (t, j, k): (Vec<_>, Vec<_>, Vec<_>) = jobs
+                    .iter()
+                    .map(|c| (c.lease.tenant_id, c.lease.job_id, c.lease.token))
+                    .fold((vec![], vec![], vec![]), |mut acc, (t, j, k)| {
+                        acc.0.push(t);
+                        acc.1.push(j);
+                        acc.2.push(k);
+                        acc
+                    });
+                let n = diesel_async::RunQueryDsl::execute(
+                    diesel::sql_query(MECHANICS_COMPLETE_SQL)
+                        .bind::<Array<SqlUuid>, _>(t)
+                        .bind::<Array<SqlUuid>, _>(j)
+                        .bind::<Array<SqlUuid>, _>(k),
+                    &mut conn,
+                )
+                .await?;
+                done.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    Ok((done.load(Ordering::Relaxed), started.elapsed()))
+}
+
+/// The queue table's update counters and size (`pg_stat_user_tables`,
+/// `pg_total_relation_size`: heap, indexes and TOAST).
+#[derive(QueryableByName)]
+struct TableStats {
+    #[diesel(sql_type = BigInt)]
+    updates: i64,
+    #[diesel(sql_type = BigInt)]
+    hot_updates: i64,
+    #[diesel(sql_type = BigInt)]
+    total_bytes: i64,
+}
+
+impl TableStats {
+    /// Share of the updates since `before` that were HOT (no index entry written).
+    fn hot_ratio_since(&self, before: &TableStats) -> f64 {
+        let updates = self.updates - before.updates;
+        if updates <= 0 {
+            return 0.0;
+        }
+        (self.hot_updates - before.hot_updates) as f64 / updates as f64
+    }
+}
+
+fn table_stats(server: &attestor_testdb::Server, database: &str) -> Result<TableStats> {
+    // Backends report their counters when they go idle or exit; the
+    // workers' pools are closed by now, give the last reports a moment.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut conn = server.connect_admin(database)?;
+    diesel::sql_query(
+        "SELECT n_tup_upd AS updates, n_tup_hot_upd AS hot_updates,
+                pg_total_relation_size(relid) AS total_bytes
+           FROM pg_stat_user_tables
+          WHERE schemaname = 'attestor' AND relname = 'rekor_submission_queue'",
+    )
+    .get_result(&mut conn)
+    .context("reading pg_stat_user_tables")
 }
 
 fn round(x: f64) -> f64 {
@@ -202,7 +373,8 @@ fn reset(server: &attestor_testdb::Server, database: &str) -> Result<()> {
     conn.batch_execute(
         "UPDATE attestor.rekor_submission_queue
             SET status = 'queued', attempts = 0, run_at = now(), lease_expires_at = NULL, locked_by = NULL,
-                attempt_token = NULL, last_error = NULL, result = NULL, rekor_entry_id = NULL;
+                attempt_token = NULL, last_error = NULL, result = NULL, rekor_entry_id = NULL,
+                finished_at = NULL;
          DELETE FROM attestor.rekor_entries",
     )
     .context("resetting the queue")?;
@@ -268,24 +440,35 @@ struct Count {
     n: i64,
 }
 
-fn pgbench_baseline(
-    server: &attestor_testdb::Server,
-    db: &attestor_testdb::TestDatabase<'_>,
-    pgbench: &std::path::Path,
-    clients: usize,
-    batch: u32,
-    chunk: u32,
-    jobs: i64,
-) -> Result<f64> {
-    let claim = attestor_queue::claim::CLAIM_SQL
+/// The claim statement for pgbench, batch `:batch`, as client `:client_id`.
+fn pgbench_claim(chunk: u32) -> String {
+    attestor_queue::claim::CLAIM_SQL
         .replace("$1", ":batch")
         .replace("$2", "120")
         .replace("$3", "('pgbench-' || :client_id)")
-        .replace("$4", &chunk.to_string());
-    // Complete every job this client claimed in one statement: store an
-    // entry per job (same table, constraints, triggers and audit row as the
-    // worker's completion) and mark the jobs succeeded.
-    let script = format!(
+        .replace("$4", &chunk.to_string())
+}
+
+/// `mechanics` baseline: the claim, then the client's claimed jobs marked
+/// succeeded in one statement.
+fn mechanics_script(batch: u32, chunk: u32) -> String {
+    format!(
+        "\\set batch {batch}\n{claim};\n\
+         UPDATE attestor.rekor_submission_queue\n\
+            SET status = 'succeeded', finished_at = now(), lease_expires_at = NULL, locked_by = NULL,\n\
+                attempt_token = NULL\n\
+          WHERE status = 'running' AND locked_by = 'pgbench-' || :client_id;\n",
+        claim = pgbench_claim(chunk)
+    )
+}
+
+/// `pipeline` baseline: the claim, then every job this client claimed
+/// completed in one statement: an entry stored per job (same table,
+/// constraints, triggers and audit row as the worker's completion) and the
+/// jobs marked succeeded.
+fn pipeline_script(batch: u32, chunk: u32) -> String {
+    let claim = pgbench_claim(chunk);
+    format!(
         "\\set batch {batch}\n{claim};\n\
          WITH c AS (\n\
              SELECT tenant_id, envelope_id, convert_to(id::text, 'UTF8') AS body\n\
@@ -301,11 +484,22 @@ fn pgbench_baseline(
              ON CONFLICT DO NOTHING\n\
              RETURNING tenant_id, envelope_id, id)\n\
          UPDATE attestor.rekor_submission_queue q\n\
-            SET status = 'succeeded', result = '{{}}', rekor_entry_id = e.id,\n\
+            SET status = 'succeeded', finished_at = now(), result = '{{}}', rekor_entry_id = e.id,\n\
                 lease_expires_at = NULL, locked_by = NULL, attempt_token = NULL\n\
            FROM e\n\
           WHERE q.tenant_id = e.tenant_id AND q.envelope_id = e.envelope_id AND q.status = 'running';\n"
-    );
+    )
+}
+
+fn pgbench_run(
+    server: &attestor_testdb::Server,
+    db: &attestor_testdb::TestDatabase<'_>,
+    pgbench: &std::path::Path,
+    clients: usize,
+    batch: u32,
+    jobs: i64,
+    script: &str,
+) -> Result<f64> {
     let dir = std::env::temp_dir().join(format!("attestor-bench-queue-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let file = dir.join(format!("claim-complete-{batch}.sql"));

@@ -217,6 +217,7 @@ claimed AS (
            locked_by = CASE WHEN c.reclaimed AND q.attempts >= q.max_attempts THEN NULL ELSE $3 END,
            attempt_token = CASE WHEN c.reclaimed AND q.attempts >= q.max_attempts THEN NULL
                                 ELSE gen_random_uuid() END,
+           finished_at = CASE WHEN c.reclaimed AND q.attempts >= q.max_attempts THEN now() END,
            last_error = CASE WHEN c.reclaimed AND q.attempts >= q.max_attempts
                              THEN 'lease expired on the last attempt (worker ' || coalesce(q.locked_by, '?') || ')'
                              ELSE q.last_error END

@@ -3,7 +3,9 @@
 //! Owns [`list_dead`], [`requeue_dead`] and [`requeue_all_dead`]. They run as
 //! `attestor_worker` (an operator path across tenants) and change only the
 //! claim/retry columns of dead jobs. They must never touch a job that is not
-//! `dead`, and never clear `last_error` (it is the job's history).
+//! `dead`, and never clear `last_error` (it is the job's history). A dead
+//! job can be requeued until the retention purge deletes it
+//! ([`crate::retention`]); requeueing clears its `finished_at`.
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Int4, Int8, Nullable, Text, Timestamptz, Uuid as SqlUuid};
@@ -37,6 +39,10 @@ pub struct DeadJob {
     /// When it died (last update).
     #[diesel(sql_type = Timestamptz)]
     pub updated_at: DateTime<Utc>,
+    /// When it was dead-lettered: the retention purge deletes it
+    /// [`crate::Retention::dead`] after this.
+    #[diesel(sql_type = Timestamptz)]
+    pub finished_at: DateTime<Utc>,
 }
 
 /// Dead jobs, most recently dead first, of one tenant or of all
@@ -47,9 +53,9 @@ pub async fn list_dead(
     limit: i64,
 ) -> Result<Vec<DeadJob>> {
     Ok(diesel::sql_query(
-        "SELECT tenant_id, id, envelope_id, attempts, max_attempts, last_error, updated_at
+        "SELECT tenant_id, id, envelope_id, attempts, max_attempts, last_error, updated_at, finished_at
            FROM attestor.rekor_submission_queue
-          WHERE status = 'dead' AND ($1::uuid IS NULL OR tenant_id = $1)
+          WHERE status = 'dead' AND finished_at IS NOT NULL AND ($1::uuid IS NULL OR tenant_id = $1)
           ORDER BY updated_at DESC, tenant_id, id
           LIMIT $2",
     )
@@ -71,7 +77,7 @@ struct StatusRow {
 pub async fn requeue_dead(conn: &mut AsyncPgConnection, tenant_id: Uuid, job_id: Uuid) -> Result<()> {
     let n = diesel::sql_query(
         "UPDATE attestor.rekor_submission_queue
-            SET status = 'queued', attempts = 0, run_at = now()
+            SET status = 'queued', attempts = 0, run_at = now(), finished_at = NULL
           WHERE tenant_id = $1 AND id = $2 AND status = 'dead'",
     )
     .bind::<SqlUuid, _>(tenant_id)
@@ -102,7 +108,7 @@ pub async fn requeue_dead(conn: &mut AsyncPgConnection, tenant_id: Uuid, job_id:
 pub async fn requeue_all_dead(conn: &mut AsyncPgConnection, tenant: Option<Uuid>) -> Result<u64> {
     let n = diesel::sql_query(
         "UPDATE attestor.rekor_submission_queue
-            SET status = 'queued', attempts = 0, run_at = now()
+            SET status = 'queued', attempts = 0, run_at = now(), finished_at = NULL
           WHERE status = 'dead' AND ($1::uuid IS NULL OR tenant_id = $1)",
     )
     .bind::<Nullable<SqlUuid>, _>(tenant)

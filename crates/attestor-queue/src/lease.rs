@@ -120,6 +120,7 @@ pub async fn fail(
             SET status = CASE WHEN $4 OR q.attempts >= q.max_attempts THEN 'dead' ELSE 'queued' END,
                 run_at = CASE WHEN $4 OR q.attempts >= q.max_attempts THEN q.run_at
                               ELSE now() + make_interval(secs => $5) END,
+                finished_at = CASE WHEN $4 OR q.attempts >= q.max_attempts THEN now() END,
                 last_error = $6,
                 lease_expires_at = NULL,
                 locked_by = NULL,
@@ -201,6 +202,7 @@ pub async fn reclaim_expired(conn: &mut AsyncPgConnection, limit: u32) -> Result
          UPDATE attestor.rekor_submission_queue q
             SET status = CASE WHEN q.attempts >= q.max_attempts THEN 'dead' ELSE 'queued' END,
                 run_at = now(),
+                finished_at = CASE WHEN q.attempts >= q.max_attempts THEN now() END,
                 last_error = coalesce(q.last_error || '; ', '')
                              || 'lease expired (worker ' || coalesce(q.locked_by, '?') || ')',
                 lease_expires_at = NULL,
@@ -264,6 +266,7 @@ entry AS MATERIALIZED (
 done AS (
     UPDATE attestor.rekor_submission_queue q
        SET status = 'succeeded',
+           finished_at = now(),
            result = $16,
            rekor_entry_id = entry.id,
            last_error = NULL,
@@ -354,7 +357,9 @@ pub(crate) struct CompleteManyRow {
 /// (set-based over arrays). Each job is fenced by its own token; job-level
 /// refusals (stale token, a different entry at the same index, an entry
 /// that does not verify) write nothing for that job and do not affect the
-/// others. Returns one result per item, in order. A database error fails
+/// others. `$16` (text, may be NULL) is a transaction-local
+/// `synchronous_commit` for the statement's transaction. Returns one
+/// result per item, in order. A database error fails
 /// the whole call (roll back).
 pub const COMPLETE_MANY_SQL: &str = "\
 WITH input AS MATERIALIZED (
@@ -365,6 +370,7 @@ WITH input AS MATERIALIZED (
            WITH ORDINALITY
            AS i(job_id, token, log_id, log_index, shard_log_index, entry_uuid, kind, kind_version,
                 integrated_time, canonical_body, inclusion_proof, checkpoint, set, leaf_hash, result, ord)
+     WHERE $16::text IS NULL OR (SELECT set_config('synchronous_commit', $16, true)) IS NOT NULL
 ),
 job AS MATERIALIZED (
     SELECT q.tenant_id, q.id, q.envelope_id, i.ord
@@ -396,6 +402,7 @@ entry AS MATERIALIZED (
 done AS (
     UPDATE attestor.rekor_submission_queue q
        SET status = 'succeeded',
+           finished_at = now(),
            result = i.result,
            rekor_entry_id = entry.id,
            last_error = NULL,
@@ -458,12 +465,26 @@ pub(crate) struct CompleteManyStatement {
     sets: Vec<Option<Vec<u8>>>,
     leaves: Vec<Vec<u8>>,
     results: Vec<serde_json::Value>,
+    /// `synchronous_commit` for this statement's transaction only
+    /// (`set_config(…, true)`); `None` leaves the session's setting.
+    synchronous_commit: Option<&'static str>,
 }
 
 /// The statement's row type, for loading it through any connection.
 pub(crate) type CompleteManyRows = Vec<CompleteManyRow>;
 
 impl CompleteManyStatement {
+    /// Commit this statement's transaction without waiting for its WAL to
+    /// reach disk (`synchronous_commit = off`, transaction-local). Only for
+    /// a transaction that a later durable commit makes durable: the worker
+    /// sends every group of a round but the last this way and reports them
+    /// completed only once the last group's durable commit (which flushes
+    /// the WAL up to its own record, theirs included) has returned.
+    pub(crate) fn durable_later(mut self) -> Self {
+        self.synchronous_commit = Some("off");
+        self
+    }
+
     /// The statement with its 15 array parameters bound.
     pub(crate) fn into_query(
         self,
@@ -485,6 +506,7 @@ impl CompleteManyStatement {
             .bind::<Array<Nullable<Bytea>>, _>(self.sets)
             .bind::<Array<Bytea>, _>(self.leaves)
             .bind::<Array<Jsonb>, _>(self.results)
+            .bind::<Nullable<Text>, _>(self.synchronous_commit)
     }
 }
 
@@ -524,6 +546,7 @@ impl CompleteMany {
             sets: vec![],
             leaves: vec![],
             results: vec![],
+            synchronous_commit: None,
         };
         for &k in &sent {
             let (lease, entry, result) = &items[k];

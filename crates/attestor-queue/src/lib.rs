@@ -14,6 +14,8 @@
 //!   one statement);
 //! * [`backoff`] — exponential backoff with jitter;
 //! * [`dead`] — list and requeue dead-lettered jobs;
+//! * [`retention`] — finished jobs leave the table after their retention
+//!   (small `SKIP LOCKED` batches that never block a claim);
 //! * [`stats`] — backlog per status and per tenant;
 //! * [`worker`] — the runtime: K concurrent jobs, batches of B,
 //!   LISTEN/NOTIFY with polling fallback, heartbeats, graceful shutdown,
@@ -32,6 +34,7 @@ pub mod enqueue;
 pub mod error;
 pub mod lease;
 pub mod rekor;
+pub mod retention;
 pub mod stats;
 pub mod submitter;
 pub mod testing;
@@ -46,6 +49,7 @@ pub use lease::{
     complete, complete_many, fail, heartbeat, reclaim_expired, release, FailOutcome, Failure, Reclaimed,
 };
 pub use rekor::RekorSubmitter;
+pub use retention::{purge, Purged, Retention};
 pub use stats::{backlog, backlog_by_tenant, Backlog, TenantBacklog};
 pub use submitter::{SubmitError, SubmitRequest, Submitter};
 pub use worker::{Metrics, MetricsSnapshot, Worker, WorkerConfig, WorkerHandle};

@@ -9,7 +9,9 @@
 //! job with a `tracing` span carrying the tenant, which heartbeats the
 //! lease while the [`Submitter`] runs and then completes the job in the
 //! job's tenant transaction (as `attestor_app`, through the attestor-repo
-//! guard) or fails it with backoff; and the counters in [`Metrics`].
+//! guard) or fails it with backoff; a purge task that deletes finished
+//! jobs past their [`Retention`] in small batches; and the counters in
+//! [`Metrics`].
 //!
 //! It must never run tenant SQL outside a tenant transaction of the job's
 //! own tenant, never change a job without its lease token, never hold a
@@ -38,6 +40,7 @@ use crate::backoff::Backoff;
 use crate::claim::{claim, ClaimOptions, ClaimedJob, Lease};
 use crate::error::{QueueError, Result};
 use crate::lease::{self, FailOutcome, Failure};
+use crate::retention::{self, Retention};
 use crate::submitter::{SubmitError, SubmitRequest, Submitter};
 
 /// The NOTIFY channel the enqueue trigger (migration 000005) signals.
@@ -83,6 +86,12 @@ pub struct WorkerConfig {
     /// completions of one tenant that are ready together share one tenant
     /// transaction, so larger chunks mean fewer commits.
     pub tenant_chunk: u32,
+    /// Retention of finished jobs; `None` keeps them (no purge task).
+    pub retention: Option<Retention>,
+    /// How often the purge task looks for finished jobs past their retention.
+    pub purge_interval: Duration,
+    /// Rows one purge statement deletes at most (small, so each is short).
+    pub purge_batch: u32,
 }
 
 impl WorkerConfig {
@@ -99,7 +108,16 @@ impl WorkerConfig {
             listen: true,
             pool_size: 8,
             tenant_chunk: 1,
+            retention: Some(Retention::default()),
+            purge_interval: Duration::from_secs(10),
+            purge_batch: 500,
         }
+    }
+
+    /// Set the retention of finished jobs (`None`: never purge).
+    pub fn retention(mut self, retention: Option<Retention>) -> Self {
+        self.retention = retention;
+        self
     }
 
     /// Set K and B.
@@ -138,6 +156,7 @@ pub struct Metrics {
     dead_lettered: AtomicU64,
     lease_lost: AtomicU64,
     released: AtomicU64,
+    purged: AtomicU64,
     errors: AtomicU64,
 }
 
@@ -156,6 +175,8 @@ pub struct MetricsSnapshot {
     pub lease_lost: u64,
     /// Jobs released at shutdown.
     pub released: u64,
+    /// Finished jobs deleted by the retention purge.
+    pub purged: u64,
     /// Database errors seen by the loops (claims, heartbeats, completions).
     pub errors: u64,
 }
@@ -175,6 +196,7 @@ impl Metrics {
             dead_lettered: l(&self.dead_lettered),
             lease_lost: l(&self.lease_lost),
             released: l(&self.released),
+            purged: l(&self.purged),
             errors: l(&self.errors),
         }
     }
@@ -204,6 +226,7 @@ pub struct WorkerHandle {
     abort: watch::Sender<bool>,
     main: tokio::task::JoinHandle<()>,
     listener: Option<tokio::task::JoinHandle<()>>,
+    purger: Option<tokio::task::JoinHandle<()>>,
     metrics: Arc<Metrics>,
 }
 
@@ -250,12 +273,17 @@ impl<S: Submitter> Worker<S> {
             limits: Limits::default(),
             completer,
         });
+        let purger = ctx
+            .config
+            .retention
+            .map(|r| tokio::spawn(purge_loop(ctx.clone(), r, stop_rx.clone())));
         let main = tokio::spawn(claim_loop(ctx, wake, stop_rx, abort_rx));
         WorkerHandle {
             stop: stop_tx,
             abort: abort_tx,
             main,
             listener,
+            purger,
             metrics,
         }
     }
@@ -283,11 +311,46 @@ impl WorkerHandle {
                 main.abort();
             }
         }
-        if let Some(l) = self.listener {
-            l.abort();
-            let _ = l.await;
+        for task in [self.listener, self.purger].into_iter().flatten() {
+            task.abort();
+            let _ = task.await;
         }
         self.metrics.snapshot()
+    }
+}
+
+/// Every `purge_interval`, delete finished jobs past their retention in
+/// batches of `purge_batch` until none is left (see [`crate::retention`]).
+/// Errors only cost a round: the next one tries again.
+async fn purge_loop<S>(ctx: Arc<Ctx<S>>, retention: Retention, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(ctx.config.purge_interval) => {}
+            _ = stop.changed() => return,
+        }
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let purged = async {
+                let mut conn = ctx.pool.get().await?;
+                retention::purge(&mut conn, &retention, ctx.config.purge_batch.max(1)).await
+            }
+            .await;
+            match purged {
+                Ok(p) => {
+                    ctx.metrics.purged.fetch_add(p.total(), Ordering::Relaxed);
+                    if p.total() < u64::from(ctx.config.purge_batch.max(1)) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "purge of finished jobs failed");
+                    Metrics::bump(&ctx.metrics.errors);
+                    break;
+                }
+            }
+        }
     }
 }
 
@@ -659,8 +722,18 @@ const MAX_COMPLETIONS_PER_TX: usize = 64;
 /// still fenced by its own token. A job-level refusal (lease lost, different
 /// entry) writes nothing for that job and does not undo the others; a
 /// database error rolls the group back and its jobs are retried one by one.
+///
+/// The groups that are ready together form a *round* with one durable
+/// commit: every group but the last commits with a transaction-local
+/// `synchronous_commit = off`, all of them concurrently; then the last
+/// group commits durably, which flushes the WAL up to its commit record and
+/// so the earlier groups' records with it. Only then are the round's jobs
+/// reported completed. A crash before that flush can lose the earlier
+/// groups' commits: their jobs were never reported completed, their leases
+/// expire and they run again (at-least-once delivery; the completion stays
+/// exactly-once, and storing the same entry again is idempotent).
 async fn completion_batcher(app: Database, actor: String, mut rx: mpsc::UnboundedReceiver<Completion>) {
-    let mut groups_in_flight = JoinSet::new();
+    let mut rounds_in_flight = JoinSet::new();
     while let Some(first) = rx.recv().await {
         // Jobs of one claim finish close together: linger a moment so that
         // a tenant's chunk shares one transaction (one commit).
@@ -676,24 +749,62 @@ async fn completion_batcher(app: Database, actor: String, mut rx: mpsc::Unbounde
         for c in ready {
             by_tenant.entry(c.lease.tenant_id).or_default().push(c);
         }
+        let mut groups = Vec::new();
         for (_, mut group) in by_tenant {
             while !group.is_empty() {
                 let rest = group.split_off(group.len().min(MAX_COMPLETIONS_PER_TX));
-                let chunk = std::mem::replace(&mut group, rest);
-                groups_in_flight.spawn(complete_group(app.clone(), actor.clone(), chunk));
+                groups.push(std::mem::replace(&mut group, rest));
             }
         }
-        while groups_in_flight.try_join_next().is_some() {}
+        rounds_in_flight.spawn(complete_round(app.clone(), actor.clone(), groups));
+        while rounds_in_flight.try_join_next().is_some() {}
     }
-    while groups_in_flight.join_next().await.is_some() {}
+    while rounds_in_flight.join_next().await.is_some() {}
 }
 
-async fn complete_group(app: Database, actor: String, group: Vec<Completion>) {
+/// One round of groups, one durable commit (see [`completion_batcher`]).
+async fn complete_round(app: Database, actor: String, mut groups: Vec<Vec<Completion>>) {
+    let Some(last) = groups.pop() else { return };
+    let early: Vec<_> = groups
+        .into_iter()
+        .map(|g| complete_group(app.clone(), actor.clone(), g, Durability::Later))
+        .collect();
+    let early = futures_util::future::join_all(early).await;
+    let last = complete_group(app, actor, last, Durability::Now).await;
+    for replies in early.into_iter().chain([last]) {
+        for (reply, r) in replies {
+            let _ = reply.send(r);
+        }
+    }
+}
+
+/// How a group's transaction commits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// Wait for the WAL flush (`synchronous_commit` as configured).
+    Now,
+    /// `synchronous_commit = off`: a later durable commit of the same round
+    /// flushes it.
+    Later,
+}
+
+type Replies = Vec<(oneshot::Sender<Result<Uuid>>, Result<Uuid>)>;
+
+/// Completes one tenant's group and returns the replies to send.
+async fn complete_group(
+    app: Database,
+    actor: String,
+    group: Vec<Completion>,
+    durability: Durability,
+) -> Replies {
     if group.len() > 1 {
         let items: Vec<_> = group.iter().map(|c| (c.lease, &*c.entry, &*c.value)).collect();
         let mut plan = lease::CompleteMany::plan(&items);
         let rows = match plan.statement.take() {
-            Some(statement) => {
+            Some(mut statement) => {
+                if durability == Durability::Later {
+                    statement = statement.durable_later();
+                }
                 complete_many_rows(app.clone(), actor.clone(), group[0].lease.tenant_id, statement).await
             }
             None => Ok(Vec::new()),
@@ -701,17 +812,16 @@ async fn complete_group(app: Database, actor: String, group: Vec<Completion>) {
         if let Ok(rows) = rows {
             let results = plan.finish(&items, rows);
             drop(items);
-            for (c, r) in group.into_iter().zip(results) {
-                let _ = c.reply.send(r);
-            }
-            return;
+            return group.into_iter().map(|c| c.reply).zip(results).collect();
         }
     }
-    // One job, or the group failed as a whole: one transaction per job.
+    // One job, or the group failed as a whole: one (durable) transaction per job.
+    let mut replies = Vec::with_capacity(group.len());
     for c in group {
         let r = complete_in_tenant(&app, &actor, &c.lease, &c.entry, &c.value).await;
-        let _ = c.reply.send(r);
+        replies.push((c.reply, r));
     }
+    replies
 }
 
 /// Runs a group's completion statement for `tenant` in one request

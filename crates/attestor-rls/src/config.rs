@@ -178,7 +178,7 @@ mod tests {
     #[test]
     fn the_embedded_exceptions_parse() {
         let c = Config::parse(EMBEDDED).unwrap();
-        assert_eq!(c.policy.len(), 2);
+        assert_eq!(c.policy.len(), 3);
     }
 
     #[test]

@@ -1063,7 +1063,7 @@ fn gen_rls_check_names_a_stale_generated_migration() {
     let tmp = TempDir(std::env::temp_dir().join(format!("xtask-genrls-stale-{}", std::process::id())));
     let migrations = tmp.0.join("migrations");
     copy_dir(&root().join("migrations"), &migrations);
-    // Hand-edit the generated migration: drop one table's policy from it.
+    // Hand-edit the last generated migration: drop its first policy.
     let dirs = generate::migration_dirs(&migrations).unwrap();
     let generated = dirs
         .iter()
@@ -1072,7 +1072,13 @@ fn gen_rls_check_names_a_stale_generated_migration() {
         .path
         .clone();
     let up = std::fs::read_to_string(generated.join("up.sql")).unwrap();
-    let start = up.find("CREATE POLICY spines_tenant_isolation").unwrap();
+    let start = up.find("CREATE POLICY ").unwrap();
+    let table = up[start..]
+        .split(" ON ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
     let end = start + up[start..].find(");\n").unwrap() + 3;
     std::fs::write(
         generated.join("up.sql"),
@@ -1094,11 +1100,7 @@ fn gen_rls_check_names_a_stale_generated_migration() {
             .map(|d| (&d.migration, &d.tables))
             .collect::<Vec<_>>()
     );
-    assert!(
-        drifts[0].tables.contains(&"attestor.spines".to_owned()),
-        "{:?}",
-        drifts[0].tables
-    );
+    assert!(drifts[0].tables.contains(&table), "{:?}", drifts[0].tables);
 }
 
 // --- the proof as the real login roles ------------------------------------------

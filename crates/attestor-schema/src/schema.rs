@@ -77,6 +77,7 @@ pub mod attestor {
             last_error -> Nullable<Text>,
             result -> Nullable<Jsonb>,
             rekor_entry_id -> Nullable<Uuid>,
+            finished_at -> Nullable<Timestamptz>,
         }
     }
 

@@ -1,0 +1,103 @@
+//! Retention: finished jobs leave the queue table after a configurable time.
+//!
+//! Owns [`Retention`] and [`purge`]. A succeeded job's lasting history is its
+//! `rekor_entries` row and that row's audit entry; its queue row is
+//! operational state, kept for [`Retention::succeeded`] after `finished_at`
+//! (for dashboards and the backlog view) and then deleted. A dead job stays
+//! listable and re-queueable ([`crate::dead`]) for [`Retention::dead`] and
+//! is then deleted too. The purge runs as `attestor_worker` in small batches
+//! (`LIMIT` + `FOR UPDATE SKIP LOCKED`, one short statement each), locking
+//! only finished rows, which no claim ever locks, so it never blocks a
+//! claim. It must never delete a queued or running job: the statement names
+//! only finished statuses, and the worker's DELETE policy passes nothing
+//! else.
+
+use std::time::Duration;
+
+use diesel::sql_types::{Double, Int4, Text};
+use diesel::QueryableByName;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::error::{QueueError, Result};
+
+/// How long finished jobs stay in the queue table after they finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Succeeded jobs (their entry and its audit row are the history).
+    pub succeeded: Duration,
+    /// Dead jobs (listable and re-queueable until then).
+    pub dead: Duration,
+}
+
+impl Default for Retention {
+    /// Succeeded jobs one hour, dead jobs seven days.
+    fn default() -> Self {
+        Retention {
+            succeeded: Duration::from_secs(3600),
+            dead: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// What one [`purge`] call deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Succeeded jobs deleted.
+    pub succeeded: u64,
+    /// Dead jobs deleted.
+    pub dead: u64,
+}
+
+impl Purged {
+    /// Jobs deleted in all.
+    pub fn total(&self) -> u64 {
+        self.succeeded + self.dead
+    }
+}
+
+/// The purge statement; `$1` succeeded retention, `$2` dead retention (both
+/// seconds, float8), `$3` batch size (int).
+pub const PURGE_SQL: &str = "\
+WITH doomed AS MATERIALIZED (
+    SELECT q.tenant_id, q.id
+      FROM attestor.rekor_submission_queue q
+     WHERE q.finished_at IS NOT NULL
+       AND ((q.status = 'succeeded' AND q.finished_at < now() - make_interval(secs => $1))
+         OR (q.status = 'dead' AND q.finished_at < now() - make_interval(secs => $2)))
+     LIMIT $3
+       FOR UPDATE SKIP LOCKED
+)
+DELETE FROM attestor.rekor_submission_queue q
+ USING doomed d
+ WHERE q.tenant_id = d.tenant_id AND q.id = d.id AND q.status IN ('succeeded', 'dead')
+RETURNING q.status";
+
+#[derive(QueryableByName)]
+struct StatusRow {
+    #[diesel(sql_type = Text)]
+    status: String,
+}
+
+/// Delete at most `limit` finished jobs whose retention has ended (worker
+/// connection, outside a transaction: one short statement that commits on
+/// its own). Call it in a loop until it returns fewer than `limit`.
+pub async fn purge(conn: &mut AsyncPgConnection, retention: &Retention, limit: u32) -> Result<Purged> {
+    if limit == 0 {
+        return Err(QueueError::InvalidInput("purge limit must be at least 1".into()));
+    }
+    let rows: Vec<StatusRow> = diesel::sql_query(PURGE_SQL)
+        .bind::<Double, _>(retention.succeeded.as_secs_f64())
+        .bind::<Double, _>(retention.dead.as_secs_f64())
+        .bind::<Int4, _>(i32::try_from(limit).unwrap_or(i32::MAX))
+        .load(conn)
+        .await?;
+    let mut out = Purged::default();
+    for r in rows {
+        if r.status == "dead" {
+            out.dead += 1;
+        } else {
+            out.succeeded += 1;
+        }
+    }
+    Ok(out)
+}
