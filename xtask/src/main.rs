@@ -11,6 +11,7 @@ mod ci;
 mod citus;
 mod db;
 mod gen_rls;
+mod pg;
 mod verify_rls;
 
 // Shared with the library half (tests call them directly).
@@ -39,8 +40,11 @@ Commands:
   bench <name> [..]  run a benchmark in release mode: guard, queue (`cargo xtask bench help`)
   citus test         the Citus lane: a coordinator and two workers, migrate, distribute, the
                      test suites and verify-rls against them (one line and exit 0 without Citus)
+  pg install <major> install pinned PostgreSQL server binaries (18) into .tools/pg-<major>/
+                     (never on PATH) and print the ATTESTOR_PG_BINDIR that selects them
   ci                 everything CI checks: fmt, clippy -D warnings, schema --check,
-                     gen-rls --check, cargo test --workspace
+                     gen-rls --check, then cargo test --workspace and verify-rls against
+                     PostgreSQL 15 (system) and 18 (`pg install 18`), one line per version
   help               this text
 ";
 
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
         ["ci", rest @ ..] => ci::run_cmd(rest),
         ["citus", rest @ ..] => citus::run_cmd(rest),
         ["bench", rest @ ..] => bench::run_cmd(rest),
+        ["pg", rest @ ..] => pg::run_cmd(rest),
         ["gen-rls", rest @ ..] => gen_rls::run_cmd(rest),
         ["verify-rls", rest @ ..] => verify_rls::run_cmd(rest),
         [] | ["help"] | ["--help"] | ["-h"] => {
