@@ -87,6 +87,10 @@ pub fn run(args: &[String]) -> Result<()> {
         .cluster()
         .map(|c| c.binaries().program("pgbench"))
         .unwrap_or_else(|| "pgbench".into());
+    let pg = server.version()?.to_string();
+    if !json {
+        println!("queue on {pg}:");
+    }
     let db = server.test_database()?;
     let started = Instant::now();
     load(&server, db.name(), tenants, jobs / tenants)?;
@@ -110,7 +114,7 @@ pub fn run(args: &[String]) -> Result<()> {
             println!(
                 "{}",
                 serde_json::json!({
-                    "bench": "queue", "batch": batch, "workers": workers,
+                    "bench": "queue", "server_version": pg, "batch": batch, "workers": workers,
                     "tenant_chunk": chunk, "jobs_per_s": round(jobs_per_s), "baseline_jobs_per_s": round(baseline),
                     "ratio": round3(ratio), "peak_rss_mib": round(rss),
                 })
@@ -129,7 +133,7 @@ pub fn run(args: &[String]) -> Result<()> {
     if json {
         println!(
             "{}",
-            serde_json::json!({"bench": "queue-fairness", "small_tenant_p99_ms": round(p99), "big_backlog": big})
+            serde_json::json!({"bench": "queue-fairness", "server_version": pg, "small_tenant_p99_ms": round(p99), "big_backlog": big})
         );
     } else {
         println!("queue-fairness  small tenants' p99 enqueue-to-completion {p99:.0} ms with {big} jobs queued ahead");
