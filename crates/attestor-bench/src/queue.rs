@@ -123,6 +123,10 @@ pub fn run(args: Args) -> Result<()> {
         .cluster()
         .map(|c| c.binaries().program("pgbench"))
         .unwrap_or_else(|| "pgbench".into());
+    let pg = server.version()?.to_string();
+    if !json {
+        println!("queue on {pg}:");
+    }
     let db = server.test_database()?;
     let started = Instant::now();
     load(&server, db.name(), tenants, jobs / tenants)?;
@@ -194,7 +198,7 @@ pub fn run(args: Args) -> Result<()> {
     if json {
         println!(
             "{}",
-            serde_json::json!({"bench": "queue-fairness", "small_tenant_p99_ms": round(p99), "big_backlog": big})
+            serde_json::json!({"bench": "queue-fairness", "server_version": pg, "small_tenant_p99_ms": round(p99), "big_backlog": big})
         );
     } else {
         println!("queue-fairness  small tenants' p99 enqueue-to-completion {p99:.0} ms with {big} jobs queued ahead");

@@ -204,6 +204,9 @@ pub struct Catalog {
     pub partitions: Vec<Partition>,
     /// Materialized view key → tenant tables it reads.
     pub matview_sources: BTreeMap<String, Vec<String>>,
+    /// The server's `server_version_num` (`150020`, `180006`): rules whose
+    /// catalog or privileges differ across versions ask [`Catalog::at_least`].
+    pub server_version_num: u32,
 }
 
 fn schema_list(schemas: &[String]) -> String {
@@ -358,7 +361,12 @@ impl Catalog {
         for s in sources {
             matview_sources.entry(s.view).or_default().push(s.source);
         }
+        let server_version_num = db
+            .text("SELECT current_setting('server_version_num') AS v")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default();
         Ok(Catalog {
+            server_version_num,
             tables,
             constraints,
             indexes,
@@ -368,6 +376,11 @@ impl Catalog {
             partitions,
             matview_sources,
         })
+    }
+
+    /// The server is PostgreSQL `major` or newer.
+    pub fn at_least(&self, major: u32) -> bool {
+        self.server_version_num >= major * 10_000
     }
 
     pub fn table(&self, schema: &str, name: &str) -> Option<&Table> {

@@ -607,18 +607,20 @@ fn flaw_app_may_create_in_schema() {
     assert_only(&r, &["TI007"]);
 }
 
-#[test]
-fn flaw_app_can_set_role_to_an_owner() {
-    // Role membership is cluster-wide: use a role of our own, owning objects
-    // only in this test's database, and remove it again.
+/// Verify a fresh database in which `setup` (run as the superuser, `{role}`
+/// naming a role of this test's own) makes `attestor_app` a member of that
+/// role. Role membership is cluster-wide: the role is uniquely named, owns
+/// objects only in this test's database, and is dropped again.
+fn verify_with_member_role(name: &str, setup: &str) -> Report {
+    let _roles = roles_write();
     let server = shared();
     let db = server.test_database().unwrap();
-    let role = format!("rls_flaw_owner_{}", std::process::id());
+    let role = format!("rls_{name}_{}", std::process::id());
     let mut admin = Db::connect(&db.admin_url()).unwrap();
     admin
         .exec(&format!(
-            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} NOLOGIN;
-             CREATE SCHEMA rls_flaw AUTHORIZATION {role}; GRANT {role} TO attestor_app"
+            "DROP ROLE IF EXISTS {role}; {}",
+            setup.replace("{role}", &role)
         ))
         .unwrap();
     let r = rls::verify_target(
@@ -635,17 +637,149 @@ fn flaw_app_can_set_role_to_an_owner() {
     drop(db);
     server.drop_database(&name).unwrap();
     server.execute_admin(&format!("DROP ROLE {role}")).unwrap();
-    let r = r.unwrap();
+    r.unwrap()
+}
+
+/// A role of the test's own that owns a schema, for [`verify_with_member_role`].
+const OWNER_ROLE: &str = "CREATE ROLE {role} NOLOGIN; CREATE SCHEMA rls_flaw AUTHORIZATION {role};";
+
+fn owns_through(role: &str, how: &str) -> String {
+    format!(
+        "owns objects in this database through membership of {role} ({how}) (an owner is exempt \
+         from non-forced RLS and can disable it)"
+    )
+}
+
+#[test]
+fn flaw_app_can_set_role_to_an_owner() {
+    let name = "flaw_owner";
+    let r = verify_with_member_role(name, &format!("{OWNER_ROLE} GRANT {{role}} TO attestor_app"));
+    let role = format!("rls_{name}_{}", std::process::id());
     assert_finding(
         &r,
         "TI006",
         "role attestor_app",
-        &format!(
-            "owns objects in this database through membership of {role} (SET ROLE {role}) (an owner is exempt \
-             from non-forced RLS and can disable it)"
-        ),
+        &owns_through(&role, &format!("SET ROLE {role}")),
     );
     assert_only(&r, &["TI006"]);
+}
+
+// --- what differs across PostgreSQL versions --------------------------------------
+
+fn server_version() -> attestor_testdb::ServerVersion {
+    shared().version().unwrap()
+}
+
+/// Before PostgreSQL 16 a grant has no SET or INHERIT option: the server
+/// refuses the syntax (and changes nothing, the grant being rolled back if
+/// it ever ran).
+#[track_caller]
+fn assert_grant_options_refused() {
+    let db = shared().test_database().unwrap();
+    let err = Db::connect(&db.admin_url())
+        .unwrap()
+        .exec("BEGIN; GRANT attestor_owner TO attestor_app WITH INHERIT TRUE, SET FALSE; ROLLBACK")
+        .unwrap_err()
+        .server_message();
+    assert!(err.contains("syntax error"), "{err}");
+}
+
+#[test]
+fn a_membership_without_set_or_inherit_reaches_nothing() {
+    if !server_version().at_least(16) {
+        return assert_grant_options_refused();
+    }
+    let r = verify_with_member_role(
+        "no_set_no_inherit",
+        &format!("{OWNER_ROLE} GRANT {{role}} TO attestor_app WITH INHERIT FALSE, SET FALSE"),
+    );
+    assert_only(&r, &[]);
+}
+
+#[test]
+fn flaw_app_inherits_an_owner_without_set_role() {
+    if !server_version().at_least(16) {
+        return assert_grant_options_refused();
+    }
+    let name = "inherits_owner";
+    let r = verify_with_member_role(
+        name,
+        &format!("{OWNER_ROLE} GRANT {{role}} TO attestor_app WITH INHERIT TRUE, SET FALSE"),
+    );
+    let role = format!("rls_{name}_{}", std::process::id());
+    assert_finding(
+        &r,
+        "TI006",
+        "role attestor_app",
+        &owns_through(&role, "inherits its privileges"),
+    );
+    // The owner's privileges are the app's own now, CREATE on its schema too.
+    assert_finding(
+        &r,
+        "TI007",
+        "role attestor_app",
+        "holds CREATE on schema rls_flaw",
+    );
+    assert_only(&r, &["TI006", "TI007"]);
+}
+
+#[test]
+fn flaw_app_holds_admin_option_on_an_owner() {
+    // With ADMIN OPTION alone the app may grant the role to itself WITH SET TRUE.
+    if !server_version().at_least(16) {
+        return assert_grant_options_refused();
+    }
+    let name = "admin_owner";
+    let r = verify_with_member_role(
+        name,
+        &format!("{OWNER_ROLE} GRANT {{role}} TO attestor_app WITH ADMIN TRUE, INHERIT FALSE, SET FALSE"),
+    );
+    let role = format!("rls_{name}_{}", std::process::id());
+    assert_finding(
+        &r,
+        "TI006",
+        "role attestor_app",
+        &owns_through(&role, &format!("SET ROLE {role}")),
+    );
+    assert_only(&r, &["TI006"]);
+}
+
+#[test]
+fn bypassrls_is_not_inherited() {
+    // BYPASSRLS (like SUPERUSER) is an attribute: a member has it only after
+    // SET ROLE, which this grant does not allow.
+    if !server_version().at_least(16) {
+        return assert_grant_options_refused();
+    }
+    let r = verify_with_member_role(
+        "inherit_bypassrls",
+        "CREATE ROLE {role} NOLOGIN BYPASSRLS; GRANT {role} TO attestor_app WITH INHERIT TRUE, SET FALSE",
+    );
+    assert_only(&r, &[]);
+}
+
+#[test]
+fn flaw_app_may_maintain() {
+    let grant = "GRANT MAINTAIN ON attestor.verdict_ledger TO attestor_app";
+    if server_version().at_least(17) {
+        let r = verify_flawed(grant, "");
+        assert_finding(
+            &r,
+            "TI007",
+            "role attestor_app",
+            "holds MAINTAIN on attestor.verdict_ledger",
+        );
+        assert_only(&r, &["TI007"]);
+    } else {
+        // Before 17 there is no MAINTAIN privilege to hold.
+        let db = shared().test_database().unwrap();
+        let err = Db::connect(&db.admin_url())
+            .unwrap()
+            .exec(grant)
+            .unwrap_err()
+            .server_message();
+        assert!(err.contains("unrecognized privilege type"), "{err}");
+    }
 }
 
 // --- check 6 --------------------------------------------------------------------
@@ -1112,6 +1246,7 @@ fn verify_without_superuser(db: &attestor_testdb::TestDatabase<'_>) -> Report {
         worker_url: Some(db.worker_url()),
         owner_url: None,
     };
+    let _roles = roles_read();
     rls::verify_target(&target, &options("")).unwrap()
 }
 
@@ -1166,7 +1301,10 @@ fn a_table_the_app_cannot_write_is_reported_as_not_run_not_passed() {
         worker_url: Some(db.worker_url()),
         owner_url: Some(db.admin_url()),
     };
-    let r = rls::verify_target(&target, &options("")).unwrap();
+    let r = {
+        let _roles = roles_read();
+        rls::verify_target(&target, &options("")).unwrap()
+    };
     assert!(r.is_clean(), "{}", show(&r));
     assert!(r.proofs["attestor.trust_anchors"].contains(&"TD002"));
 }
@@ -1200,7 +1338,10 @@ fn flaw_a_role_default_tenant_is_caught_by_the_login_sessions() {
         .unwrap();
     // Switching roles from the superuser session: the probes never see the
     // default, only the catalog rule that reads the role's settings does.
-    let old = rls::verify(&db.admin_url(), &options("")).unwrap();
+    let old = {
+        let _roles = roles_read();
+        rls::verify(&db.admin_url(), &options("")).unwrap()
+    };
     assert_finding_starts(
         &old,
         "TI021",

@@ -30,7 +30,7 @@ pub use binaries::PgBinaries;
 pub use citus::{CitusCluster, CitusExtension};
 pub use cluster::Cluster;
 pub use conn::ConnParams;
-pub use server::{shared, Server, TestDatabase};
+pub use server::{shared, Server, ServerVersion, TestDatabase};
 
 /// Everything that can go wrong while providing a database.
 #[derive(Debug, thiserror::Error)]

@@ -146,6 +146,30 @@ impl Server {
         execute_at(&self.admin, sql)
     }
 
+    /// What the server reports about its version: `server_version_num`
+    /// (`150020`, `180006`), for code and tests whose behaviour differs
+    /// across versions, and `server_version`, for the lines that say what ran.
+    pub fn version(&self) -> Result<ServerVersion> {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            num: i32,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            full: String,
+        }
+        let sql = "SELECT current_setting('server_version_num')::int AS num, \
+                   current_setting('server_version') AS full";
+        let url = self.admin.url();
+        let mut conn = PgConnection::establish(&url).map_err(|source| Error::Connect { url, source })?;
+        let row: Row = diesel::sql_query(sql)
+            .get_result(&mut conn)
+            .map_err(|e| Error::sql(sql.to_owned(), e))?;
+        Ok(ServerVersion {
+            num: u32::try_from(row.num).unwrap_or_default(),
+            full: row.full,
+        })
+    }
+
     /// The maintenance database's superuser parameters on every node: the
     /// coordinator first, then the workers (only the server on plain
     /// PostgreSQL).
@@ -437,6 +461,34 @@ fn execute_at(admin: &ConnParams, sql: &str) -> Result<()> {
         .execute(&mut conn)
         .map(|_| ())
         .map_err(|e| Error::sql(sql.to_owned(), e))
+}
+
+/// A server's version, as [`Server::version`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerVersion {
+    /// `server_version_num`, e.g. `180006` for 18.6.
+    pub num: u32,
+    /// `server_version`, e.g. `18.6` or `15.20 (Debian 15.20-0+deb12u1)`.
+    pub full: String,
+}
+
+impl std::fmt::Display for ServerVersion {
+    /// `PostgreSQL 18.6`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgreSQL {}", self.full)
+    }
+}
+
+impl ServerVersion {
+    /// The major version (`15`, `18`).
+    pub fn major(&self) -> u32 {
+        self.num / 10_000
+    }
+
+    /// PostgreSQL `major` or newer.
+    pub fn at_least(&self, major: u32) -> bool {
+        self.major() >= major
+    }
 }
 
 /// Drops `name` on each node in turn, the first (the coordinator) first.

@@ -1,7 +1,8 @@
 //! TI007 `runtime-role-privileges`: the app and worker roles hold no
-//! TRUNCATE, REFERENCES or TRIGGER privilege and cannot CREATE in any schema
-//! or in the database. Owns this rule only; it reads privileges and never
-//! writes.
+//! TRUNCATE, REFERENCES, TRIGGER or (PostgreSQL 17 and newer) MAINTAIN
+//! privilege and cannot CREATE in any schema or in the database. Owns this
+//! rule only; it reads privileges and never writes, and it asks about
+//! MAINTAIN only on servers that have it (older ones reject the name).
 
 use super::prelude::*;
 
@@ -10,19 +11,22 @@ use serde::Deserialize;
 use super::{text_array, NOT_SYSTEM_SCHEMA};
 
 rule! {
-    /// The runtime roles hold no TRUNCATE, REFERENCES or TRIGGER privilege on any
-    /// table, and no CREATE privilege on any schema or on the database.
+    /// The runtime roles hold no TRUNCATE, REFERENCES, TRIGGER or MAINTAIN privilege
+    /// on any table, and no CREATE privilege on any schema or on the database.
     ///
     /// TRUNCATE is not subject to Row-Level Security: it empties the table for every
-    /// tenant. REFERENCES lets a role probe another tenant's keys through a foreign
+    /// tenant. MAINTAIN (PostgreSQL 17 and newer; older servers have no such
+    /// privilege) is not either: it runs LOCK TABLE, VACUUM FULL, CLUSTER, REINDEX
+    /// and REFRESH MATERIALIZED VIEW on the whole table, so one tenant's session can
+    /// lock every other tenant out or rewrite their rows' storage. REFERENCES lets a role probe another tenant's keys through a foreign
     /// key of its own. TRIGGER lets it attach code that sees every row written.
     /// CREATE lets it plant objects (a function or table shadowing a name on
     /// someone's search_path, a view owned by itself) that run with other rights.
     pub static RULE = {
         id: "TI007",
         name: "runtime-role-privileges",
-        summary: "runtime roles hold no TRUNCATE/REFERENCES/TRIGGER and no CREATE on schemas or the database",
-        fix: "REVOKE TRUNCATE, REFERENCES, TRIGGER ON … FROM the role; REVOKE CREATE ON SCHEMA/DATABASE … FROM the role (and from PUBLIC).",
+        summary: "runtime roles hold no TRUNCATE/REFERENCES/TRIGGER/MAINTAIN and no CREATE on schemas or the database",
+        fix: "REVOKE TRUNCATE, REFERENCES, TRIGGER, MAINTAIN ON … FROM the role; REVOKE CREATE ON SCHEMA/DATABASE … FROM the role (and from PUBLIC).",
         needs: None,
         kind: Kind::Static(check),
     };
@@ -35,17 +39,29 @@ fn check(cx: &mut Ctx<'_>) -> Result<()> {
         cx.examine(format!("role {r}"));
     }
     let sys = NOT_SYSTEM_SCHEMA;
+    // Table privileges RLS does not restrict; MAINTAIN exists from 17 on.
+    let mut names = vec!["TRUNCATE", "REFERENCES", "TRIGGER"];
+    if cx.catalog.at_least(17) {
+        names.push("MAINTAIN");
+    }
+    let held = |p: &str| match p {
+        "REFERENCES" => "has_any_column_privilege(r.oid, c.oid, 'REFERENCES')".to_owned(),
+        p => format!("has_table_privilege(r.oid, c.oid, '{p}')"),
+    };
+    let listed: Vec<String> = names
+        .iter()
+        .map(|p| format!("CASE WHEN {} THEN '{p}' END", held(p)))
+        .collect();
+    let any: Vec<String> = names.iter().map(|p| held(p)).collect();
     let privs: Vec<PrivRow> = cx.db.json(&format!(
         "SELECT r.rolname AS role, n.nspname || '.' || c.relname AS object,
-                concat_ws(', ',
-                    CASE WHEN has_table_privilege(r.oid, c.oid, 'TRUNCATE') THEN 'TRUNCATE' END,
-                    CASE WHEN has_any_column_privilege(r.oid, c.oid, 'REFERENCES') THEN 'REFERENCES' END,
-                    CASE WHEN has_table_privilege(r.oid, c.oid, 'TRIGGER') THEN 'TRIGGER' END) AS privs
+                concat_ws(', ', {listed}) AS privs
          FROM pg_roles r CROSS JOIN pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE r.rolname = ANY ({l}) AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {sys}
-           AND (has_table_privilege(r.oid, c.oid, 'TRUNCATE') OR has_any_column_privilege(r.oid, c.oid, 'REFERENCES')
-                OR has_table_privilege(r.oid, c.oid, 'TRIGGER'))
+           AND ({any})
          ORDER BY 1, 2",
+        listed = listed.join(", "),
+        any = any.join(" OR "),
         l = text_array(&roles)
     ))?;
     for p in privs {

@@ -33,6 +33,21 @@ pub fn options(extra_config: &str) -> VerifyOptions {
 }
 
 /// Clone the migrated template, apply `flaw` as the superuser, verify.
+/// Role grants are cluster-wide: a test that grants a role to a runtime role
+/// holds this for writing, every verification in the same test binary holds
+/// it for reading, so no verification sees another test's grant.
+pub static CLUSTER_ROLES: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// A verification's share of [`CLUSTER_ROLES`].
+pub fn roles_read() -> std::sync::RwLockReadGuard<'static, ()> {
+    CLUSTER_ROLES.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A cluster-wide role change's exclusive hold of [`CLUSTER_ROLES`].
+pub fn roles_write() -> std::sync::RwLockWriteGuard<'static, ()> {
+    CLUSTER_ROLES.write().unwrap_or_else(|p| p.into_inner())
+}
+
 pub fn verify_flawed(flaw: &str, extra_config: &str) -> Report {
     let server = shared();
     let db = server.test_database().unwrap();
@@ -45,6 +60,7 @@ pub fn verify_flawed(flaw: &str, extra_config: &str) -> Report {
 /// The operator's run: the app's and the worker's login sessions, plus the
 /// superuser as the owner session (used only where the app cannot write).
 pub fn verify_as_operator(server: &attestor_testdb::Server, database: &str, extra_config: &str) -> Report {
+    let _roles = roles_read();
     let target = rls::Target {
         app_url: Some(server.role("attestor_app", database).url()),
         worker_url: Some(server.role("attestor_worker", database).url()),
