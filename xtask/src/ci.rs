@@ -59,7 +59,7 @@ pub fn run() -> Result<ExitCode> {
     for lane in &lanes {
         eprintln!("ci: PostgreSQL {} ({})", lane.version, lane.bindir.display());
         let counts = test_lane(&cargo, lane)?;
-        let verify = verify_lane(lane)?;
+        let verify = verify_lane(&cargo, lane)?;
         let line = format!(
             "PostgreSQL {}: {} passed, {} failed, {} ignored; verify-rls {}",
             lane.version,
@@ -190,10 +190,12 @@ fn test_lane(cargo: &str, lane: &Lane) -> Result<Counts> {
 }
 
 /// `cargo xtask verify-rls` on a fresh cluster of the lane's server.
-fn verify_lane(lane: &Lane) -> Result<bool> {
-    let me = std::env::current_exe().context("locating the xtask binary")?;
-    let status = lane_env(Command::new(me), lane)
-        .arg("verify-rls")
+fn verify_lane(cargo: &str, lane: &Lane) -> Result<bool> {
+    // Through cargo, not this process's own executable: `cargo test
+    // --workspace` may just have rebuilt the xtask binary with the
+    // workspace's unified features, replacing the file this process runs from.
+    let status = lane_env(Command::new(cargo), lane)
+        .args(["xtask", "verify-rls"])
         .status()
         .context("running verify-rls")?;
     Ok(status.success())
