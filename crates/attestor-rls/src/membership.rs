@@ -35,6 +35,10 @@ pub struct Reach {
     pub role: String,
     /// Role names from `start` to `role`, both included.
     pub path: Vec<String>,
+    /// Some path of grants lets the start role `SET ROLE` to this role (on
+    /// PostgreSQL 15 every membership does). Attributes such as SUPERUSER
+    /// and BYPASSRLS are never inherited: the start role has them only then.
+    pub settable: bool,
     pub superuser: bool,
     pub bypassrls: bool,
     pub createrole: bool,
@@ -108,10 +112,13 @@ pub fn reach_over(db: &mut Db, starts: &[String], edges: &str) -> Result<Vec<Rea
              WHERE (e.can_inherit OR (w.settable AND e.can_set)) AND NOT e.roleid = ANY (w.path)),
          shortest AS (
              SELECT DISTINCT ON (start, roleid) start, roleid, path
-             FROM walk ORDER BY start, roleid, array_length(path, 1))
+             FROM walk ORDER BY start, roleid, array_length(path, 1), settable DESC),
+         switchable AS (
+             SELECT start, roleid, bool_or(settable) AS settable FROM walk GROUP BY 1, 2)
          SELECT n.n AS start, s.roleid IS NOT NULL AS exists, coalesce(r.rolname::text, n.n) AS role,
                 coalesce(ARRAY(SELECT pr.rolname::text FROM unnest(s.path) WITH ORDINALITY AS p(oid, o)
                                JOIN pg_roles pr ON pr.oid = p.oid ORDER BY p.o), ARRAY[n.n]) AS path,
+                coalesce(sw.settable, true) AS settable,
                 coalesce(r.rolsuper, false) AS superuser, coalesce(r.rolbypassrls, false) AS bypassrls,
                 coalesce(r.rolcreaterole, false) AS createrole,
                 coalesce(r.rolreplication, false) AS replication,
@@ -126,6 +133,7 @@ pub fn reach_over(db: &mut Db, starts: &[String], edges: &str) -> Result<Vec<Rea
          FROM unnest(ARRAY[{names}]::text[]) AS n(n)
          LEFT JOIN pg_roles sr ON sr.rolname = n.n
          LEFT JOIN shortest s ON s.start = sr.oid
+         LEFT JOIN switchable sw ON sw.start = s.start AND sw.roleid = s.roleid
          LEFT JOIN pg_roles r ON r.oid = s.roleid
          ORDER BY 1, array_length(s.path, 1), 3",
     ))

@@ -46,8 +46,10 @@ fn check(cx: &mut Ctx<'_>) -> Result<()> {
         }
         let via = if row.is_start() {
             String::new()
-        } else if row.path.len() == 2 {
+        } else if row.path.len() == 2 && row.settable {
             format!(" through membership of {} (SET ROLE {})", row.role, row.role)
+        } else if row.path.len() == 2 {
+            format!(" through membership of {} (inherits its privileges)", row.role)
         } else {
             format!(" through membership of {} ({})", row.role, row.path_text())
         };
@@ -58,10 +60,12 @@ fn check(cx: &mut Ctx<'_>) -> Result<()> {
                 format!("REVOKE {} FROM {}", ident(row.first_hop()), ident(&row.start))
             }
         };
-        if row.superuser {
+        // Attributes are not inherited: only a role it can switch to lends them.
+        let lends_attributes = row.is_start() || row.settable;
+        if row.superuser && lends_attributes {
             cx.finding(&object, format!("is a superuser{via}"), fix_for("NOSUPERUSER"));
         }
-        if row.bypassrls {
+        if row.bypassrls && lends_attributes {
             cx.finding(&object, format!("bypasses RLS{via}"), fix_for("NOBYPASSRLS"));
         }
         if row.owns {
