@@ -759,6 +759,39 @@ fn bypassrls_is_not_inherited() {
 }
 
 #[test]
+fn createrole_and_replication_are_not_inherited() {
+    // CREATEROLE and REPLICATION are attributes too: reached through a grant
+    // that allows no SET ROLE, they give the member nothing.
+    if !server_version().at_least(16) {
+        return assert_grant_options_refused();
+    }
+    let r = verify_with_member_role(
+        "inherit_createrole",
+        "CREATE ROLE {role} NOLOGIN CREATEROLE REPLICATION; GRANT {role} TO attestor_app WITH INHERIT TRUE, SET FALSE",
+    );
+    assert_only(&r, &[]);
+}
+
+#[test]
+fn flaw_createrole_reached_by_set_role() {
+    // The same role with SET TRUE: the member can switch to it and create roles.
+    if !server_version().at_least(16) {
+        return assert_grant_options_refused();
+    }
+    let r = verify_with_member_role(
+        "set_createrole",
+        "CREATE ROLE {role} NOLOGIN CREATEROLE; GRANT {role} TO attestor_app WITH INHERIT FALSE, SET TRUE",
+    );
+    assert!(
+        r.findings.iter().any(|f| f.rule == "TI022"
+            && f.message
+                .contains("can create and alter roles (CREATEROLE) through")),
+        "{:#?}",
+        r.findings
+    );
+}
+
+#[test]
 fn flaw_app_may_maintain() {
     let grant = "GRANT MAINTAIN ON attestor.verdict_ledger TO attestor_app";
     if server_version().at_least(17) {

@@ -31,7 +31,10 @@ rule! {
     /// server, `pg_read_all_stats` and `pg_monitor` show every session's query text,
     /// and `pg_create_subscription` copies rows in from another server. A runtime role
     /// must hold none of these, itself or through any role it reaches (the finding
-    /// names the path). The module's owner role owns every object and is exempt from
+    /// names the path). The attributes CREATEROLE and REPLICATION count only where
+    /// the role has them itself or some path of grants lets it `SET ROLE` to their
+    /// holder; an inherit-only grant (PostgreSQL 16's `SET FALSE`) lends privileges,
+    /// not attributes. The module's owner role owns every object and is exempt from
     /// non-forced policies, so it must not be able to log in (NOLOGIN): migrations
     /// switch to it with `SET ROLE`.
     pub static RULE = {
@@ -66,14 +69,18 @@ fn check(cx: &mut Ctx<'_>) -> Result<()> {
                 .clone()
                 .unwrap_or_else(|| format!("ALTER ROLE {} {attribute}", ident(&row.role)))
         };
-        if row.createrole {
+        // CREATEROLE and REPLICATION are attributes: a member holds them only
+        // as that role, after SET ROLE, which some path of grants must allow.
+        // Predefined roles lend privileges, which membership inherits.
+        let holds_attributes = row.is_start() || row.settable;
+        if row.createrole && holds_attributes {
             cx.finding(
                 &object,
                 format!("can create and alter roles (CREATEROLE){via}"),
                 fix("NOCREATEROLE"),
             );
         }
-        if row.replication {
+        if row.replication && holds_attributes {
             cx.finding(
                 &object,
                 format!("can stream the cluster's data past every policy (REPLICATION){via}"),
