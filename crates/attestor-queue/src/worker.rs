@@ -92,6 +92,9 @@ pub struct WorkerConfig {
     pub purge_interval: Duration,
     /// Rows one purge statement deletes at most (small, so each is short).
     pub purge_batch: u32,
+    /// How long the completion batcher waits, after the first completion of
+    /// a round, for more to join it (one durable commit per round).
+    pub completion_linger: Duration,
 }
 
 impl WorkerConfig {
@@ -111,6 +114,7 @@ impl WorkerConfig {
             retention: Some(Retention::default()),
             purge_interval: Duration::from_secs(10),
             purge_batch: 500,
+            completion_linger: COMPLETION_LINGER,
         }
     }
 
@@ -258,6 +262,7 @@ impl<S: Submitter> Worker<S> {
         tokio::spawn(completion_batcher(
             self.app.clone(),
             self.config.worker_id.clone(),
+            self.config.completion_linger,
             completions,
         ));
         let listener = self
@@ -709,8 +714,9 @@ struct Completion {
     reply: oneshot::Sender<Result<Uuid>>,
 }
 
-/// How long the batcher waits for more completions after the first.
-const COMPLETION_LINGER: Duration = Duration::from_millis(2);
+/// How long the batcher waits for more completions after the first, by
+/// default ([`WorkerConfig::completion_linger`]).
+pub const COMPLETION_LINGER: Duration = Duration::from_millis(2);
 
 /// Most completions one tenant transaction takes.
 const MAX_COMPLETIONS_PER_TX: usize = 64;
@@ -732,12 +738,17 @@ const MAX_COMPLETIONS_PER_TX: usize = 64;
 /// groups' commits: their jobs were never reported completed, their leases
 /// expire and they run again (at-least-once delivery; the completion stays
 /// exactly-once, and storing the same entry again is idempotent).
-async fn completion_batcher(app: Database, actor: String, mut rx: mpsc::UnboundedReceiver<Completion>) {
+async fn completion_batcher(
+    app: Database,
+    actor: String,
+    linger: Duration,
+    mut rx: mpsc::UnboundedReceiver<Completion>,
+) {
     let mut rounds_in_flight = JoinSet::new();
     while let Some(first) = rx.recv().await {
         // Jobs of one claim finish close together: linger a moment so that
         // a tenant's chunk shares one transaction (one commit).
-        tokio::time::sleep(COMPLETION_LINGER).await;
+        tokio::time::sleep(linger).await;
         let mut ready = vec![first];
         while ready.len() < 4 * MAX_COMPLETIONS_PER_TX {
             match rx.try_recv() {
@@ -797,7 +808,9 @@ async fn complete_group(
     group: Vec<Completion>,
     durability: Durability,
 ) -> Replies {
-    if group.len() > 1 {
+    // Even a group of one job goes as the set-based statement, so that it
+    // too commits durably only when it is the round's last group.
+    if !group.is_empty() {
         let items: Vec<_> = group.iter().map(|c| (c.lease, &*c.entry, &*c.value)).collect();
         let mut plan = lease::CompleteMany::plan(&items);
         let rows = match plan.statement.take() {
@@ -815,7 +828,7 @@ async fn complete_group(
             return group.into_iter().map(|c| c.reply).zip(results).collect();
         }
     }
-    // One job, or the group failed as a whole: one (durable) transaction per job.
+    // The group failed as a whole: one (durable) transaction per job.
     let mut replies = Vec::with_capacity(group.len());
     for c in group {
         let r = complete_in_tenant(&app, &actor, &c.lease, &c.entry, &c.value).await;

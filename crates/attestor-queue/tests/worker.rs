@@ -335,3 +335,139 @@ async fn eight_workers_never_hold_the_same_job() {
         1500
     );
 }
+
+/// Holds every submission until `n` have arrived (or `patience` passed),
+/// then lets them all return at once: their completions are ready together.
+struct AllAtOnce {
+    n: usize,
+    arrived: Mutex<usize>,
+    all_here: tokio::sync::Notify,
+    patience: Duration,
+    inner: FakeSubmitter,
+}
+
+impl Submitter for AllAtOnce {
+    fn needs_envelope(&self) -> bool {
+        false
+    }
+    fn submit<'a>(
+        &'a self,
+        request: &'a SubmitRequest,
+    ) -> BoxFuture<'a, Result<serde_json::Value, SubmitError>> {
+        Box::pin(async move {
+            let notified = self.all_here.notified();
+            let here = {
+                let mut a = self.arrived.lock().unwrap();
+                *a += 1;
+                *a
+            };
+            if here >= self.n {
+                self.all_here.notify_waiters();
+            } else {
+                let _ = tokio::time::timeout(self.patience, notified).await;
+            }
+            self.inner.submit(request).await
+        })
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct Commits {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    transactions: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    durable: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    jobs: i64,
+}
+
+/// Records, at the commit of every transaction that completes a job, the
+/// transaction and its `synchronous_commit` (a deferred constraint trigger
+/// fires just before the commit, when the transaction-local setting is the
+/// one the commit obeys). Test instrumentation, installed as the superuser.
+const COMMIT_PROBE: [&str; 3] = [
+    "CREATE TABLE public.commit_probe (
+         xid  xid8 PRIMARY KEY,
+         sync text NOT NULL,
+         jobs int NOT NULL DEFAULT 1)",
+    "CREATE FUNCTION public.commit_probe() RETURNS trigger
+         LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog
+     AS $$
+     BEGIN
+         INSERT INTO public.commit_probe (xid, sync)
+              VALUES (pg_current_xact_id(), current_setting('synchronous_commit'))
+         ON CONFLICT (xid) DO UPDATE SET jobs = public.commit_probe.jobs + 1;
+         RETURN NULL;
+     END
+     $$",
+    "CREATE CONSTRAINT TRIGGER commit_probe
+         AFTER UPDATE ON attestor.rekor_submission_queue
+         DEFERRABLE INITIALLY DEFERRED
+         FOR EACH ROW WHEN (NEW.status = 'succeeded')
+         EXECUTE FUNCTION public.commit_probe()",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_spanning_tenants_has_one_durable_commit() {
+    let tdb = attestor_testdb::shared().test_database().unwrap();
+    let mut admin = connect(&tdb.admin_url()).await;
+    // The shared test cluster commits without waiting for the flush; this
+    // database's sessions wait, as in production (set before any connects).
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(format!(
+            "ALTER DATABASE \"{}\" SET synchronous_commit = on",
+            tdb.name()
+        )),
+        &mut admin,
+    )
+    .await
+    .unwrap();
+    let db = app_db(&tdb.app_url()).await;
+    for sql in COMMIT_PROBE {
+        diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut admin)
+            .await
+            .unwrap();
+    }
+    // Two tenants with several jobs, three with one: five tenant groups,
+    // two set-based and three of a single job.
+    let sizes = [4, 3, 1, 1, 1];
+    for (i, n) in sizes.iter().enumerate() {
+        seed(&db, tenant(), &format!("round{i}-"), *n).await;
+    }
+    let total: usize = sizes.iter().map(|&n| n as usize).sum();
+    let sub = Arc::new(AllAtOnce {
+        n: total,
+        arrived: Mutex::new(0),
+        all_here: tokio::sync::Notify::new(),
+        patience: Duration::from_secs(30),
+        inner: FakeSubmitter::new(FakeBehavior::Succeed),
+    });
+    let mut cfg = config("round").concurrency(64, 64);
+    // Long enough that the completions released together are one round
+    // even on a loaded machine.
+    cfg.completion_linger = Duration::from_millis(500);
+    let h = Worker::new(cfg, tdb.worker_url(), db.clone(), sub).start();
+    let url = tdb.worker_url();
+    wait_until("drain", Duration::from_secs(60), async || drained(&url).await).await;
+    let m = h.shutdown(Duration::from_secs(5)).await;
+    assert_eq!((m.completed, m.lease_lost, m.errors), (total as u64, 0, 0));
+
+    let c: Commits = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query(
+            "SELECT count(*) AS transactions,
+                    count(*) FILTER (WHERE sync <> 'off') AS durable,
+                    coalesce(sum(jobs), 0)::int8 AS jobs
+               FROM public.commit_probe",
+        ),
+        &mut admin,
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.jobs, total as i64, "every completion was seen once");
+    assert_eq!(
+        c.transactions,
+        sizes.len() as i64,
+        "one transaction per tenant group"
+    );
+    assert_eq!(c.durable, 1, "the round waited for the WAL flush more than once");
+}
