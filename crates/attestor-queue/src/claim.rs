@@ -15,23 +15,35 @@
 //! UPDATE's join and `LIMIT` really bounds the batch; concurrent claimers
 //! skip each other's rows instead of waiting.
 //!
-//! 1. `expired`: running jobs whose lease ran out (crashed or stalled
-//!    workers) are reclaimed first, oldest expiry first. A reclaimed job
-//!    whose attempts are exhausted is dead-lettered instead of re-run.
-//! 2. `tenants`: the distinct tenants with queued jobs, by a loose index scan
-//!    (a recursive CTE over the partial index `(tenant_id, run_at) WHERE
-//!    status = 'queued'`): one index probe per tenant, not one per job.
-//! 3. `due` / `picked`: tenants whose oldest queued job is due, in random
-//!    order, at most `room` of them (so every tenant gets a slot with equal
-//!    probability even when a batch is smaller than the number of tenants).
-//! 4. `fair`: each picked tenant gets an equal share `room / #picked`
-//!    (at least 1) of its oldest due jobs. A tenant with 100k ready jobs gets
-//!    the same share as one with 10.
+//! All of it walks one partial index, `(tenant_id, run_at) WHERE
+//! finished_at IS NULL`: the unfinished jobs, queued and running. No index
+//! names `status` or a lease column, so the claim's UPDATE changes no
+//! indexed column and is a HOT update (no index entry written) when the
+//! page has room.
+//!
+//! 1. `tenants`: the distinct tenants with unfinished jobs, by a loose index
+//!    scan (a recursive CTE over the claim index): one index probe per
+//!    tenant, not one per job.
+//! 2. `due`: each tenant's oldest *claimable* job (queued, or running with
+//!    an expired lease: the lease reclaim is part of the claim) among those
+//!    with `run_at <= now()`. A running job keeps the `run_at` it was
+//!    claimed at, never in the future, so the walk passes at most the
+//!    tenant's jobs in flight before it finds one.
+//! 3. `picked`: due tenants in random order, at most
+//!    `ceil(batch / tenant_chunk)` of them (so every tenant gets a slot with
+//!    equal probability even when a batch is smaller than the number of
+//!    tenants).
+//! 4. `fair`: each picked tenant gets an equal share `batch / #picked`
+//!    (at least 1) of its oldest claimable jobs. A tenant with 100k ready
+//!    jobs gets the same share as one with 10. Expired leases come first
+//!    within a tenant (their `run_at` is older than its queued jobs').
 //! 5. `filler`: the rest of the batch, if any, comes from the picked tenant
 //!    whose head job has waited longest, so a lone big backlog still drains
 //!    at full batch size.
 //! 6. `claimed`: one UPDATE sets status `running`, `attempts + 1`, a lease,
-//!    `locked_by` and a fresh `attempt_token = gen_random_uuid()`.
+//!    `locked_by` and a fresh `attempt_token = gen_random_uuid()`; a
+//!    reclaimed job whose attempts are exhausted is dead-lettered instead
+//!    (not returned).
 
 use std::time::Duration;
 
@@ -129,27 +141,16 @@ impl ClaimOptions {
 /// the benchmark baseline.
 pub const CLAIM_SQL: &str = "\
 WITH RECURSIVE
-expired AS MATERIALIZED (
-    SELECT q.tenant_id, q.id
-      FROM attestor.rekor_submission_queue q
-     WHERE q.status = 'running' AND q.lease_expires_at < now()
-     ORDER BY q.lease_expires_at
-     LIMIT $1
-       FOR UPDATE SKIP LOCKED
-),
-room AS MATERIALIZED (
-    SELECT greatest($1 - (SELECT count(*) FROM expired), 0)::int AS n
-),
 tenants AS (
     (SELECT q.tenant_id
        FROM attestor.rekor_submission_queue q
-      WHERE q.status = 'queued'
+      WHERE q.finished_at IS NULL
       ORDER BY q.tenant_id
       LIMIT 1)
     UNION ALL
     SELECT (SELECT q.tenant_id
               FROM attestor.rekor_submission_queue q
-             WHERE q.status = 'queued' AND q.tenant_id > t.tenant_id
+             WHERE q.finished_at IS NULL AND q.tenant_id > t.tenant_id
              ORDER BY q.tenant_id
              LIMIT 1)
       FROM tenants t
@@ -161,52 +162,51 @@ due AS MATERIALIZED (
      CROSS JOIN LATERAL (
            SELECT q.run_at
              FROM attestor.rekor_submission_queue q
-            WHERE q.tenant_id = t.tenant_id AND q.status = 'queued'
+            WHERE q.tenant_id = t.tenant_id AND q.finished_at IS NULL AND q.run_at <= now()
+              AND (q.status = 'queued' OR q.lease_expires_at < now())
             ORDER BY q.run_at
             LIMIT 1) h
-     WHERE t.tenant_id IS NOT NULL AND h.run_at <= now()
+     WHERE t.tenant_id IS NOT NULL
 ),
 picked AS MATERIALIZED (
     SELECT d.tenant_id, d.head
       FROM due d
      ORDER BY random()
-     LIMIT (SELECT ceil(n::numeric / greatest(least($4, n), 1))::int FROM room)
+     LIMIT ceil($1::numeric / greatest(least($4, $1), 1))::int
 ),
 share AS MATERIALIZED (
-    SELECT CASE WHEN count(*) = 0 THEN 0
-                ELSE greatest((SELECT n FROM room) / count(*), 1)
-           END::int AS per_tenant
+    SELECT CASE WHEN count(*) = 0 THEN 0 ELSE greatest($1 / count(*), 1) END::int AS per_tenant
       FROM picked
 ),
 fair AS MATERIALIZED (
-    SELECT j.tenant_id, j.id
+    SELECT j.tenant_id, j.id, j.reclaimed
       FROM picked p
      CROSS JOIN LATERAL (
-           SELECT q.tenant_id, q.id
+           SELECT q.tenant_id, q.id, q.status = 'running' AS reclaimed
              FROM attestor.rekor_submission_queue q
-            WHERE q.tenant_id = p.tenant_id AND q.status = 'queued' AND q.run_at <= now()
+            WHERE q.tenant_id = p.tenant_id AND q.finished_at IS NULL AND q.run_at <= now()
+              AND (q.status = 'queued' OR q.lease_expires_at < now())
             ORDER BY q.run_at
             LIMIT (SELECT per_tenant FROM share)
               FOR UPDATE SKIP LOCKED) j
 ),
 filler AS MATERIALIZED (
-    SELECT j.tenant_id, j.id
+    SELECT j.tenant_id, j.id, j.reclaimed
       FROM (SELECT p.tenant_id FROM picked p ORDER BY p.head LIMIT 1) p
      CROSS JOIN LATERAL (
-           SELECT q.tenant_id, q.id
+           SELECT q.tenant_id, q.id, q.status = 'running' AS reclaimed
              FROM attestor.rekor_submission_queue q
-            WHERE q.tenant_id = p.tenant_id AND q.status = 'queued' AND q.run_at <= now()
+            WHERE q.tenant_id = p.tenant_id AND q.finished_at IS NULL AND q.run_at <= now()
+              AND (q.status = 'queued' OR q.lease_expires_at < now())
               AND NOT EXISTS (SELECT 1 FROM fair f WHERE f.tenant_id = q.tenant_id AND f.id = q.id)
             ORDER BY q.run_at
-            LIMIT greatest((SELECT n FROM room) - (SELECT count(*) FROM fair), 0)
+            LIMIT greatest($1 - (SELECT count(*) FROM fair), 0)
               FOR UPDATE SKIP LOCKED) j
 ),
 chosen AS MATERIALIZED (
-    SELECT e.tenant_id, e.id, true AS reclaimed FROM expired e
+    SELECT f.tenant_id, f.id, f.reclaimed FROM fair f
     UNION ALL
-    SELECT f.tenant_id, f.id, false AS reclaimed FROM fair f
-    UNION ALL
-    SELECT f.tenant_id, f.id, false AS reclaimed FROM filler f
+    SELECT f.tenant_id, f.id, f.reclaimed FROM filler f
 ),
 claimed AS (
     UPDATE attestor.rekor_submission_queue q

@@ -147,13 +147,14 @@ pub async fn fail(
 }
 
 /// Give the job back without counting the attempt (graceful shutdown):
-/// `queued`, due now, `attempts - 1`. Fenced by the token.
+/// `queued`, `attempts - 1`, due at once (its `run_at` was due when it was
+/// claimed and stays, so the job keeps its place; the update changes no
+/// indexed column and is HOT). Fenced by the token.
 pub async fn release(conn: &mut AsyncPgConnection, lease: &Lease) -> Result<()> {
     let n = diesel::sql_query(
         "UPDATE attestor.rekor_submission_queue q
             SET status = 'queued',
                 attempts = greatest(q.attempts - 1, 0),
-                run_at = now(),
                 lease_expires_at = NULL,
                 locked_by = NULL,
                 attempt_token = NULL
@@ -189,13 +190,17 @@ struct StatusRow {
 /// Put up to `limit` jobs whose lease expired back into the queue (or
 /// dead-letter them when attempts are exhausted), rotating their token away
 /// so the stale holder is fenced off (worker connection). [`mod@crate::claim`]
-/// does this by itself; this is for operators and maintenance loops.
+/// does this by itself, tenant by tenant; this is for operators and
+/// maintenance loops. No index is keyed by the lease (a claim and a
+/// heartbeat would then not be HOT updates): it reads the claim index's
+/// unfinished rows, so it costs a scan of the backlog.
 pub async fn reclaim_expired(conn: &mut AsyncPgConnection, limit: u32) -> Result<Reclaimed> {
     let rows: Vec<StatusRow> = diesel::sql_query(
         "WITH e AS MATERIALIZED (
              SELECT q.tenant_id, q.id
                FROM attestor.rekor_submission_queue q
-              WHERE q.status = 'running' AND q.lease_expires_at < now()
+              WHERE q.finished_at IS NULL AND q.run_at <= now()
+                AND q.status = 'running' AND q.lease_expires_at < now()
               ORDER BY q.lease_expires_at
               LIMIT $1
                 FOR UPDATE SKIP LOCKED)

@@ -2,7 +2,9 @@
 //! removes exactly the finished jobs past their retention, never a queued or
 //! running one, dead jobs stay re-queueable until theirs ends, a purge
 //! holding its locks does not block a concurrent claim, and the worker's
-//! purge task empties the table of finished jobs while the entries stay.
+//! purge task empties the table of finished jobs while the entries stay;
+//! and the queue's lean hot path: claims, heartbeats and releases change no
+//! indexed column and are HOT updates.
 
 mod common;
 
@@ -417,15 +419,56 @@ async fn xact_updates(conn: &mut AsyncPgConnection) -> (i64, i64) {
     (u.upd, u.hot)
 }
 
+/// Ten jobs: their row versions from enqueue, claim and one more update
+/// fit on one page with room to spare, so a non-HOT update here can only
+/// mean that the update changed an indexed column.
+const HOT_JOBS: i32 = 10;
+
+#[tokio::test]
+async fn a_claim_and_a_release_are_hot_updates() {
+    let tdb = attestor_testdb::shared().test_database().unwrap();
+    let db = app_db(&tdb.app_url()).await;
+    let mut w = connect(&tdb.worker_url()).await;
+    seed(&db, tenant(), "hot", HOT_JOBS).await;
+
+    // The view counts this backend's updates not yet reported: compare
+    // before and after, inside one transaction.
+    diesel::sql_query("BEGIN").execute(&mut w).await.unwrap();
+    let before = xact_updates(&mut w).await;
+    let jobs = claim(&mut w, &opts(HOT_JOBS as u32)).await.unwrap();
+    assert_eq!(jobs.len(), HOT_JOBS as usize);
+    let claimed = xact_updates(&mut w).await;
+    assert_eq!(
+        (claimed.0 - before.0, claimed.1 - before.1),
+        (HOT_JOBS as i64, HOT_JOBS as i64),
+        "a claim changes no indexed column: every row is updated in place"
+    );
+    for j in &jobs {
+        release(&mut w, &j.lease).await.unwrap();
+    }
+    let released = xact_updates(&mut w).await;
+    assert_eq!(
+        (released.0 - claimed.0, released.1 - claimed.1),
+        (HOT_JOBS as i64, HOT_JOBS as i64),
+        "a release keeps run_at and changes no indexed column"
+    );
+    diesel::sql_query("COMMIT").execute(&mut w).await.unwrap();
+    // Released jobs are claimable again at once.
+    assert_eq!(
+        claim(&mut w, &opts(HOT_JOBS as u32)).await.unwrap().len(),
+        HOT_JOBS as usize
+    );
+}
+
 #[tokio::test]
 async fn a_heartbeat_is_a_hot_update() {
     let tdb = attestor_testdb::shared().test_database().unwrap();
     let db = app_db(&tdb.app_url()).await;
     let mut w = connect(&tdb.worker_url()).await;
-    seed(&db, tenant(), "hb", 20).await;
-    let jobs = claim(&mut w, &opts(20)).await.unwrap();
-    assert_eq!(jobs.len(), 20);
-    // The claim's old row versions are dead: reclaim their space now (page
+    seed(&db, tenant(), "hb", HOT_JOBS).await;
+    let jobs = claim(&mut w, &opts(HOT_JOBS as u32)).await.unwrap();
+    assert_eq!(jobs.len(), HOT_JOBS as usize);
+    // The enqueued row versions are dead: reclaim their space now (page
     // pruning does the same in a running queue, at its own moment).
     let mut admin = connect(&tdb.admin_url()).await;
     diesel::sql_query("VACUUM attestor.rekor_submission_queue")
@@ -433,8 +476,6 @@ async fn a_heartbeat_is_a_hot_update() {
         .await
         .unwrap();
 
-    // The view counts this backend's updates not yet reported (the claim's
-    // too): compare before and after, inside one transaction.
     diesel::sql_query("BEGIN").execute(&mut w).await.unwrap();
     let before = xact_updates(&mut w).await;
     for j in &jobs {
@@ -444,6 +485,9 @@ async fn a_heartbeat_is_a_hot_update() {
     }
     let after = xact_updates(&mut w).await;
     // No indexed column changes and room on the page: every heartbeat is HOT.
-    assert_eq!((after.0 - before.0, after.1 - before.1), (20, 20));
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (HOT_JOBS as i64, HOT_JOBS as i64)
+    );
     diesel::sql_query("ROLLBACK").execute(&mut w).await.unwrap();
 }
