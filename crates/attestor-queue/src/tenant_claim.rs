@@ -161,7 +161,7 @@ pub(crate) async fn claim(
             let (Some(token), Some(expires_at)) = (r.attempt_token, r.lease_expires_at) else {
                 return None;
             };
-            (r.status == "running").then(|| ClaimedJob {
+            (r.status == "running").then_some(ClaimedJob {
                 lease: Lease {
                     tenant_id: r.tenant_id,
                     job_id: r.id,
