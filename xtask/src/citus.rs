@@ -47,6 +47,11 @@ const SUITES: &[(&str, &str, &str)] = &[
     ("attestor-repo", "guard", "the tenant guard"),
     (
         "attestor-repo",
+        "routing",
+        "every repository statement routed to one shard",
+    ),
+    (
+        "attestor-repo",
         "pipelined",
         "the opening query travelling with the first statement",
     ),

@@ -116,6 +116,11 @@ pub struct ClaimOptions {
     /// tenant's jobs in a batch a chance to complete in one tenant
     /// transaction (higher throughput), at the price of coarser rotation.
     pub tenant_chunk: u32,
+    /// Claim by tenant group ([`mod@crate::tenant_claim`]): one statement
+    /// per picked tenant, each naming its tenant, instead of the one
+    /// statement. For a queue table distributed by `tenant_id` (Citus),
+    /// which refuses the one statement; same fairness and fencing.
+    pub per_tenant: bool,
 }
 
 impl ClaimOptions {
@@ -126,7 +131,14 @@ impl ClaimOptions {
             lease,
             worker_id: worker_id.into(),
             tenant_chunk: 1,
+            per_tenant: false,
         }
+    }
+
+    /// Set [`Self::per_tenant`].
+    pub fn per_tenant(mut self, per_tenant: bool) -> Self {
+        self.per_tenant = per_tenant;
+        self
     }
 
     /// Set [`Self::tenant_chunk`].
@@ -272,6 +284,9 @@ pub async fn claim(conn: &mut AsyncPgConnection, options: &ClaimOptions) -> Resu
     }
     let batch = i32::try_from(options.batch)
         .map_err(|_| QueueError::InvalidInput(format!("batch {} too large", options.batch)))?;
+    if options.per_tenant {
+        return crate::tenant_claim::claim(conn, options, batch).await;
+    }
     let rows: Vec<ClaimRow> = diesel::sql_query(CLAIM_SQL)
         .bind::<Int4, _>(batch)
         .bind::<Double, _>(options.lease.as_secs_f64())

@@ -7,6 +7,9 @@
 //! * [`mod@claim`] — one statement, `FOR UPDATE SKIP LOCKED` in MATERIALIZED
 //!   CTEs, fair across tenants, reclaiming expired leases, handing out a
 //!   fresh fencing token per claim (as `attestor_worker`);
+//! * [`tenant_claim`] — the same claim as one statement per picked tenant,
+//!   each naming its tenant (a queue distributed by tenant on Citus,
+//!   [`ClaimOptions::per_tenant`]);
 //! * [`lease`] — heartbeat / complete / fail / release / reclaim, every one
 //!   fenced by the token ([`QueueError::LeaseLost`]); completion stores the
 //!   Rekor entry and marks the job done in the job's tenant transaction
@@ -37,6 +40,7 @@ pub mod rekor;
 pub mod retention;
 pub mod stats;
 pub mod submitter;
+pub mod tenant_claim;
 pub mod testing;
 pub mod worker;
 

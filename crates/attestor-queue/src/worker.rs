@@ -95,6 +95,10 @@ pub struct WorkerConfig {
     /// How long the completion batcher waits, after the first completion of
     /// a round, for more to join it (one durable commit per round).
     pub completion_linger: Duration,
+    /// Claim by tenant group ([`ClaimOptions::per_tenant`]); `None` (the
+    /// default) decides at the first claim: by tenant group when the
+    /// database has the `citus` extension, the one statement otherwise.
+    pub per_tenant_claims: Option<bool>,
 }
 
 impl WorkerConfig {
@@ -115,7 +119,14 @@ impl WorkerConfig {
             purge_interval: Duration::from_secs(10),
             purge_batch: 500,
             completion_linger: COMPLETION_LINGER,
+            per_tenant_claims: None,
         }
+    }
+
+    /// Set [`Self::per_tenant_claims`].
+    pub fn per_tenant_claims(mut self, per_tenant: bool) -> Self {
+        self.per_tenant_claims = Some(per_tenant);
+        self
     }
 
     /// Set the retention of finished jobs (`None`: never purge).
@@ -399,8 +410,9 @@ async fn claim_loop<S: Submitter>(
 ) {
     let slots = Arc::new(Semaphore::new(ctx.config.concurrency));
     let mut jobs = JoinSet::new();
-    let options = ClaimOptions::new(ctx.config.worker_id.clone(), ctx.config.batch, ctx.config.lease)
+    let mut options = ClaimOptions::new(ctx.config.worker_id.clone(), ctx.config.batch, ctx.config.lease)
         .tenant_chunk(ctx.config.tenant_chunk);
+    let mut per_tenant = ctx.config.per_tenant_claims;
     let low_water = (ctx.config.batch as usize)
         .min(ctx.config.concurrency)
         .div_ceil(2)
@@ -436,6 +448,11 @@ async fn claim_loop<S: Submitter>(
         let want = permits.len();
         let claimed = async {
             let mut conn = ctx.pool.get().await?;
+            if per_tenant.is_none() {
+                let citus = has_citus(&mut conn).await?;
+                per_tenant = Some(citus);
+                options = options.clone().per_tenant(citus);
+            }
             claim(
                 &mut conn,
                 &ClaimOptions {
@@ -479,6 +496,23 @@ async fn claim_loop<S: Submitter>(
     // Stopped: no more claims. In-flight jobs finish (or are told to abort
     // by the handle after its deadline and release their leases).
     while jobs.join_next().await.is_some() {}
+}
+
+#[derive(QueryableByName)]
+struct HasCitus {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    citus: bool,
+}
+
+/// Whether the database has the `citus` extension (its queue table is then
+/// distributed by tenant, and refuses the one-statement claim).
+async fn has_citus(conn: &mut AsyncPgConnection) -> Result<bool> {
+    let row: HasCitus = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus') AS citus",
+    )
+    .get_result(conn)
+    .await?;
+    Ok(row.citus)
 }
 
 enum Outcome {

@@ -17,6 +17,32 @@ use scoped_futures::ScopedFutureExt;
 
 fn opts(batch: u32) -> ClaimOptions {
     ClaimOptions::new("test-worker", batch, Duration::from_secs(30))
+        .per_tenant(attestor_testdb::shared().citus().is_some())
+}
+
+/// [`opts`], claiming by tenant group when `per_tenant` (and always on a
+/// Citus coordinator, which refuses the one statement).
+fn opts_in(per_tenant: bool, batch: u32) -> ClaimOptions {
+    let o = opts(batch);
+    let on_citus = o.per_tenant;
+    o.per_tenant(per_tenant || on_citus)
+}
+
+/// A claim test run twice: with the default claim (the one statement; by
+/// tenant group on Citus) and with the claim by tenant group.
+macro_rules! both_claims {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn default_claim() {
+                super::$name(false).await
+            }
+            #[tokio::test]
+            async fn by_tenant_group() {
+                super::$name(true).await
+            }
+        }
+    };
 }
 
 fn entry_for(job: uuid::Uuid) -> (TlogEntry, serde_json::Value) {
@@ -112,8 +138,9 @@ async fn enqueue_rolls_back_with_the_callers_transaction_and_needs_a_tenant() {
     .is_err());
 }
 
-#[tokio::test]
-async fn stale_token_is_refused_everywhere_and_changes_nothing() {
+both_claims!(stale_token_is_refused_everywhere_and_changes_nothing);
+
+async fn stale_token_is_refused_everywhere_and_changes_nothing(by_group: bool) {
     let tdb = attestor_testdb::shared().test_database().unwrap();
     let db = app_db(&tdb.app_url()).await;
     let t = tenant();
@@ -121,20 +148,20 @@ async fn stale_token_is_refused_everywhere_and_changes_nothing() {
     let mut w = connect(&tdb.worker_url()).await;
     let mut admin = connect(&tdb.admin_url()).await;
 
-    let first = claim(&mut w, &opts(10)).await.unwrap();
+    let first = claim(&mut w, &opts_in(by_group, 10)).await.unwrap();
     assert_eq!(first.len(), 1);
     let old = first[0].lease;
     assert_eq!(first[0].attempt, 1);
     assert!(!first[0].reclaimed);
     // Nothing else is due while it is leased.
-    assert!(claim(&mut w, &opts(10)).await.unwrap().is_empty());
+    assert!(claim(&mut w, &opts_in(by_group, 10)).await.unwrap().is_empty());
     // Heartbeat with the current token works.
     let beat = heartbeat(&mut w, &old, Duration::from_secs(60)).await.unwrap();
     assert!(beat.expires_at > old.expires_at);
 
     // The lease expires; another claim takes the job over with a new token.
     expire_leases(&mut admin).await;
-    let second = claim(&mut w, &opts(10)).await.unwrap();
+    let second = claim(&mut w, &opts_in(by_group, 10)).await.unwrap();
     assert_eq!(second.len(), 1);
     assert!(second[0].reclaimed);
     assert_eq!(second[0].attempt, 2);
@@ -326,29 +353,30 @@ async fn retry_backoff_dead_letter_and_requeue() {
     assert_eq!(backlog(&mut w).await.unwrap().ready, 1);
 }
 
-#[tokio::test]
-async fn expired_lease_on_last_attempt_dead_letters_and_release_keeps_attempts() {
+both_claims!(expired_lease_on_last_attempt_dead_letters_and_release_keeps_attempts);
+
+async fn expired_lease_on_last_attempt_dead_letters_and_release_keeps_attempts(by_group: bool) {
     let tdb = attestor_testdb::shared().test_database().unwrap();
     let db = app_db(&tdb.app_url()).await;
     let t = tenant();
     let poison = enqueue_one(&db, t, "poison", 1).await.job_id;
     let mut w = connect(&tdb.worker_url()).await;
     let mut admin = connect(&tdb.admin_url()).await;
-    assert_eq!(claim(&mut w, &opts(5)).await.unwrap().len(), 1);
+    assert_eq!(claim(&mut w, &opts_in(by_group, 5)).await.unwrap().len(), 1);
     expire_leases(&mut admin).await;
-    assert!(claim(&mut w, &opts(5)).await.unwrap().is_empty());
+    assert!(claim(&mut w, &opts_in(by_group, 5)).await.unwrap().is_empty());
     let s = job_state(&mut admin, poison).await;
     assert_eq!(s.status, "dead");
     assert!(s.last_error.unwrap().contains("lease expired"));
 
     let job = enqueue_one(&db, t, "released", 3).await.job_id;
-    let l = claim(&mut w, &opts(5)).await.unwrap()[0].lease;
+    let l = claim(&mut w, &opts_in(by_group, 5)).await.unwrap()[0].lease;
     release(&mut w, &l).await.unwrap();
     let s = job_state(&mut admin, job).await;
     assert_eq!((s.status.as_str(), s.attempts), ("queued", 0));
 
     // reclaim_expired puts expired jobs back for the next claim.
-    let l = claim(&mut w, &opts(5)).await.unwrap()[0].lease;
+    let l = claim(&mut w, &opts_in(by_group, 5)).await.unwrap()[0].lease;
     expire_leases(&mut admin).await;
     assert_eq!(
         reclaim_expired(&mut w, 100).await.unwrap(),
@@ -358,11 +386,12 @@ async fn expired_lease_on_last_attempt_dead_letters_and_release_keeps_attempts()
         heartbeat(&mut w, &l, Duration::from_secs(5)).await,
         Err(QueueError::LeaseLost { .. })
     ));
-    assert_eq!(claim(&mut w, &opts(5)).await.unwrap()[0].attempt, 2);
+    assert_eq!(claim(&mut w, &opts_in(by_group, 5)).await.unwrap()[0].attempt, 2);
 }
 
-#[tokio::test]
-async fn claim_respects_batch_size_and_shares_between_tenants() {
+both_claims!(claim_respects_batch_size_and_shares_between_tenants);
+
+async fn claim_respects_batch_size_and_shares_between_tenants(by_group: bool) {
     let tdb = attestor_testdb::shared().test_database().unwrap();
     let db = app_db(&tdb.app_url()).await;
     let big = tenant();
@@ -372,7 +401,7 @@ async fn claim_respects_batch_size_and_shares_between_tenants() {
         seed(&db, *t, &format!("small{i}"), 5).await;
     }
     let mut w = connect(&tdb.worker_url()).await;
-    let batch = claim(&mut w, &opts(20)).await.unwrap();
+    let batch = claim(&mut w, &opts_in(by_group, 20)).await.unwrap();
     assert_eq!(batch.len(), 20, "a full batch when enough jobs are due");
     // Every tenant got its share (20 / 5 tenants = 4 each), the big one the filler too.
     for t in &small {
@@ -387,7 +416,7 @@ async fn claim_respects_batch_size_and_shares_between_tenants() {
     // Batch of 1 across 5 tenants: over many claims every tenant is served.
     let mut seen = HashSet::new();
     for _ in 0..40 {
-        for j in claim(&mut w, &opts(1)).await.unwrap() {
+        for j in claim(&mut w, &opts_in(by_group, 1)).await.unwrap() {
             seen.insert(j.tenant_id());
         }
     }
@@ -407,14 +436,16 @@ async fn claim_respects_batch_size_and_shares_between_tenants() {
     assert!(b.oldest_ready_at.is_some());
 }
 
-#[tokio::test]
-async fn concurrent_claimers_never_share_a_job() {
+both_claims!(concurrent_claimers_never_share_a_job);
+
+async fn concurrent_claimers_never_share_a_job(by_group: bool) {
     let tdb = attestor_testdb::shared().test_database().unwrap();
     let db = app_db(&tdb.app_url()).await;
     for i in 0..4 {
         seed(&db, tenant(), &format!("t{i}"), 250).await;
     }
     let url = tdb.worker_url();
+    let citus = attestor_testdb::shared().citus().is_some();
     let mut tasks = Vec::new();
     for w in 0..8 {
         let url = url.clone();
@@ -424,7 +455,8 @@ async fn concurrent_claimers_never_share_a_job() {
             loop {
                 let got = claim(
                     &mut conn,
-                    &ClaimOptions::new(format!("w{w}"), 7, Duration::from_secs(60)),
+                    &ClaimOptions::new(format!("w{w}"), 7, Duration::from_secs(60))
+                        .per_tenant(by_group || citus),
                 )
                 .await
                 .unwrap();
@@ -501,15 +533,18 @@ async fn an_entry_already_stored_is_reused_and_a_different_one_refused() {
     ));
 }
 
-#[tokio::test]
-async fn tenant_chunk_serves_fewer_tenants_with_more_jobs_each() {
+both_claims!(tenant_chunk_serves_fewer_tenants_with_more_jobs_each);
+
+async fn tenant_chunk_serves_fewer_tenants_with_more_jobs_each(by_group: bool) {
     let tdb = attestor_testdb::shared().test_database().unwrap();
     let db = app_db(&tdb.app_url()).await;
     for i in 0..10 {
         seed(&db, tenant(), &format!("t{i}"), 20).await;
     }
     let mut w = connect(&tdb.worker_url()).await;
-    let batch = claim(&mut w, &opts(20).tenant_chunk(10)).await.unwrap();
+    let batch = claim(&mut w, &opts_in(by_group, 20).tenant_chunk(10))
+        .await
+        .unwrap();
     assert_eq!(batch.len(), 20);
     let mut per_tenant = std::collections::HashMap::new();
     for j in &batch {
@@ -523,7 +558,9 @@ async fn tenant_chunk_serves_fewer_tenants_with_more_jobs_each() {
     seed(&db2, tenant(), "a", 50).await;
     seed(&db2, tenant(), "b", 50).await;
     let mut w2 = connect(&tdb2.worker_url()).await;
-    let batch = claim(&mut w2, &opts(40).tenant_chunk(5)).await.unwrap();
+    let batch = claim(&mut w2, &opts_in(by_group, 40).tenant_chunk(5))
+        .await
+        .unwrap();
     assert_eq!(batch.len(), 40);
     let a = batch
         .iter()

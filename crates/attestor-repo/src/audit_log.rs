@@ -12,7 +12,6 @@
 use attestor_schema::schema::attestor::audit_log;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -63,23 +62,24 @@ pub async fn list(
     page: PageRequest,
 ) -> Result<Page<AuditEntry>, RepoError> {
     let limit = page.checked_limit()?;
-    let tenant = tx.tenant().as_uuid();
-    let mut q = audit_log::table
-        .filter(audit_log::tenant_id.eq(tenant))
-        .select(AuditEntry::as_select())
-        .into_boxed();
-    if let Some(t) = &filter.table_name {
-        q = q.filter(audit_log::table_name.eq(t.clone()));
-    }
-    if let Some(r) = filter.row_id {
-        q = q.filter(audit_log::row_id.eq(r));
-    }
-    if let Some(a) = &filter.action {
-        q = q.filter(audit_log::action.eq(a.clone()));
-    }
-    let rows = keyset_before!(q, audit_log, page.after)
-        .limit(limit + 1)
-        .load(tx.conn())
+    let rows = tx
+        .statement("audit_log::list", |s| {
+            let mut q = s
+                .table(audit_log::table)
+                .select(AuditEntry::as_select())
+                .into_boxed();
+            if let Some(t) = &filter.table_name {
+                q = q.filter(audit_log::table_name.eq(t.clone()));
+            }
+            if let Some(r) = filter.row_id {
+                q = q.filter(audit_log::row_id.eq(r));
+            }
+            if let Some(a) = &filter.action {
+                q = q.filter(audit_log::action.eq(a.clone()));
+            }
+            keyset_before!(q, audit_log, page.after).limit(limit + 1)
+        })
+        .load()
         .await?;
     Ok(Page::from_rows(rows, limit, AuditEntry::cursor))
 }
@@ -90,16 +90,16 @@ pub async fn history(
     table_name: &str,
     row_id: Uuid,
 ) -> Result<Vec<AuditEntry>, RepoError> {
-    let tenant = tx.tenant().as_uuid();
-    Ok(audit_log::table
-        .filter(audit_log::tenant_id.eq(tenant))
-        .filter(audit_log::table_name.eq(table_name))
-        .filter(audit_log::row_id.eq(row_id))
-        .order((audit_log::created_at.asc(), audit_log::txid.asc()))
-        .then_order_by(diesel::dsl::sql::<diesel::sql_types::Integer>(
-            "CASE action WHEN 'INSERT' THEN 0 WHEN 'UPDATE' THEN 1 ELSE 2 END",
-        ))
-        .select(AuditEntry::as_select())
-        .load(tx.conn())
-        .await?)
+    tx.statement("audit_log::history", |s| {
+        s.table(audit_log::table)
+            .filter(audit_log::table_name.eq(table_name))
+            .filter(audit_log::row_id.eq(row_id))
+            .order((audit_log::created_at.asc(), audit_log::txid.asc()))
+            .then_order_by(diesel::dsl::sql::<diesel::sql_types::Integer>(
+                "CASE action WHEN 'INSERT' THEN 0 WHEN 'UPDATE' THEN 1 ELSE 2 END",
+            ))
+            .select(AuditEntry::as_select())
+    })
+    .load()
+    .await
 }

@@ -239,6 +239,8 @@ pub struct TenantTx {
     conn: Pooled,
     tenant: TenantId,
     limits: Limits,
+    /// Plans of the repository statements, when recording (see `statement`).
+    pub(crate) plans: Option<Vec<crate::statement::StatementPlan>>,
 }
 
 impl TenantTx {
@@ -675,6 +677,7 @@ impl Database {
                 conn,
                 tenant: ctx.tenant,
                 limits: self.core.limits,
+                plans: None,
             };
             run_in_transaction(tx, begin, f).await
         }

@@ -18,7 +18,6 @@ use attestor_schema::schema::attestor::dsse_envelopes;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::{PgArrayExpressionMethods, PgJsonbExpressionMethods};
-use diesel_async::RunQueryDsl;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -79,29 +78,31 @@ pub async fn ingest_bundle(tx: &mut TenantTx, bundle: &[u8]) -> Result<Ingested<
 
 /// Stores an already parsed envelope (idempotent on `envelope_sha256`).
 pub async fn store(tx: &mut TenantTx, env: &ParsedEnvelope) -> Result<Ingested<DsseEnvelope>, RepoError> {
-    let tenant = tx.tenant().as_uuid();
     let signatures = env.raw.get("signatures").cloned().unwrap_or(Value::Array(vec![]));
     let statement = env.statement.as_ref();
-    let inserted = diesel::insert_into(dsse_envelopes::table)
-        .values((
-            dsse_envelopes::tenant_id.eq(tenant),
-            dsse_envelopes::payload_type.eq(&env.payload_type),
-            dsse_envelopes::payload.eq(&env.payload),
-            dsse_envelopes::payload_sha256.eq(env.payload_sha256.to_vec()),
-            dsse_envelopes::envelope_sha256.eq(env.envelope_sha256.to_vec()),
-            dsse_envelopes::signatures.eq(&signatures),
-            dsse_envelopes::envelope.eq(&env.raw),
-            dsse_envelopes::statement.eq(statement.map(|s| &s.raw)),
-            dsse_envelopes::statement_type.eq(statement.map(|s| s.statement_type.as_str())),
-            dsse_envelopes::predicate_type.eq(statement.map(|s| s.predicate_type.as_str())),
-            dsse_envelopes::subject_digests.eq(env.subject_digests()),
-        ))
-        .on_conflict((dsse_envelopes::tenant_id, dsse_envelopes::envelope_sha256))
-        .do_nothing()
-        .returning(DsseEnvelope::as_returning())
-        .get_result(tx.conn())
-        .await
-        .optional()?;
+    let inserted = tx
+        .statement("dsse_envelopes::store", |s| {
+            s.insert(
+                dsse_envelopes::table,
+                (
+                    dsse_envelopes::payload_type.eq(&env.payload_type),
+                    dsse_envelopes::payload.eq(&env.payload),
+                    dsse_envelopes::payload_sha256.eq(env.payload_sha256.to_vec()),
+                    dsse_envelopes::envelope_sha256.eq(env.envelope_sha256.to_vec()),
+                    dsse_envelopes::signatures.eq(&signatures),
+                    dsse_envelopes::envelope.eq(&env.raw),
+                    dsse_envelopes::statement.eq(statement.map(|s| &s.raw)),
+                    dsse_envelopes::statement_type.eq(statement.map(|s| s.statement_type.as_str())),
+                    dsse_envelopes::predicate_type.eq(statement.map(|s| s.predicate_type.as_str())),
+                    dsse_envelopes::subject_digests.eq(env.subject_digests()),
+                ),
+            )
+            .on_conflict((dsse_envelopes::tenant_id, dsse_envelopes::envelope_sha256))
+            .do_nothing()
+            .returning(DsseEnvelope::as_returning())
+        })
+        .optional()
+        .await?;
     match inserted {
         Some(row) => Ok(Ingested { row, created: true }),
         None => {
@@ -115,30 +116,25 @@ pub async fn store(tx: &mut TenantTx, env: &ParsedEnvelope) -> Result<Ingested<D
 
 /// The envelope with this id.
 pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<DsseEnvelope, RepoError> {
-    let tenant = tx.tenant().as_uuid();
-    dsse_envelopes::table
-        .filter(
-            dsse_envelopes::tenant_id
-                .eq(tenant)
-                .and(dsse_envelopes::id.eq(id)),
-        )
-        .select(DsseEnvelope::as_select())
-        .get_result(tx.conn())
-        .await
-        .optional()?
-        .ok_or_else(|| RepoError::not_found("dsse envelope", id.to_string()))
+    tx.statement("dsse_envelopes::get", |s| {
+        s.table(dsse_envelopes::table)
+            .filter(dsse_envelopes::id.eq(id))
+            .select(DsseEnvelope::as_select())
+    })
+    .optional()
+    .await?
+    .ok_or_else(|| RepoError::not_found("dsse envelope", id.to_string()))
 }
 
 /// The envelope whose `envelope_sha256` is `digest`.
 pub async fn find_by_digest(tx: &mut TenantTx, digest: &[u8; 32]) -> Result<Option<DsseEnvelope>, RepoError> {
-    let tenant = tx.tenant().as_uuid();
-    Ok(dsse_envelopes::table
-        .filter(dsse_envelopes::tenant_id.eq(tenant))
-        .filter(dsse_envelopes::envelope_sha256.eq(digest.to_vec()))
-        .select(DsseEnvelope::as_select())
-        .get_result(tx.conn())
-        .await
-        .optional()?)
+    tx.statement("dsse_envelopes::find_by_digest", |s| {
+        s.table(dsse_envelopes::table)
+            .filter(dsse_envelopes::envelope_sha256.eq(digest.to_vec()))
+            .select(DsseEnvelope::as_select())
+    })
+    .optional()
+    .await
 }
 
 /// `alg:value` with a hex value lowercased (the stored spelling).
@@ -167,10 +163,10 @@ pub async fn find_by_subject_digest(
     page: PageRequest,
 ) -> Result<Page<DsseEnvelope>, RepoError> {
     let digest = normalize_subject_digest(digest)?;
-    let q = dsse_envelopes::table
-        .filter(dsse_envelopes::subject_digests.contains(vec![digest]))
-        .into_boxed();
-    page_of(tx, q, page).await
+    page_of(tx, "dsse_envelopes::find_by_subject_digest", page, |q| {
+        q.filter(dsse_envelopes::subject_digests.contains(vec![digest.clone()]))
+    })
+    .await
 }
 
 /// Envelopes whose statement has this `predicateType` (JSONB containment), newest first.
@@ -189,30 +185,34 @@ pub async fn find_by_statement(
     page: PageRequest,
 ) -> Result<Page<DsseEnvelope>, RepoError> {
     attestor_formats::limits::check_no_nul(pattern, "statement pattern")?;
-    let q = dsse_envelopes::table
-        .filter(dsse_envelopes::statement.contains(pattern.clone()))
-        .into_boxed();
-    page_of(tx, q, page).await
+    page_of(tx, "dsse_envelopes::find_by_statement", page, |q| {
+        q.filter(dsse_envelopes::statement.contains(pattern.clone()))
+    })
+    .await
 }
 
 /// The tenant's envelopes, newest first.
 pub async fn list(tx: &mut TenantTx, page: PageRequest) -> Result<Page<DsseEnvelope>, RepoError> {
-    page_of(tx, dsse_envelopes::table.into_boxed(), page).await
+    page_of(tx, "dsse_envelopes::list", page, |q| q).await
 }
 
-/// One page, newest first, of the transaction tenant's envelopes matching `q`.
+type Boxed = dsse_envelopes::BoxedQuery<'static, diesel::pg::Pg>;
+
+/// One page, newest first, of the transaction tenant's envelopes that
+/// `refine` (a filter on the scoped table) lets through.
 async fn page_of(
     tx: &mut TenantTx,
-    q: dsse_envelopes::BoxedQuery<'static, diesel::pg::Pg>,
+    name: &'static str,
     page: PageRequest,
+    refine: impl Fn(Boxed) -> Boxed + Send + Sync,
 ) -> Result<Page<DsseEnvelope>, RepoError> {
     let limit = page.checked_limit()?;
-    let q = q
-        .filter(dsse_envelopes::tenant_id.eq(tx.tenant().as_uuid()))
-        .select(DsseEnvelope::as_select());
-    let rows = keyset_before!(q, dsse_envelopes, page.after)
-        .limit(limit + 1)
-        .load(tx.conn())
+    let rows = tx
+        .statement(name, |s| {
+            let q = refine(s.table(dsse_envelopes::table).into_boxed()).select(DsseEnvelope::as_select());
+            keyset_before!(q, dsse_envelopes, page.after).limit(limit + 1)
+        })
+        .load()
         .await?;
     Ok(Page::from_rows(rows, limit, DsseEnvelope::cursor))
 }

@@ -39,10 +39,15 @@
 //!   `tx.conn().transaction(…)` (a savepoint). A closure that swallows a
 //!   database error and returns `Ok` gets [`RepoError::TransactionAborted`],
 //!   never a silent rollback reported as success.
-//! - Repository functions filter by the transaction's tenant explicitly as
-//!   well (defense in depth, index use); isolation itself is the database's
-//!   Row-Level Security (migration `…000004_rls`), which also covers any raw
-//!   SQL run through [`TenantTx::conn`].
+//! - Every repository statement carries the transaction's tenant
+//!   explicitly as well: it is built from the guard's tenant by the private
+//!   `statement` module, which puts a bound `tenant_id = $n` on every read
+//!   and update and the tenant into every insert, so that on Citus each
+//!   statement routes to the one shard of its tenant (and on plain
+//!   PostgreSQL uses the indexes that lead with `tenant_id`). Isolation
+//!   itself is the database's Row-Level Security (migration `…000004_rls`),
+//!   which also covers any raw SQL run through [`TenantTx::conn`].
+//!   [`TenantTx::record_plans`] keeps each repository statement's plan.
 //! - Cross-tenant work (the queue worker) uses [`WorkerDatabase`] with the
 //!   `attestor_worker` URL: its transactions set `app.tenant_id` to `''`, so
 //!   only the worker's own policies apply; to act for one tenant, open a
@@ -67,6 +72,7 @@ pub mod page;
 pub mod rekor_entries;
 pub mod sbom_entries;
 pub mod spines;
+mod statement;
 pub mod tenant;
 pub mod trust_anchors;
 pub mod verdict_ledger;
@@ -77,6 +83,7 @@ pub use db::{ConnectionProbe, Database, PoolStatus, TenantTx, WorkerDatabase, Wo
 pub use error::RepoError;
 pub use page::{Cursor, Page, PageRequest};
 pub use scoped_futures;
+pub use statement::StatementPlan;
 pub use tenant::{TenantContext, TenantId};
 
 /// The row an idempotent ingest returns, and whether this call created it

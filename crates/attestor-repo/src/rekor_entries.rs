@@ -23,7 +23,6 @@ use attestor_schema::schema::attestor::rekor_entries;
 use attestor_transparency::{verify_entry, TrustedRoot};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use serde_json::{json, Value};
 use sha2::Digest as _;
 use uuid::Uuid;
@@ -147,36 +146,38 @@ pub async fn store(
                 .ok_or_else(|| RepoError::invalid(format!("integratedTime {secs} is out of range")))?,
         ),
     };
-    let tenant = tx.tenant().as_uuid();
-    let inserted = diesel::insert_into(rekor_entries::table)
-        .values((
-            rekor_entries::tenant_id.eq(tenant),
-            rekor_entries::envelope_id.eq(envelope_id),
-            rekor_entries::log_id.eq(&entry.log_id),
-            rekor_entries::log_index.eq(entry.log_index),
-            rekor_entries::shard_log_index.eq(entry.shard_log_index),
-            rekor_entries::entry_uuid.eq(entry.entry_uuid.as_deref()),
-            rekor_entries::kind.eq(&entry.kind),
-            rekor_entries::kind_version.eq(&entry.kind_version),
-            rekor_entries::integrated_time.eq(integrated_time),
-            rekor_entries::canonical_body.eq(&entry.canonical_body),
-            rekor_entries::inclusion_proof.eq(proof),
-            rekor_entries::checkpoint.eq(checkpoint),
-            rekor_entries::signed_entry_timestamp.eq(entry.signed_entry_timestamp.as_deref()),
-            rekor_entries::leaf_hash.eq(entry.leaf_hash.to_vec()),
-            rekor_entries::verified_key_sha256.eq(&verified_key),
-            rekor_entries::evidence.eq(verified.evidence.as_str()),
-        ))
-        .on_conflict((
-            rekor_entries::tenant_id,
-            rekor_entries::log_id,
-            rekor_entries::log_index,
-        ))
-        .do_nothing()
-        .returning(RekorEntry::as_returning())
-        .get_result(tx.conn())
-        .await
-        .optional()?;
+    let inserted = tx
+        .statement("rekor_entries::store", |s| {
+            s.insert(
+                rekor_entries::table,
+                (
+                    rekor_entries::envelope_id.eq(envelope_id),
+                    rekor_entries::log_id.eq(&entry.log_id),
+                    rekor_entries::log_index.eq(entry.log_index),
+                    rekor_entries::shard_log_index.eq(entry.shard_log_index),
+                    rekor_entries::entry_uuid.eq(entry.entry_uuid.as_deref()),
+                    rekor_entries::kind.eq(&entry.kind),
+                    rekor_entries::kind_version.eq(&entry.kind_version),
+                    rekor_entries::integrated_time.eq(integrated_time),
+                    rekor_entries::canonical_body.eq(&entry.canonical_body),
+                    rekor_entries::inclusion_proof.eq(&proof),
+                    rekor_entries::checkpoint.eq(&checkpoint),
+                    rekor_entries::signed_entry_timestamp.eq(entry.signed_entry_timestamp.as_deref()),
+                    rekor_entries::leaf_hash.eq(entry.leaf_hash.to_vec()),
+                    rekor_entries::verified_key_sha256.eq(&verified_key),
+                    rekor_entries::evidence.eq(verified.evidence.as_str()),
+                ),
+            )
+            .on_conflict((
+                rekor_entries::tenant_id,
+                rekor_entries::log_id,
+                rekor_entries::log_index,
+            ))
+            .do_nothing()
+            .returning(RekorEntry::as_returning())
+        })
+        .optional()
+        .await?;
     if let Some(row) = inserted {
         return Ok(Ingested { row, created: true });
     }
@@ -199,14 +200,14 @@ pub async fn store(
 
 /// The entry with this id.
 pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<RekorEntry, RepoError> {
-    let tenant = tx.tenant().as_uuid();
-    rekor_entries::table
-        .filter(rekor_entries::tenant_id.eq(tenant).and(rekor_entries::id.eq(id)))
-        .select(RekorEntry::as_select())
-        .get_result(tx.conn())
-        .await
-        .optional()?
-        .ok_or_else(|| RepoError::not_found("rekor entry", id.to_string()))
+    tx.statement("rekor_entries::get", |s| {
+        s.table(rekor_entries::table)
+            .filter(rekor_entries::id.eq(id))
+            .select(RekorEntry::as_select())
+    })
+    .optional()
+    .await?
+    .ok_or_else(|| RepoError::not_found("rekor entry", id.to_string()))
 }
 
 /// The entry at `log_index` (global) of log `log_id` (hex).
@@ -215,40 +216,41 @@ pub async fn find_by_log_index(
     log_id: &str,
     log_index: i64,
 ) -> Result<Option<RekorEntry>, RepoError> {
-    let tenant = tx.tenant().as_uuid();
-    Ok(rekor_entries::table
-        .filter(rekor_entries::tenant_id.eq(tenant))
-        .filter(rekor_entries::log_id.eq(log_id.to_ascii_lowercase()))
-        .filter(rekor_entries::log_index.eq(log_index))
-        .select(RekorEntry::as_select())
-        .get_result(tx.conn())
-        .await
-        .optional()?)
+    let log_id = log_id.to_ascii_lowercase();
+    tx.statement("rekor_entries::find_by_log_index", |s| {
+        s.table(rekor_entries::table)
+            .filter(rekor_entries::log_id.eq(&log_id))
+            .filter(rekor_entries::log_index.eq(log_index))
+            .select(RekorEntry::as_select())
+    })
+    .optional()
+    .await
 }
 
 /// The entries that log this envelope, oldest first.
 pub async fn find_by_envelope(tx: &mut TenantTx, envelope_id: Uuid) -> Result<Vec<RekorEntry>, RepoError> {
-    let tenant = tx.tenant().as_uuid();
-    Ok(rekor_entries::table
-        .filter(rekor_entries::tenant_id.eq(tenant))
-        .filter(rekor_entries::envelope_id.eq(envelope_id))
-        .order((rekor_entries::created_at, rekor_entries::id))
-        .select(RekorEntry::as_select())
-        .load(tx.conn())
-        .await?)
+    tx.statement("rekor_entries::find_by_envelope", |s| {
+        s.table(rekor_entries::table)
+            .filter(rekor_entries::envelope_id.eq(envelope_id))
+            .order((rekor_entries::created_at, rekor_entries::id))
+            .select(RekorEntry::as_select())
+    })
+    .load()
+    .await
 }
 
 /// The tenant's entries, newest first.
 pub async fn list(tx: &mut TenantTx, page: PageRequest) -> Result<Page<RekorEntry>, RepoError> {
     let limit = page.checked_limit()?;
-    let tenant = tx.tenant().as_uuid();
-    let q = rekor_entries::table
-        .filter(rekor_entries::tenant_id.eq(tenant))
-        .select(RekorEntry::as_select())
-        .into_boxed();
-    let rows = keyset_before!(q, rekor_entries, page.after)
-        .limit(limit + 1)
-        .load(tx.conn())
+    let rows = tx
+        .statement("rekor_entries::list", |s| {
+            let q = s
+                .table(rekor_entries::table)
+                .select(RekorEntry::as_select())
+                .into_boxed();
+            keyset_before!(q, rekor_entries, page.after).limit(limit + 1)
+        })
+        .load()
         .await?;
     Ok(Page::from_rows(rows, limit, RekorEntry::cursor))
 }

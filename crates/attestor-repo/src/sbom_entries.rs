@@ -11,7 +11,6 @@ use attestor_formats::{ParsedSbom, SbomFormat};
 use attestor_schema::schema::attestor::sbom_entries;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -59,24 +58,26 @@ pub async fn ingest(tx: &mut TenantTx, bytes: &[u8]) -> Result<Ingested<SbomEntr
 
 /// Stores an already parsed SBOM (idempotent on its digest).
 pub async fn store(tx: &mut TenantTx, sbom: &ParsedSbom) -> Result<Ingested<SbomEntry>, RepoError> {
-    let tenant = tx.tenant().as_uuid();
     let count = i32::try_from(sbom.component_count)
         .map_err(|_| RepoError::invalid("the SBOM has more components than can be counted"))?;
-    let inserted = diesel::insert_into(sbom_entries::table)
-        .values((
-            sbom_entries::tenant_id.eq(tenant),
-            sbom_entries::format.eq(sbom.format.as_str()),
-            sbom_entries::spec_version.eq(&sbom.spec_version),
-            sbom_entries::sbom_digest.eq(sbom.digest.to_vec()),
-            sbom_entries::component_count.eq(count),
-            sbom_entries::document.eq(&sbom.document),
-        ))
-        .on_conflict((sbom_entries::tenant_id, sbom_entries::sbom_digest))
-        .do_nothing()
-        .returning(SbomEntry::as_returning())
-        .get_result(tx.conn())
-        .await
-        .optional()?;
+    let inserted = tx
+        .statement("sbom_entries::store", |s| {
+            s.insert(
+                sbom_entries::table,
+                (
+                    sbom_entries::format.eq(sbom.format.as_str()),
+                    sbom_entries::spec_version.eq(&sbom.spec_version),
+                    sbom_entries::sbom_digest.eq(sbom.digest.to_vec()),
+                    sbom_entries::component_count.eq(count),
+                    sbom_entries::document.eq(&sbom.document),
+                ),
+            )
+            .on_conflict((sbom_entries::tenant_id, sbom_entries::sbom_digest))
+            .do_nothing()
+            .returning(SbomEntry::as_returning())
+        })
+        .optional()
+        .await?;
     match inserted {
         Some(row) => Ok(Ingested { row, created: true }),
         None => {
@@ -90,42 +91,39 @@ pub async fn store(tx: &mut TenantTx, sbom: &ParsedSbom) -> Result<Ingested<Sbom
 
 /// The SBOM with this id.
 pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<SbomEntry, RepoError> {
-    let tenant = tx.tenant().as_uuid();
-    sbom_entries::table
-        .filter(sbom_entries::tenant_id.eq(tenant).and(sbom_entries::id.eq(id)))
-        .select(SbomEntry::as_select())
-        .get_result(tx.conn())
-        .await
-        .optional()?
-        .ok_or_else(|| RepoError::not_found("sbom entry", id.to_string()))
+    tx.statement("sbom_entries::get", |s| {
+        s.table(sbom_entries::table)
+            .filter(sbom_entries::id.eq(id))
+            .select(SbomEntry::as_select())
+    })
+    .optional()
+    .await?
+    .ok_or_else(|| RepoError::not_found("sbom entry", id.to_string()))
 }
 
 /// The SBOM whose bytes hash to `digest`, if stored.
 pub async fn find_by_digest(tx: &mut TenantTx, digest: &[u8; 32]) -> Result<Option<SbomEntry>, RepoError> {
-    let tenant = tx.tenant().as_uuid();
-    Ok(sbom_entries::table
-        .filter(
-            sbom_entries::tenant_id
-                .eq(tenant)
-                .and(sbom_entries::sbom_digest.eq(digest.to_vec())),
-        )
-        .select(SbomEntry::as_select())
-        .get_result(tx.conn())
-        .await
-        .optional()?)
+    tx.statement("sbom_entries::find_by_digest", |s| {
+        s.table(sbom_entries::table)
+            .filter(sbom_entries::sbom_digest.eq(digest.to_vec()))
+            .select(SbomEntry::as_select())
+    })
+    .optional()
+    .await
 }
 
 /// The tenant's SBOMs, newest first.
 pub async fn list(tx: &mut TenantTx, page: PageRequest) -> Result<Page<SbomEntry>, RepoError> {
     let limit = page.checked_limit()?;
-    let tenant = tx.tenant().as_uuid();
-    let q = sbom_entries::table
-        .filter(sbom_entries::tenant_id.eq(tenant))
-        .select(SbomEntry::as_select())
-        .into_boxed();
-    let rows = keyset_before!(q, sbom_entries, page.after)
-        .limit(limit + 1)
-        .load(tx.conn())
+    let rows = tx
+        .statement("sbom_entries::list", |s| {
+            let q = s
+                .table(sbom_entries::table)
+                .select(SbomEntry::as_select())
+                .into_boxed();
+            keyset_before!(q, sbom_entries, page.after).limit(limit + 1)
+        })
+        .load()
         .await?;
     Ok(Page::from_rows(rows, limit, SbomEntry::cursor))
 }

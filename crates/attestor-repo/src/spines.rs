@@ -15,7 +15,6 @@ use attestor_formats::merkle;
 use attestor_schema::schema::attestor::spines;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -96,25 +95,27 @@ pub async fn create(tx: &mut TenantTx, new: &NewSpine) -> Result<Ingested<Spine>
     tx.limits().check_size(size)?;
     let count = i32::try_from(new.segments.len()).map_err(|_| RepoError::invalid("too many segments"))?;
     let bundle_id = proof_bundle_id(&new.segments);
-    let tenant = tx.tenant().as_uuid();
-    let inserted = diesel::insert_into(spines::table)
-        .values((
-            spines::tenant_id.eq(tenant),
-            spines::proof_bundle_id.eq(bundle_id.to_vec()),
-            spines::sbom_entry_id.eq(new.sbom_entry_id),
-            spines::evidence_ids.eq(&new.evidence_ids),
-            spines::reasoning_id.eq(new.reasoning_id.as_deref()),
-            spines::vex_verdict_id.eq(new.vex_verdict_id.as_deref()),
-            spines::policy_version.eq(&new.policy_version),
-            spines::segment_count.eq(count),
-            spines::segments.eq(&segments),
-        ))
-        .on_conflict((spines::tenant_id, spines::proof_bundle_id))
-        .do_nothing()
-        .returning(Spine::as_returning())
-        .get_result(tx.conn())
-        .await
-        .optional()?;
+    let inserted = tx
+        .statement("spines::create", |s| {
+            s.insert(
+                spines::table,
+                (
+                    spines::proof_bundle_id.eq(bundle_id.to_vec()),
+                    spines::sbom_entry_id.eq(new.sbom_entry_id),
+                    spines::evidence_ids.eq(&new.evidence_ids),
+                    spines::reasoning_id.eq(new.reasoning_id.as_deref()),
+                    spines::vex_verdict_id.eq(new.vex_verdict_id.as_deref()),
+                    spines::policy_version.eq(&new.policy_version),
+                    spines::segment_count.eq(count),
+                    spines::segments.eq(&segments),
+                ),
+            )
+            .on_conflict((spines::tenant_id, spines::proof_bundle_id))
+            .do_nothing()
+            .returning(Spine::as_returning())
+        })
+        .optional()
+        .await?;
     if let Some(row) = inserted {
         return Ok(Ingested { row, created: true });
     }
@@ -140,42 +141,36 @@ pub async fn create(tx: &mut TenantTx, new: &NewSpine) -> Result<Ingested<Spine>
 
 /// The spine with this id.
 pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Spine, RepoError> {
-    let tenant = tx.tenant().as_uuid();
-    spines::table
-        .filter(spines::tenant_id.eq(tenant).and(spines::id.eq(id)))
-        .select(Spine::as_select())
-        .get_result(tx.conn())
-        .await
-        .optional()?
-        .ok_or_else(|| RepoError::not_found("spine", id.to_string()))
+    tx.statement("spines::get", |s| {
+        s.table(spines::table)
+            .filter(spines::id.eq(id))
+            .select(Spine::as_select())
+    })
+    .optional()
+    .await?
+    .ok_or_else(|| RepoError::not_found("spine", id.to_string()))
 }
 
 /// The spine with this proof bundle id.
 pub async fn find_by_bundle_id(tx: &mut TenantTx, bundle_id: &[u8; 32]) -> Result<Option<Spine>, RepoError> {
-    let tenant = tx.tenant().as_uuid();
-    Ok(spines::table
-        .filter(
-            spines::tenant_id
-                .eq(tenant)
-                .and(spines::proof_bundle_id.eq(bundle_id.to_vec())),
-        )
-        .select(Spine::as_select())
-        .get_result(tx.conn())
-        .await
-        .optional()?)
+    tx.statement("spines::find_by_bundle_id", |s| {
+        s.table(spines::table)
+            .filter(spines::proof_bundle_id.eq(bundle_id.to_vec()))
+            .select(Spine::as_select())
+    })
+    .optional()
+    .await
 }
 
 /// The tenant's spines, newest first.
 pub async fn list(tx: &mut TenantTx, page: PageRequest) -> Result<Page<Spine>, RepoError> {
     let limit = page.checked_limit()?;
-    let tenant = tx.tenant().as_uuid();
-    let q = spines::table
-        .filter(spines::tenant_id.eq(tenant))
-        .select(Spine::as_select())
-        .into_boxed();
-    let rows = keyset_before!(q, spines, page.after)
-        .limit(limit + 1)
-        .load(tx.conn())
+    let rows = tx
+        .statement("spines::list", |s| {
+            let q = s.table(spines::table).select(Spine::as_select()).into_boxed();
+            keyset_before!(q, spines, page.after).limit(limit + 1)
+        })
+        .load()
         .await?;
     Ok(Page::from_rows(rows, limit, Spine::cursor))
 }

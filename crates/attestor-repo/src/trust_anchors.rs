@@ -12,7 +12,6 @@
 use attestor_schema::schema::attestor::trust_anchors;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use crate::page::{keyset_before, Cursor, Page, PageRequest};
@@ -93,33 +92,35 @@ pub async fn create(tx: &mut TenantTx, new: &NewTrustAnchor) -> Result<TrustAnch
     for p in &new.allowed_predicate_types {
         no_nul("allowed_predicate_types", p)?;
     }
-    let tenant = tx.tenant().as_uuid();
-    Ok(diesel::insert_into(trust_anchors::table)
-        .values((
-            trust_anchors::tenant_id.eq(tenant),
-            trust_anchors::key_id.eq(&new.key_id),
-            trust_anchors::algorithm.eq(&new.algorithm),
-            trust_anchors::public_key.eq(&new.public_key),
-            trust_anchors::purl_pattern.eq(new.purl_pattern.as_deref()),
-            trust_anchors::allowed_predicate_types.eq(&new.allowed_predicate_types),
-            trust_anchors::valid_from.eq(new.valid_from),
-            trust_anchors::valid_until.eq(new.valid_until),
-        ))
+    tx.statement("trust_anchors::create", |s| {
+        s.insert(
+            trust_anchors::table,
+            (
+                trust_anchors::key_id.eq(&new.key_id),
+                trust_anchors::algorithm.eq(&new.algorithm),
+                trust_anchors::public_key.eq(&new.public_key),
+                trust_anchors::purl_pattern.eq(new.purl_pattern.as_deref()),
+                trust_anchors::allowed_predicate_types.eq(&new.allowed_predicate_types),
+                trust_anchors::valid_from.eq(new.valid_from),
+                trust_anchors::valid_until.eq(new.valid_until),
+            ),
+        )
         .returning(TrustAnchor::as_returning())
-        .get_result(tx.conn())
-        .await?)
+    })
+    .one()
+    .await
 }
 
 /// The anchor with this id.
 pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<TrustAnchor, RepoError> {
-    let tenant = tx.tenant().as_uuid();
-    trust_anchors::table
-        .filter(trust_anchors::tenant_id.eq(tenant).and(trust_anchors::id.eq(id)))
-        .select(TrustAnchor::as_select())
-        .get_result(tx.conn())
-        .await
-        .optional()?
-        .ok_or_else(|| RepoError::not_found("trust anchor", id.to_string()))
+    tx.statement("trust_anchors::get", |s| {
+        s.table(trust_anchors::table)
+            .filter(trust_anchors::id.eq(id))
+            .select(TrustAnchor::as_select())
+    })
+    .optional()
+    .await?
+    .ok_or_else(|| RepoError::not_found("trust anchor", id.to_string()))
 }
 
 /// The anchor for `key_id` trusted at `at` (the latest `valid_from` when windows overlap).
@@ -129,55 +130,57 @@ pub async fn find_active(
     at: DateTime<Utc>,
 ) -> Result<Option<TrustAnchor>, RepoError> {
     no_nul("key_id", key_id)?;
-    let tenant = tx.tenant().as_uuid();
-    Ok(trust_anchors::table
-        .filter(trust_anchors::tenant_id.eq(tenant))
-        .filter(trust_anchors::key_id.eq(key_id))
-        .filter(trust_anchors::valid_from.le(at))
-        .filter(
-            trust_anchors::valid_until
-                .is_null()
-                .or(trust_anchors::valid_until.gt(at)),
-        )
-        .filter(
-            trust_anchors::revoked_at
-                .is_null()
-                .or(trust_anchors::revoked_at.gt(at)),
-        )
-        .order(trust_anchors::valid_from.desc())
-        .select(TrustAnchor::as_select())
-        .first(tx.conn())
-        .await
-        .optional()?)
+    tx.statement("trust_anchors::find_active", |s| {
+        s.table(trust_anchors::table)
+            .filter(trust_anchors::key_id.eq(key_id))
+            .filter(trust_anchors::valid_from.le(at))
+            .filter(
+                trust_anchors::valid_until
+                    .is_null()
+                    .or(trust_anchors::valid_until.gt(at)),
+            )
+            .filter(
+                trust_anchors::revoked_at
+                    .is_null()
+                    .or(trust_anchors::revoked_at.gt(at)),
+            )
+            .order(trust_anchors::valid_from.desc())
+            .limit(1)
+            .select(TrustAnchor::as_select())
+    })
+    .optional()
+    .await
 }
 
 /// Revokes the anchor as of `at`. Revoking again keeps the earlier time.
 pub async fn revoke(tx: &mut TenantTx, id: Uuid, at: DateTime<Utc>) -> Result<TrustAnchor, RepoError> {
-    let tenant = tx.tenant().as_uuid();
     let current = get(tx, id).await?;
     let when = current.revoked_at.map_or(at, |r| r.min(at));
     if current.revoked_at == Some(when) {
         return Ok(current);
     }
-    Ok(diesel::update(trust_anchors::table)
-        .filter(trust_anchors::tenant_id.eq(tenant).and(trust_anchors::id.eq(id)))
-        .set(trust_anchors::revoked_at.eq(when))
-        .returning(TrustAnchor::as_returning())
-        .get_result(tx.conn())
-        .await?)
+    tx.statement("trust_anchors::revoke", |s| {
+        s.update(trust_anchors::table)
+            .filter(trust_anchors::id.eq(id))
+            .set(trust_anchors::revoked_at.eq(when))
+            .returning(TrustAnchor::as_returning())
+    })
+    .one()
+    .await
 }
 
 /// The tenant's anchors, newest first.
 pub async fn list(tx: &mut TenantTx, page: PageRequest) -> Result<Page<TrustAnchor>, RepoError> {
     let limit = page.checked_limit()?;
-    let tenant = tx.tenant().as_uuid();
-    let q = trust_anchors::table
-        .filter(trust_anchors::tenant_id.eq(tenant))
-        .select(TrustAnchor::as_select())
-        .into_boxed();
-    let rows = keyset_before!(q, trust_anchors, page.after)
-        .limit(limit + 1)
-        .load(tx.conn())
+    let rows = tx
+        .statement("trust_anchors::list", |s| {
+            let q = s
+                .table(trust_anchors::table)
+                .select(TrustAnchor::as_select())
+                .into_boxed();
+            keyset_before!(q, trust_anchors, page.after).limit(limit + 1)
+        })
+        .load()
         .await?;
     Ok(Page::from_rows(rows, limit, TrustAnchor::cursor))
 }

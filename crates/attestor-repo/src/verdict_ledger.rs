@@ -22,7 +22,6 @@ use attestor_formats::ledger::{entry_hash, LedgerEntryContent, GENESIS_PREV_HASH
 use attestor_schema::schema::attestor::verdict_ledger;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
@@ -142,16 +141,20 @@ pub async fn append(tx: &mut TenantTx, new: &NewVerdict) -> Result<LedgerEntry, 
     tx.limits().check_size(size)?;
 
     let tenant = tx.tenant();
-    diesel::select(pg_advisory_xact_lock(lock_key(tenant)))
-        .execute(tx.conn())
+    tx.statement("verdict_ledger::lock", |_| {
+        diesel::select(pg_advisory_xact_lock(lock_key(tenant)))
+    })
+    .execute()
+    .await?;
+    let head: Option<(i64, Vec<u8>)> = tx
+        .statement("verdict_ledger::append_head", |s| {
+            s.table(verdict_ledger::table)
+                .order(verdict_ledger::seq.desc())
+                .limit(1)
+                .select((verdict_ledger::seq, verdict_ledger::entry_hash))
+        })
+        .optional()
         .await?;
-    let head: Option<(i64, Vec<u8>)> = verdict_ledger::table
-        .filter(verdict_ledger::tenant_id.eq(tenant.as_uuid()))
-        .order(verdict_ledger::seq.desc())
-        .select((verdict_ledger::seq, verdict_ledger::entry_hash))
-        .first(tx.conn())
-        .await
-        .optional()?;
     let (seq, prev_hash) = match head {
         None => (1, GENESIS_PREV_HASH),
         Some((seq, hash)) => (
@@ -170,20 +173,23 @@ pub async fn append(tx: &mut TenantTx, new: &NewVerdict) -> Result<LedgerEntry, 
         inputs: &new.inputs,
         prev_hash,
     });
-    Ok(diesel::insert_into(verdict_ledger::table)
-        .values((
-            verdict_ledger::tenant_id.eq(tenant.as_uuid()),
-            verdict_ledger::seq.eq(seq),
-            verdict_ledger::subject_digest.eq(&new.subject_digest),
-            verdict_ledger::decision.eq(new.decision.as_str()),
-            verdict_ledger::policy_ref.eq(&new.policy_ref),
-            verdict_ledger::inputs.eq(&new.inputs),
-            verdict_ledger::prev_hash.eq(prev_hash.to_vec()),
-            verdict_ledger::entry_hash.eq(hash.to_vec()),
-        ))
+    tx.statement("verdict_ledger::append", |s| {
+        s.insert(
+            verdict_ledger::table,
+            (
+                verdict_ledger::seq.eq(seq),
+                verdict_ledger::subject_digest.eq(&new.subject_digest),
+                verdict_ledger::decision.eq(new.decision.as_str()),
+                verdict_ledger::policy_ref.eq(&new.policy_ref),
+                verdict_ledger::inputs.eq(&new.inputs),
+                verdict_ledger::prev_hash.eq(prev_hash.to_vec()),
+                verdict_ledger::entry_hash.eq(hash.to_vec()),
+            ),
+        )
         .returning(LedgerEntry::as_returning())
-        .get_result(tx.conn())
-        .await?)
+    })
+    .one()
+    .await
 }
 
 diesel::define_sql_function! {
@@ -222,19 +228,20 @@ impl ChainVerification {
 /// `entry_hash` equal to the recomputed hash. Names the first bad `seq`.
 pub async fn verify_chain(tx: &mut TenantTx) -> Result<ChainVerification, RepoError> {
     const BATCH: i64 = 1000;
-    let tenant = tx.tenant().as_uuid();
     let mut expected_seq = 1i64;
     let mut prev = GENESIS_PREV_HASH;
     let mut entries = 0u64;
     let mut head = None;
     loop {
-        let rows: Vec<LedgerEntry> = verdict_ledger::table
-            .filter(verdict_ledger::tenant_id.eq(tenant))
-            .filter(verdict_ledger::seq.ge(expected_seq))
-            .order(verdict_ledger::seq.asc())
-            .limit(BATCH)
-            .select(LedgerEntry::as_select())
-            .load(tx.conn())
+        let rows: Vec<LedgerEntry> = tx
+            .statement("verdict_ledger::verify_chain", |s| {
+                s.table(verdict_ledger::table)
+                    .filter(verdict_ledger::seq.ge(expected_seq))
+                    .order(verdict_ledger::seq.asc())
+                    .limit(BATCH)
+                    .select(LedgerEntry::as_select())
+            })
+            .load()
             .await?;
         let n = rows.len();
         for row in rows {
@@ -288,43 +295,40 @@ pub async fn verify_chain(tx: &mut TenantTx) -> Result<ChainVerification, RepoEr
 
 /// The entry with this `seq`.
 pub async fn get_by_seq(tx: &mut TenantTx, seq: i64) -> Result<LedgerEntry, RepoError> {
-    let tenant = tx.tenant().as_uuid();
-    verdict_ledger::table
-        .filter(
-            verdict_ledger::tenant_id
-                .eq(tenant)
-                .and(verdict_ledger::seq.eq(seq)),
-        )
-        .select(LedgerEntry::as_select())
-        .get_result(tx.conn())
-        .await
-        .optional()?
-        .ok_or_else(|| RepoError::not_found("verdict ledger entry", format!("seq {seq}")))
+    tx.statement("verdict_ledger::get_by_seq", |s| {
+        s.table(verdict_ledger::table)
+            .filter(verdict_ledger::seq.eq(seq))
+            .select(LedgerEntry::as_select())
+    })
+    .optional()
+    .await?
+    .ok_or_else(|| RepoError::not_found("verdict ledger entry", format!("seq {seq}")))
 }
 
 /// The latest entry, if any.
 pub async fn head(tx: &mut TenantTx) -> Result<Option<LedgerEntry>, RepoError> {
-    let tenant = tx.tenant().as_uuid();
-    Ok(verdict_ledger::table
-        .filter(verdict_ledger::tenant_id.eq(tenant))
-        .order(verdict_ledger::seq.desc())
-        .select(LedgerEntry::as_select())
-        .first(tx.conn())
-        .await
-        .optional()?)
+    tx.statement("verdict_ledger::head", |s| {
+        s.table(verdict_ledger::table)
+            .order(verdict_ledger::seq.desc())
+            .limit(1)
+            .select(LedgerEntry::as_select())
+    })
+    .optional()
+    .await
 }
 
 /// The tenant's entries, newest first.
 pub async fn list(tx: &mut TenantTx, page: PageRequest) -> Result<Page<LedgerEntry>, RepoError> {
     let limit = page.checked_limit()?;
-    let tenant = tx.tenant().as_uuid();
-    let q = verdict_ledger::table
-        .filter(verdict_ledger::tenant_id.eq(tenant))
-        .select(LedgerEntry::as_select())
-        .into_boxed();
-    let rows = keyset_before!(q, verdict_ledger, page.after)
-        .limit(limit + 1)
-        .load(tx.conn())
+    let rows = tx
+        .statement("verdict_ledger::list", |s| {
+            let q = s
+                .table(verdict_ledger::table)
+                .select(LedgerEntry::as_select())
+                .into_boxed();
+            keyset_before!(q, verdict_ledger, page.after).limit(limit + 1)
+        })
+        .load()
         .await?;
     Ok(Page::from_rows(rows, limit, LedgerEntry::cursor))
 }
