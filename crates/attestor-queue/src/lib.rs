@@ -37,6 +37,7 @@ pub mod rekor;
 pub mod retention;
 pub mod stats;
 pub mod submitter;
+#[cfg(feature = "test-support")]
 pub mod testing;
 pub mod worker;
 

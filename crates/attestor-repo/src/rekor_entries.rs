@@ -56,14 +56,23 @@ pub struct RekorEntry {
     pub checkpoint: Option<String>,
     pub signed_entry_timestamp: Option<Vec<u8>>,
     pub leaf_hash: Vec<u8>,
-    /// SHA-256 of the SPKI DER of the log key that verified the entry;
-    /// `None` for a row stored without a signature check.
+    /// SHA-256 of the SPKI DER of the log key that verified the entry.
+    /// The table requires it for every row written since migration
+    /// `2026-12-03-400001`; `None` only in older rows, stored without a
+    /// signature check, which are not evidence ([`Self::is_evidence`]).
     pub verified_key_sha256: Option<Vec<u8>>,
     /// `checkpoint` or `set+checkpoint`; `None` with `verified_key_sha256`.
     pub evidence: Option<String>,
 }
 
 impl RekorEntry {
+    /// Whether the row records the log key that verified it (every row
+    /// written since the database requires it); a legacy row without one is
+    /// not evidence of anything.
+    pub fn is_evidence(&self) -> bool {
+        self.verified_key_sha256.is_some() && self.evidence.is_some()
+    }
+
     /// Cursor of this row for [`list`].
     pub fn cursor(&self) -> Cursor {
         Cursor {
