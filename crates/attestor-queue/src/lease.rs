@@ -8,9 +8,12 @@
 //! and reclaim run as `attestor_worker` and touch only the queue's
 //! claim/lease/retry columns. [`complete`] runs in the job's *tenant*
 //! transaction as `attestor_app` (through the guard), because only that
-//! role may write the Rekor entry and the job's `result`. Nothing here
+//! role may write the Rekor entry and the job's `result`; it takes only a
+//! [`VerifiedTlogEntry`] (an entry that verified against a trusted root) and
+//! writes the verifying key's SHA-256 and the evidence with it. Nothing here
 //! may ever change a job without checking its token (reclaim excepted,
-//! which only acts on expired leases and always rotates the token away).
+//! which only acts on expired leases and always rotates the token away), or
+//! store an entry that did not verify.
 
 use std::time::Duration;
 

@@ -7,7 +7,9 @@
 //! when jobs are enqueued (polling every `poll_interval` as the fallback,
 //! and whenever NOTIFY is lost, e.g. across a server restart); one task per
 //! job with a `tracing` span carrying the tenant, which heartbeats the
-//! lease while the [`Submitter`] runs and then completes the job in the
+//! lease while the [`Submitter`] runs, verifies its answer against the
+//! config's trusted root ([`verify_log_answer`]; an answer that is not
+//! evidence fails the job with the reason) and then completes the job in the
 //! job's tenant transaction (as `attestor_app`, through the attestor-repo
 //! guard) or fails it with backoff; a purge task that deletes finished
 //! jobs past their [`Retention`] in small batches; and the counters in
@@ -17,7 +19,8 @@
 //! own tenant, never change a job without its lease token, never hold a
 //! database transaction open while the submitter talks to the log, and
 //! never give up on a claimed job silently: every job ends completed,
-//! failed (retry/dead), released, or fenced off (`LeaseLost`).
+//! failed (retry/dead), released, or fenced off (`LeaseLost`); and never
+//! complete a job with an entry that did not verify.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -47,6 +47,9 @@ fn answer(entry: &attestor_formats::TlogEntry) -> Value {
     serde_json::from_slice(&to_rekor_v1_response(entry)).unwrap()
 }
 
+/// Builds the forged answer for a job.
+type Forge<'a> = Box<dyn Fn(Uuid) -> Value + 'a>;
+
 #[derive(QueryableByName, Debug)]
 struct Stored {
     #[diesel(sql_type = Text)]
@@ -69,7 +72,7 @@ async fn the_worker_stores_genuine_entries_with_their_key_and_refuses_forgeries(
     let mut answers = HashMap::new();
     answers.insert(genuine, fake_rekor_entry(genuine, 7));
     // (label, the expected reason)
-    let cases: Vec<(&str, &str, Box<dyn Fn(Uuid) -> Value>)> = vec![
+    let cases: Vec<(&str, &str, Forge)> = vec![
         (
             "one leaf, no checkpoint, no SET",
             "no checkpoint",

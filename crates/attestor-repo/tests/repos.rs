@@ -767,7 +767,7 @@ async fn rekor_entries_verify_against_the_tenants_log_anchors() {
             .await
             .unwrap_err();
         let signing =
-            trust_anchors::find_active(tx, &hex::encode(&anchor.log_id.unwrap()), ts(1_650_000_000)).await?;
+            trust_anchors::find_active(tx, &hex::encode(anchor.log_id.unwrap()), ts(1_650_000_000)).await?;
         Ok((v2_stored, v1_err, signing))
     })
     .unwrap();
