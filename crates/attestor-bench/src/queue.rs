@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use attestor_queue::submitter::BoxFuture;
-use attestor_queue::testing::fake_rekor_entry;
+use attestor_queue::testing::{fake_rekor_entry, fake_trusted_root};
 use attestor_queue::{SubmitError, SubmitRequest, Submitter, Worker, WorkerConfig};
 use attestor_repo::{Database, DatabaseConfig, TenantContext, TenantId};
 use diesel::connection::SimpleConnection;
@@ -47,7 +47,9 @@ use diesel::sql_types::{BigInt, Double, Nullable};
 use diesel::{QueryableByName, RunQueryDsl};
 use scoped_futures::ScopedFutureExt;
 
-/// Returns a valid fake entry at once: the submitter costs nothing.
+/// Returns a valid fake entry at once: the submitter costs only the fake
+/// log's signatures (Ed25519), and the worker verifies them as it verifies
+/// every entry before storing it.
 struct Noop {
     next_index: AtomicU64,
 }
@@ -407,10 +409,11 @@ async fn burn_down(
     let submitter = Arc::new(Noop {
         next_index: AtomicU64::new(0),
     });
+    let trust = Arc::new(fake_trusted_root());
     let started = Instant::now();
     let handles: Vec<_> = (0..workers)
         .map(|i| {
-            let mut config = WorkerConfig::new(format!("bench-{i}"))
+            let mut config = WorkerConfig::new(format!("bench-{i}"), trust.clone())
                 .concurrency(batch as usize, batch)
                 .lease(Duration::from_secs(120))
                 .poll_interval(Duration::from_millis(20));
@@ -468,7 +471,8 @@ fn mechanics_script(batch: u32, chunk: u32) -> String {
 
 /// `pipeline` baseline: the claim, then every job this client claimed
 /// completed in one statement: an entry stored per job (same table,
-/// constraints, triggers and audit row as the worker's completion) and the
+/// constraints, triggers and audit row as the worker's completion, with a
+/// stand-in for the verifying key, which pgbench cannot verify) and the
 /// jobs marked succeeded.
 fn pipeline_script(batch: u32, chunk: u32) -> String {
     let claim = pgbench_claim(chunk);
@@ -480,10 +484,11 @@ fn pipeline_script(batch: u32, chunk: u32) -> String {
               WHERE status = 'running' AND locked_by = 'pgbench-' || :client_id),\n\
          e AS (\n\
              INSERT INTO attestor.rekor_entries\n\
-                 (tenant_id, envelope_id, log_id, log_index, kind, kind_version, canonical_body, leaf_hash)\n\
+                 (tenant_id, envelope_id, log_id, log_index, kind, kind_version, canonical_body, leaf_hash,\n\
+                  verified_key_sha256, evidence)\n\
              SELECT tenant_id, envelope_id, 'pgbench',\n\
                     ('x' || substr(md5(encode(body, 'escape')), 1, 15))::bit(60)::bigint,\n\
-                    'dsse', '0.0.1', body, sha256('\\x00'::bytea || body)\n\
+                    'dsse', '0.0.1', body, sha256('\\x00'::bytea || body), sha256(body), 'set+checkpoint'\n\
                FROM c\n\
              ON CONFLICT DO NOTHING\n\
              RETURNING tenant_id, envelope_id, id)\n\
@@ -565,9 +570,10 @@ async fn fairness(db: &attestor_testdb::TestDatabase<'_>, workers: usize) -> Res
     let submitter = Arc::new(Noop {
         next_index: AtomicU64::new(0),
     });
+    let trust = Arc::new(fake_trusted_root());
     let handles: Vec<_> = (0..workers)
         .map(|i| {
-            let mut config = WorkerConfig::new(format!("fair-{i}"))
+            let mut config = WorkerConfig::new(format!("fair-{i}"), trust.clone())
                 .concurrency(batch, batch as u32)
                 .lease(Duration::from_secs(120))
                 .poll_interval(Duration::from_millis(20));

@@ -44,10 +44,14 @@ pub enum QueueError {
     /// A caller-supplied value is invalid (e.g. a digest that is not 32 bytes).
     #[error("invalid input: {0}")]
     InvalidInput(String),
-    /// The Rekor entry handed to `complete` is malformed or its inclusion
-    /// proof does not verify.
+    /// The log's answer is not a usable transparency-log entry (malformed).
     #[error("invalid transparency-log entry: {0}")]
     InvalidEntry(#[from] attestor_formats::FormatError),
+    /// The log's entry parsed but is not evidence under the worker's trusted
+    /// root (unknown log, key outside its window, no or a bad checkpoint or
+    /// SET, a proof that does not lead to the signed root). Nothing is stored.
+    #[error("transparency-log entry is not evidence: {0}")]
+    NotEvidence(#[from] attestor_transparency::VerifyError),
     /// The worker's completion batcher has stopped (the worker is shutting
     /// down); the job's lease will expire and it will be claimed again.
     #[error("the completion batcher stopped")]

@@ -8,13 +8,16 @@
 //! and reclaim run as `attestor_worker` and touch only the queue's
 //! claim/lease/retry columns. [`complete`] runs in the job's *tenant*
 //! transaction as `attestor_app` (through the guard), because only that
-//! role may write the Rekor entry and the job's `result`. Nothing here
+//! role may write the Rekor entry and the job's `result`; it takes only a
+//! [`VerifiedTlogEntry`] (an entry that verified against a trusted root) and
+//! writes the verifying key's SHA-256 and the evidence with it. Nothing here
 //! may ever change a job without checking its token (reclaim excepted,
-//! which only acts on expired leases and always rotates the token away).
+//! which only acts on expired leases and always rotates the token away), or
+//! store an entry that did not verify.
 
 use std::time::Duration;
 
-use attestor_formats::TlogEntry;
+use attestor_transparency::VerifiedTlogEntry;
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{
     Array, BigInt, Bool, Bytea, Double, Int4, Int8, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
@@ -243,7 +246,9 @@ struct CompleteRow {
 
 /// The completion statement (one round trip): lock the job by its token,
 /// store the entry (or find the identical one already stored), mark the job
-/// succeeded. `$1..$3` tenant, job, token; `$4..$15` the entry; `$16` result.
+/// succeeded. `$1..$3` tenant, job, token; `$4..$15` the entry; `$16` result;
+/// `$17`, `$18` the verifying key's SHA-256 and the evidence (never NULL: the
+/// table refuses a row without them).
 pub const COMPLETE_SQL: &str = "\
 WITH job AS MATERIALIZED (
     SELECT q.tenant_id, q.id, q.envelope_id
@@ -255,8 +260,10 @@ WITH job AS MATERIALIZED (
 ins AS (
     INSERT INTO attestor.rekor_entries
         (tenant_id, envelope_id, log_id, log_index, shard_log_index, entry_uuid, kind, kind_version,
-         integrated_time, canonical_body, inclusion_proof, checkpoint, signed_entry_timestamp, leaf_hash)
-    SELECT job.tenant_id, job.envelope_id, $4, $5, $6, $7, $8, $9, to_timestamp($10), $11, $12, $13, $14, $15
+         integrated_time, canonical_body, inclusion_proof, checkpoint, signed_entry_timestamp, leaf_hash,
+         verified_key_sha256, evidence)
+    SELECT job.tenant_id, job.envelope_id, $4, $5, $6, $7, $8, $9, to_timestamp($10), $11, $12, $13, $14, $15,
+           $17, $18
       FROM job
     ON CONFLICT (tenant_id, log_id, log_index) DO NOTHING
     RETURNING id, leaf_hash
@@ -293,20 +300,19 @@ SELECT (SELECT count(*) FROM job) AS held,
 /// (the guard's `TenantTx`); the job's tenant must be the transaction's
 /// tenant. The job row is locked and its token checked in the same
 /// statement: with a stale token this returns [`QueueError::LeaseLost`]
-/// having written nothing. The entry's inclusion proof, when present, must
-/// verify. Storing an entry that already exists (same log and index, same
-/// leaf) reuses it; the same index with a different leaf is refused. On any
-/// error the caller must roll back (the guard does). Returns the
-/// `rekor_entries` id.
+/// having written nothing. The entry is a [`VerifiedTlogEntry`]: it verified
+/// against a trusted root before it got here, and the row records the key
+/// that verified it and the evidence. Storing an entry that already exists
+/// (same log and index, same leaf) reuses it; the same index with a
+/// different leaf is refused. On any error the caller must roll back (the
+/// guard does). Returns the `rekor_entries` id.
 pub async fn complete(
     conn: &mut AsyncPgConnection,
     lease: &Lease,
-    entry: &TlogEntry,
+    verified: &VerifiedTlogEntry,
     result: &serde_json::Value,
 ) -> Result<Uuid> {
-    if entry.inclusion_proof.is_some() {
-        entry.verify_inclusion()?;
-    }
+    let entry = verified.entry();
     let proof = entry.inclusion_proof.as_ref().map(proof_json);
     let checkpoint = entry.inclusion_proof.as_ref().and_then(|p| p.checkpoint.clone());
     let row: CompleteRow = diesel::sql_query(COMPLETE_SQL)
@@ -326,6 +332,8 @@ pub async fn complete(
         .bind::<Nullable<Bytea>, _>(entry.signed_entry_timestamp.as_deref())
         .bind::<Bytea, _>(entry.leaf_hash.to_vec())
         .bind::<Jsonb, _>(result)
+        .bind::<Bytea, _>(verified.key_sha256().as_slice())
+        .bind::<Text, _>(verified.evidence().as_str())
         .get_result(conn)
         .await?;
     match row {
@@ -360,10 +368,11 @@ pub(crate) struct CompleteManyRow {
 
 /// [`complete`] for many jobs of the transaction's tenant in one statement
 /// (set-based over arrays). Each job is fenced by its own token; job-level
-/// refusals (stale token, a different entry at the same index, an entry
-/// that does not verify) write nothing for that job and do not affect the
-/// others. `$16` (text, may be NULL) is a transaction-local
-/// `synchronous_commit` for the statement's transaction. Returns one
+/// refusals (stale token, a different entry at the same index) write
+/// nothing for that job and do not affect the others. `$16` (text, may be
+/// NULL) is a transaction-local `synchronous_commit` for the statement's
+/// transaction; `$17`, `$18` the verifying keys' SHA-256 and the evidence of
+/// the (verified) entries. Returns one
 /// result per item, in order. A database error fails
 /// the whole call (roll back).
 pub const COMPLETE_MANY_SQL: &str = "\
@@ -371,10 +380,11 @@ WITH input AS MATERIALIZED (
     SELECT *
       FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::text[],
                   $8::text[], $9::float8[], $10::bytea[], $11::jsonb[], $12::text[], $13::bytea[],
-                  $14::bytea[], $15::jsonb[])
+                  $14::bytea[], $15::jsonb[], $17::bytea[], $18::text[])
            WITH ORDINALITY
            AS i(job_id, token, log_id, log_index, shard_log_index, entry_uuid, kind, kind_version,
-                integrated_time, canonical_body, inclusion_proof, checkpoint, set, leaf_hash, result, ord)
+                integrated_time, canonical_body, inclusion_proof, checkpoint, set, leaf_hash, result,
+                verified_key_sha256, evidence, ord)
      WHERE $16::text IS NULL OR (SELECT set_config('synchronous_commit', $16, true)) IS NOT NULL
 ),
 job AS MATERIALIZED (
@@ -387,10 +397,11 @@ job AS MATERIALIZED (
 ins AS (
     INSERT INTO attestor.rekor_entries
         (tenant_id, envelope_id, log_id, log_index, shard_log_index, entry_uuid, kind, kind_version,
-         integrated_time, canonical_body, inclusion_proof, checkpoint, signed_entry_timestamp, leaf_hash)
+         integrated_time, canonical_body, inclusion_proof, checkpoint, signed_entry_timestamp, leaf_hash,
+         verified_key_sha256, evidence)
     SELECT job.tenant_id, job.envelope_id, i.log_id, i.log_index, i.shard_log_index, i.entry_uuid, i.kind,
            i.kind_version, to_timestamp(i.integrated_time), i.canonical_body, i.inclusion_proof, i.checkpoint,
-           i.set, i.leaf_hash
+           i.set, i.leaf_hash, i.verified_key_sha256, i.evidence
       FROM job JOIN input i ON i.ord = job.ord
      ORDER BY i.ord
     ON CONFLICT (tenant_id, log_id, log_index) DO NOTHING
@@ -430,7 +441,7 @@ SELECT i.ord, job.id IS NOT NULL AS held, entry.id AS entry_id, done.id IS NOT N
 /// See [`COMPLETE_MANY_SQL`].
 pub async fn complete_many(
     conn: &mut AsyncPgConnection,
-    items: &[(Lease, &TlogEntry, &serde_json::Value)],
+    items: &[(Lease, &VerifiedTlogEntry, &serde_json::Value)],
 ) -> Result<Vec<Result<Uuid>>> {
     let mut plan = CompleteMany::plan(items);
     let rows = match plan.statement.take() {
@@ -442,12 +453,9 @@ pub async fn complete_many(
 
 /// [`complete_many`] in parts, for callers that run the statement their own
 /// way (the worker sends it with `Database::fetch`, in one request): the
-/// items decided before any SQL (an inclusion proof that does not verify)
-/// and the one statement for the rest.
+/// one statement for all items (each verified already, by its type).
 pub(crate) struct CompleteMany {
     out: Vec<Option<Result<Uuid>>>,
-    /// Indexes into the items of the jobs the statement carries, in its `ord` order.
-    sent: Vec<usize>,
     /// `None` when no item is left for the database.
     pub(crate) statement: Option<CompleteManyStatement>,
 }
@@ -470,6 +478,8 @@ pub(crate) struct CompleteManyStatement {
     sets: Vec<Option<Vec<u8>>>,
     leaves: Vec<Vec<u8>>,
     results: Vec<serde_json::Value>,
+    keys: Vec<Vec<u8>>,
+    evidence: Vec<&'static str>,
     /// `synchronous_commit` for this statement's transaction only
     /// (`set_config(…, true)`); `None` leaves the session's setting.
     synchronous_commit: Option<&'static str>,
@@ -490,7 +500,7 @@ impl CompleteManyStatement {
         self
     }
 
-    /// The statement with its 15 array parameters bound.
+    /// The statement with its 17 array parameters (and one scalar) bound.
     pub(crate) fn into_query(
         self,
     ) -> diesel::query_builder::BoxedSqlQuery<'static, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
@@ -512,28 +522,16 @@ impl CompleteManyStatement {
             .bind::<Array<Bytea>, _>(self.leaves)
             .bind::<Array<Jsonb>, _>(self.results)
             .bind::<Nullable<Text>, _>(self.synchronous_commit)
+            .bind::<Array<Bytea>, _>(self.keys)
+            .bind::<Array<Text>, _>(self.evidence)
     }
 }
 
 impl CompleteMany {
-    pub(crate) fn plan(items: &[(Lease, &TlogEntry, &serde_json::Value)]) -> CompleteMany {
-        let mut out: Vec<Option<Result<Uuid>>> = Vec::with_capacity(items.len());
-        let mut sent = Vec::new();
-        for (_, entry, _) in items {
-            match entry.inclusion_proof.as_ref().map(|_| entry.verify_inclusion()) {
-                Some(Err(e)) => out.push(Some(Err(QueueError::InvalidEntry(e)))),
-                _ => {
-                    out.push(None);
-                    sent.push(out.len() - 1);
-                }
-            }
-        }
-        if sent.is_empty() {
-            return CompleteMany {
-                out,
-                sent,
-                statement: None,
-            };
+    pub(crate) fn plan(items: &[(Lease, &VerifiedTlogEntry, &serde_json::Value)]) -> CompleteMany {
+        let out: Vec<Option<Result<Uuid>>> = items.iter().map(|_| None).collect();
+        if items.is_empty() {
+            return CompleteMany { out, statement: None };
         }
         let mut st = CompleteManyStatement {
             job_ids: vec![],
@@ -551,10 +549,12 @@ impl CompleteMany {
             sets: vec![],
             leaves: vec![],
             results: vec![],
+            keys: vec![],
+            evidence: vec![],
             synchronous_commit: None,
         };
-        for &k in &sent {
-            let (lease, entry, result) = &items[k];
+        for (lease, verified, result) in items {
+            let entry = verified.entry();
             st.job_ids.push(lease.job_id);
             st.tokens.push(lease.token);
             st.log_ids.push(entry.log_id.clone());
@@ -571,10 +571,11 @@ impl CompleteMany {
             st.sets.push(entry.signed_entry_timestamp.clone());
             st.leaves.push(entry.leaf_hash.to_vec());
             st.results.push((*result).clone());
+            st.keys.push(verified.key_sha256().to_vec());
+            st.evidence.push(verified.evidence().as_str());
         }
         CompleteMany {
             out,
-            sent,
             statement: Some(st),
         }
     }
@@ -582,12 +583,15 @@ impl CompleteMany {
     /// Each item's result, from the statement's rows (none if it did not run).
     pub(crate) fn finish(
         mut self,
-        items: &[(Lease, &TlogEntry, &serde_json::Value)],
+        items: &[(Lease, &VerifiedTlogEntry, &serde_json::Value)],
         rows: CompleteManyRows,
     ) -> Vec<Result<Uuid>> {
         for row in rows {
-            let k = self.sent[(row.ord - 1) as usize];
-            let (lease, entry, _) = &items[k];
+            let Some(k) = usize::try_from(row.ord - 1).ok().filter(|&k| k < items.len()) else {
+                continue;
+            };
+            let (lease, verified, _) = &items[k];
+            let entry = verified.entry();
             self.out[k] = Some(match row {
                 CompleteManyRow { held: false, .. } => Err(lost(lease)),
                 CompleteManyRow {

@@ -14,7 +14,8 @@
 //!   fenced by the token ([`QueueError::LeaseLost`]); completion stores the
 //!   Rekor entry and marks the job done in the job's tenant transaction
 //!   ([`complete`], or [`complete_many`] for several jobs of one tenant in
-//!   one statement);
+//!   one statement), and only an entry that verified against the worker's
+//!   trusted root ([`attestor_transparency::VerifiedTlogEntry`]);
 //! * [`backoff`] — exponential backoff with jitter;
 //! * [`dead`] — list and requeue dead-lettered jobs;
 //! * [`retention`] — finished jobs leave the table after their retention
@@ -23,12 +24,14 @@
 //! * [`worker`] — the runtime: K concurrent jobs, batches of B,
 //!   LISTEN/NOTIFY with polling fallback, heartbeats, graceful shutdown,
 //!   counters; [`submitter`] is its seam to the log and [`rekor`] the real
-//!   HTTP submitter; [`testing`] holds deterministic fakes;
+//!   HTTP submitter; `testing` (feature `test-support`) holds
+//!   deterministic fakes and the log that signs them;
 //! * [`error`] — [`QueueError`].
 //!
 //! This crate must never use a role with BYPASSRLS, never run tenant SQL
-//! outside the attestor-repo guard's tenant transaction, and never let the
-//! worker role touch any table but the queue.
+//! outside the attestor-repo guard's tenant transaction, never let the
+//! worker role touch any table but the queue, and never store a log's entry
+//! that is not evidence under the worker's trusted root.
 
 pub mod backoff;
 pub mod claim;
@@ -41,6 +44,7 @@ pub mod retention;
 pub mod stats;
 pub mod submitter;
 pub mod tenant_claim;
+#[cfg(feature = "test-support")]
 pub mod testing;
 pub mod worker;
 

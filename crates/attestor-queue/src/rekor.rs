@@ -6,25 +6,25 @@
 //!
 //! | response                         | outcome                                        |
 //! |----------------------------------|------------------------------------------------|
-//! | 201 Created                      | the returned entry (verified, see below)       |
+//! | 201 Created                      | the returned entry (checked, see below)        |
 //! | 409 Conflict                     | fetch the existing entry (`Location`, else `/retrieve`) and use it |
 //! | 408, 429, 5xx, timeout, I/O      | [`SubmitError::Retryable`]                     |
 //! | any other 4xx                    | [`SubmitError::Permanent`] (dead-letter)       |
 //!
-//! A returned entry's inclusion proof, when present, must verify; with a
-//! trusted root configured ([`RekorSubmitter::with_trusted_root`]) the entry
-//! must verify as evidence of that root's log
-//! ([`attestor_transparency::verify_entry`]: signed checkpoint and SET), and
-//! one that does not is [`SubmitError::Retryable`].
+//! A returned entry must parse and its inclusion proof, when present, must
+//! lead to its stated root; one that does not is [`SubmitError::Retryable`].
+//! Whether the entry is *evidence* (signed by a log of the trusted root) is
+//! decided in one place, by the worker before it stores anything
+//! ([`crate::worker::verify_log_answer`], against the trusted root its
+//! [`crate::WorkerConfig`] requires), not here.
 //!
 //! It must never touch the database, never follow redirects to another
-//! host, and never accept an entry that does not verify.
+//! host, and never return an entry that does not parse.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use attestor_formats::{Limits, TlogEntry};
-use attestor_transparency::{verify_entry, TrustedRoot};
 use base64::Engine as _;
 use serde_json::Value;
 
@@ -40,7 +40,6 @@ pub struct RekorSubmitter {
     client: reqwest::Client,
     proposed: Arc<ProposedEntryFn>,
     limits: Limits,
-    trust: Option<Arc<TrustedRoot>>,
 }
 
 impl std::fmt::Debug for RekorSubmitter {
@@ -106,7 +105,6 @@ impl RekorSubmitter {
             client,
             proposed: Arc::new(dsse_proposed_entry),
             limits: Limits::default(),
-            trust: None,
         })
     }
 
@@ -116,13 +114,6 @@ impl RekorSubmitter {
         f: impl Fn(&SubmitRequest) -> Result<Value, SubmitError> + Send + Sync + 'static,
     ) -> Self {
         self.proposed = Arc::new(f);
-        self
-    }
-
-    /// Require every returned entry to verify against `root` (the log's
-    /// signed checkpoint and SET), not only its inclusion proof.
-    pub fn with_trusted_root(mut self, root: TrustedRoot) -> Self {
-        self.trust = Some(Arc::new(root));
         self
     }
 
@@ -200,15 +191,12 @@ impl RekorSubmitter {
         self.checked(&serde_json::to_vec(&first).map_err(|e| SubmitError::Retryable(e.to_string()))?)
     }
 
-    /// Parse a `{uuid: entry}` body and verify it: against the trusted root
-    /// when one is configured, else its inclusion proof when present.
+    /// Parse a `{uuid: entry}` body and check its inclusion proof, when
+    /// present, against its stated root (the signatures are the worker's).
     fn checked(&self, body: &[u8]) -> Result<Value, SubmitError> {
         let entry = TlogEntry::from_rekor_v1_response(body, &self.limits)
             .map_err(|e| SubmitError::Retryable(format!("unusable entry from the log: {e}")))?;
-        if let Some(root) = &self.trust {
-            verify_entry(&entry, root, chrono::Utc::now())
-                .map_err(|e| SubmitError::Retryable(format!("entry from the log is not evidence: {e}")))?;
-        } else if entry.inclusion_proof.is_some() {
+        if entry.inclusion_proof.is_some() {
             entry
                 .verify_inclusion()
                 .map_err(|e| SubmitError::Retryable(format!("inclusion proof does not verify: {e}")))?;

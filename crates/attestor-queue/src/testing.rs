@@ -1,29 +1,48 @@
-//! Deterministic stand-ins for tests, benchmarks and the crash-test worker.
+//! Deterministic stand-ins for tests, benchmarks and the crash-test worker
+//! (feature `test-support`).
 //!
-//! Owns [`fake_rekor_entry`] (a valid Rekor v1 API entry with a verifiable
-//! single-leaf inclusion proof, derived only from its inputs) and
-//! [`FakeSubmitter`]. Never use them in production: the "log" they
-//! describe does not exist. They must never touch the database or network.
+//! Owns [`fake_log`] (a transparency log of the tests' own, with a key made
+//! from a fixed seed, and [`fake_trusted_root`], the trusted root that lists
+//! it), [`fake_rekor_entry`] (a Rekor v1 API entry that this log really
+//! signed: a one-leaf tree whose checkpoint and SET verify with its key,
+//! derived only from its inputs) and [`FakeSubmitter`]. Never use them in
+//! production: the "log" they describe does not exist, and its private key
+//! is derived from a constant. They must never touch the database or network.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use base64::Engine as _;
+use attestor_transparency::testlog::{to_rekor_v1_response, Style, TestLog};
+use attestor_transparency::TrustedRoot;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::submitter::{BoxFuture, SubmitError, SubmitRequest, Submitter};
 
-/// Log id used by the fakes (hex of sha256("attestor-queue fake log")).
+/// The fakes' log: Ed25519 (fast to sign and verify, which the benchmarks
+/// need), entries in the Rekor v1 style (integrated time and SET).
+pub fn fake_log() -> &'static TestLog {
+    static LOG: OnceLock<TestLog> = OnceLock::new();
+    LOG.get_or_init(|| TestLog::ed25519(0x51, "fake-log.attestor-queue.test"))
+}
+
+/// The trusted root that lists [`fake_log`] (and nothing else).
+pub fn fake_trusted_root() -> TrustedRoot {
+    TestLog::trusted_root(&[fake_log()])
+}
+
+/// Log id of [`fake_log`] (lowercase hex).
 pub fn fake_log_id() -> String {
-    hex::encode(Sha256::digest(b"attestor-queue fake log"))
+    fake_log().log.log_id_hex()
 }
 
 /// A Rekor v1 response `{"<uuid>": entry}` for a `dsse` entry whose body
-/// names `job_id`, at global index `log_index`, with a one-leaf inclusion
-/// proof (tree size 1, root = leaf hash) that verifies. The same inputs
-/// always give the same entry (what a real log returns on resubmission).
+/// names `job_id`, at global index `log_index`, signed by [`fake_log`]: a
+/// one-leaf tree (size 1, root = the leaf hash) with its signed checkpoint,
+/// and the SET over the body, integrated time, log id and `log_index`. The
+/// same inputs always give the same entry (what a real log returns on
+/// resubmission; Ed25519 signatures are deterministic).
 pub fn fake_rekor_entry(job_id: Uuid, log_index: i64) -> serde_json::Value {
     let body = serde_json::to_vec(&serde_json::json!({
         "apiVersion": "0.0.1",
@@ -31,26 +50,11 @@ pub fn fake_rekor_entry(job_id: Uuid, log_index: i64) -> serde_json::Value {
         "spec": {"job": job_id.to_string()},
     }))
     .expect("serializable");
-    let leaf = attestor_formats::merkle::leaf_hash(&body);
-    let uuid = hex::encode(leaf);
-    let b64 = base64::engine::general_purpose::STANDARD;
-    serde_json::json!({
-        uuid: {
-            "body": b64.encode(&body),
-            "integratedTime": 1_700_000_000i64,
-            "logID": fake_log_id(),
-            "logIndex": log_index,
-            "verification": {
-                "inclusionProof": {
-                    "logIndex": 0,
-                    "treeSize": 1,
-                    "rootHash": hex::encode(leaf),
-                    "hashes": [],
-                },
-                "signedEntryTimestamp": b64.encode(b"fake-set"),
-            }
-        }
-    })
+    let log = fake_log();
+    let mut entry = log.entry(Style::V1, &[body], 0);
+    entry.log_index = log_index;
+    log.resign_set(&mut entry);
+    serde_json::from_slice(&to_rekor_v1_response(&entry)).expect("the test log writes JSON")
 }
 
 /// A log index derived from the job id (stable across resubmissions).
@@ -165,4 +169,19 @@ impl Submitter for FakeSubmitter {
             Ok(fake_rekor_entry(job, fake_log_index(job)))
         })
     }
+}
+
+/// A [`fake_rekor_entry`] answer verified against [`fake_trusted_root`], as
+/// the worker verifies it before completing (panics if it does not verify:
+/// the fakes' own entries always do).
+pub fn fake_verified(value: &serde_json::Value) -> attestor_transparency::VerifiedTlogEntry {
+    static ROOT: OnceLock<TrustedRoot> = OnceLock::new();
+    let root = ROOT.get_or_init(fake_trusted_root);
+    crate::worker::verify_log_answer(
+        value,
+        root,
+        &attestor_formats::Limits::default(),
+        chrono::Utc::now(),
+    )
+    .expect("the fake log's entries verify against its trusted root")
 }

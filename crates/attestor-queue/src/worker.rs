@@ -7,7 +7,9 @@
 //! when jobs are enqueued (polling every `poll_interval` as the fallback,
 //! and whenever NOTIFY is lost, e.g. across a server restart); one task per
 //! job with a `tracing` span carrying the tenant, which heartbeats the
-//! lease while the [`Submitter`] runs and then completes the job in the
+//! lease while the [`Submitter`] runs, verifies its answer against the
+//! config's trusted root ([`verify_log_answer`]; an answer that is not
+//! evidence fails the job with the reason) and then completes the job in the
 //! job's tenant transaction (as `attestor_app`, through the attestor-repo
 //! guard) or fails it with backoff; a purge task that deletes finished
 //! jobs past their [`Retention`] in small batches; and the counters in
@@ -17,7 +19,8 @@
 //! own tenant, never change a job without its lease token, never hold a
 //! database transaction open while the submitter talks to the log, and
 //! never give up on a claimed job silently: every job ends completed,
-//! failed (retry/dead), released, or fenced off (`LeaseLost`).
+//! failed (retry/dead), released, or fenced off (`LeaseLost`); and never
+//! complete a job with an entry that did not verify.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use attestor_formats::{Limits, TlogEntry};
 use attestor_repo::{Database, TenantContext, TenantId};
+use attestor_transparency::{TrustedRoot, VerifiedTlogEntry};
 use diesel::sql_types::{Jsonb, Uuid as SqlUuid};
 use diesel::QueryableByName;
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
@@ -65,6 +69,11 @@ pub fn worker_pool(url: &str, max_size: u32) -> WorkerPool {
 pub struct WorkerConfig {
     /// Recorded in `locked_by` and as the audit actor.
     pub worker_id: String,
+    /// The logs whose entries are evidence: every entry the submitter
+    /// returns must verify against it ([`verify_log_answer`]) before it is
+    /// stored. Required, with no default: there is no worker that stores
+    /// unverified entries.
+    pub trust: Arc<TrustedRoot>,
     /// Jobs in flight at most (K).
     pub concurrency: usize,
     /// Jobs per claim at most (B). A claim never takes more than the free
@@ -102,10 +111,12 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// Defaults: K = 16, B = 16, 30 s lease, 10 s heartbeat, 1 s polling.
-    pub fn new(worker_id: impl Into<String>) -> Self {
+    /// Defaults: K = 16, B = 16, 30 s lease, 10 s heartbeat, 1 s polling;
+    /// entries are verified against `trust`.
+    pub fn new(worker_id: impl Into<String>, trust: Arc<TrustedRoot>) -> Self {
         WorkerConfig {
             worker_id: worker_id.into(),
+            trust,
             concurrency: 16,
             batch: 16,
             lease: Duration::from_secs(30),
@@ -643,7 +654,7 @@ pub async fn complete_in_tenant(
     app: &Database,
     actor: &str,
     lease: &Lease,
-    entry: &TlogEntry,
+    entry: &VerifiedTlogEntry,
     value: &serde_json::Value,
 ) -> Result<Uuid> {
     let tenant = TenantId::try_from(lease.tenant_id)?;
@@ -654,21 +665,30 @@ pub async fn complete_in_tenant(
     .await
 }
 
+/// The submitter's answer `value` (a Rekor v1 `{uuid: entry}` response)
+/// as an entry verified against `trust`, its key checked at the entry's
+/// integrated time or, without one, at `observed_at` (when the answer
+/// arrived). Errors: [`QueueError::InvalidEntry`] when it does not parse,
+/// [`QueueError::NotEvidence`] when it is not evidence under `trust`.
+pub fn verify_log_answer(
+    value: &serde_json::Value,
+    trust: &TrustedRoot,
+    limits: &Limits,
+    observed_at: chrono::DateTime<chrono::Utc>,
+) -> Result<VerifiedTlogEntry> {
+    let bytes = serde_json::to_vec(value).map_err(|e| QueueError::InvalidInput(e.to_string()))?;
+    let entry = TlogEntry::from_rekor_v1_response(&bytes, limits)?;
+    Ok(VerifiedTlogEntry::verify(entry, trust, observed_at)?)
+}
+
 async fn finish<S>(ctx: &Ctx<S>, job: &ClaimedJob, lease: &Lease, value: serde_json::Value) {
-    let entry = serde_json::to_vec(&value)
-        .map_err(|e| e.to_string())
-        .and_then(|bytes| TlogEntry::from_rekor_v1_response(&bytes, &ctx.limits).map_err(|e| e.to_string()))
-        .and_then(|entry| match &entry.inclusion_proof {
-            Some(_) => entry
-                .verify_inclusion()
-                .map(|()| entry)
-                .map_err(|e| e.to_string()),
-            None => Ok(entry),
-        });
-    let entry = match entry {
+    let entry = match verify_log_answer(&value, &ctx.config.trust, &ctx.limits, chrono::Utc::now()) {
         Ok(e) => e,
         Err(e) => {
-            let err = SubmitError::Retryable(format!("log returned an unusable entry: {e}"));
+            // Nothing is stored; the job is retried (a stale trusted root or
+            // a log mid-rotation can heal) and dead-lettered with this
+            // reason once its attempts are used up.
+            let err = SubmitError::Retryable(format!("the log's answer was not stored: {e}"));
             return fail_job(ctx, job, lease, err).await;
         }
     };
@@ -743,7 +763,7 @@ async fn fail_job<S>(ctx: &Ctx<S>, job: &ClaimedJob, lease: &Lease, err: SubmitE
 /// A completion waiting for its tenant transaction.
 struct Completion {
     lease: Lease,
-    entry: Arc<TlogEntry>,
+    entry: Arc<VerifiedTlogEntry>,
     value: Arc<serde_json::Value>,
     reply: oneshot::Sender<Result<Uuid>>,
 }

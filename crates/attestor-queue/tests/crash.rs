@@ -172,7 +172,7 @@ async fn workers_recover_from_a_postgres_restart() {
     let sub = Arc::new(FakeSubmitter::new(FakeBehavior::Succeed).with_delay(Duration::from_millis(3)));
     let workers: Vec<_> = (0..2)
         .map(|i| {
-            let cfg = WorkerConfig::new(format!("w{i}"))
+            let cfg = WorkerConfig::new(format!("w{i}"), fake_root())
                 .concurrency(8, 8)
                 .lease(Duration::from_secs(5))
                 .poll_interval(Duration::from_millis(100));

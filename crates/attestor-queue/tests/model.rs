@@ -10,8 +10,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use attestor_formats::{Limits, TlogEntry};
-use attestor_queue::testing::{fake_log_index, fake_rekor_entry};
+use attestor_queue::testing::{fake_log_index, fake_rekor_entry, fake_verified};
 use attestor_queue::worker::complete_in_tenant;
 use attestor_queue::*;
 use attestor_repo::{TenantContext, TenantId};
@@ -219,11 +218,7 @@ async fn run_case(ops: Vec<Op>) {
             Op::Complete { lease } if !m.leases.is_empty() => {
                 let (_, l) = m.leases[lease % m.leases.len()];
                 let value = fake_rekor_entry(l.job_id, fake_log_index(l.job_id));
-                let entry = TlogEntry::from_rekor_v1_response(
-                    &serde_json::to_vec(&value).unwrap(),
-                    &Limits::default(),
-                )
-                .unwrap();
+                let entry = fake_verified(&value);
                 let r = complete_in_tenant(&db, "model", &l, &entry, &value).await;
                 match m.current(&l) {
                     Some(i) => {

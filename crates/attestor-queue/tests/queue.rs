@@ -6,11 +6,11 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use attestor_formats::{Limits, TlogEntry};
-use attestor_queue::testing::{fake_log_index, fake_rekor_entry};
-use attestor_queue::worker::complete_in_tenant;
+use attestor_queue::testing::{fake_log_index, fake_rekor_entry, fake_verified};
+use attestor_queue::worker::{complete_in_tenant, verify_log_answer};
 use attestor_queue::*;
 use attestor_repo::TenantContext;
+use attestor_transparency::VerifiedTlogEntry;
 use common::*;
 use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
@@ -45,10 +45,9 @@ macro_rules! both_claims {
     };
 }
 
-fn entry_for(job: uuid::Uuid) -> (TlogEntry, serde_json::Value) {
+fn entry_for(job: uuid::Uuid) -> (VerifiedTlogEntry, serde_json::Value) {
     let value = fake_rekor_entry(job, fake_log_index(job));
-    let entry =
-        TlogEntry::from_rekor_v1_response(&serde_json::to_vec(&value).unwrap(), &Limits::default()).unwrap();
+    let entry = fake_verified(&value);
     (entry, value)
 }
 
@@ -501,8 +500,7 @@ async fn an_entry_already_stored_is_reused_and_a_different_one_refused() {
     // Jobs 0 and 1 got the same log entry (the log deduplicated them): one row.
     let shared_job = uuid::Uuid::new_v4();
     let value = fake_rekor_entry(shared_job, 5);
-    let entry =
-        TlogEntry::from_rekor_v1_response(&serde_json::to_vec(&value).unwrap(), &Limits::default()).unwrap();
+    let entry = fake_verified(&value);
     let a = complete_in_tenant(&db, "w", &leases[0], &entry, &value)
         .await
         .unwrap();
@@ -512,8 +510,7 @@ async fn an_entry_already_stored_is_reused_and_a_different_one_refused() {
     assert_eq!(a, b);
     // A different body at the same log index is refused, and nothing changes.
     let other = fake_rekor_entry(uuid::Uuid::new_v4(), 5);
-    let other_entry =
-        TlogEntry::from_rekor_v1_response(&serde_json::to_vec(&other).unwrap(), &Limits::default()).unwrap();
+    let other_entry = fake_verified(&other);
     let err = complete_in_tenant(&db, "w", &leases[2], &other_entry, &other)
         .await
         .unwrap_err();
@@ -524,12 +521,17 @@ async fn an_entry_already_stored_is_reused_and_a_different_one_refused() {
         count(&mut admin, "SELECT count(*) AS n FROM attestor.rekor_entries").await,
         1
     );
-    // A proof that does not verify is refused before any SQL.
-    let mut bad = entry.clone();
-    bad.inclusion_proof.as_mut().unwrap().root_hash = [0; 32];
+    // A proof that does not verify never becomes a completion: it is not
+    // evidence, refused before any SQL (`complete` takes verified entries only).
+    let mut bad = value.clone();
+    let uuid = bad.as_object().unwrap().keys().next().unwrap().clone();
+    bad[&uuid]["verification"]["inclusionProof"]["rootHash"] = serde_json::json!("00".repeat(32));
+    let root = attestor_queue::testing::fake_trusted_root();
     assert!(matches!(
-        complete_in_tenant(&db, "w", &leases[2], &bad, &value).await,
-        Err(QueueError::InvalidEntry(_))
+        verify_log_answer(&bad, &root, &Default::default(), chrono::Utc::now()),
+        Err(QueueError::NotEvidence(
+            attestor_transparency::VerifyError::InclusionProof(_)
+        ))
     ));
 }
 
@@ -597,8 +599,7 @@ async fn complete_many_fences_each_job_on_its_own() {
     let new4 = claim(&mut w, &opts(5)).await.unwrap()[0].lease;
     let own = |i: usize| {
         let v = fake_rekor_entry(leases[i].job_id, 100 + i as i64);
-        let e =
-            TlogEntry::from_rekor_v1_response(&serde_json::to_vec(&v).unwrap(), &Limits::default()).unwrap();
+        let e = fake_verified(&v);
         (e, v)
     };
     let (e0, v0) = own(0);
@@ -606,8 +607,7 @@ async fn complete_many_fences_each_job_on_its_own() {
     let (e4, v4) = own(4);
     // Jobs 0 and 1 share one log entry; job 3 claims a different body at job 0's index.
     let clash = fake_rekor_entry(uuid::Uuid::new_v4(), 100);
-    let e3 =
-        TlogEntry::from_rekor_v1_response(&serde_json::to_vec(&clash).unwrap(), &Limits::default()).unwrap();
+    let e3 = fake_verified(&clash);
     let items = vec![
         (leases[0], &e0, &v0),
         (leases[1], &e0, &v0),

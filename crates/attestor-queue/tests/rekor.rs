@@ -152,34 +152,6 @@ async fn a_proof_that_does_not_verify_is_retried() {
     );
 }
 
-/// With a trusted root configured, only entries the log signed are accepted:
-/// an entry whose proof is consistent but which carries no valid checkpoint
-/// and SET is retried, a signed one is returned.
-#[tokio::test]
-async fn with_a_trusted_root_only_signed_entries_are_accepted() {
-    use attestor_transparency::testlog::{bodies, to_rekor_v1_response, Style, TestLog};
-    let log = TestLog::p256(31, "rekor.example.test");
-    let root = TestLog::trusted_root(&[&log]);
-    let unsigned = entry();
-    let (base, _) = serve(Arc::new(move |_| reply(201, unsigned.clone()))).await;
-    let err = RekorSubmitter::new(&base)
-        .unwrap()
-        .with_trusted_root(root.clone())
-        .submit_entry(&proposed())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, SubmitError::Retryable(m) if m.contains("not evidence")),
-        "{err:?}"
-    );
-    let signed: Value =
-        serde_json::from_slice(&to_rekor_v1_response(&log.entry(Style::V1, &bodies(5, "q"), 2))).unwrap();
-    let body = signed.clone();
-    let (base, _) = serve(Arc::new(move |_| reply(201, body.clone()))).await;
-    let s = RekorSubmitter::new(&base).unwrap().with_trusted_root(root);
-    assert_eq!(s.submit_entry(&proposed()).await.unwrap(), signed);
-}
-
 #[tokio::test]
 async fn conflict_fetches_the_existing_entry() {
     let e = entry();
@@ -326,7 +298,7 @@ async fn worker_completes_jobs_through_the_http_submitter() {
     }))
     .await;
     let sub = Arc::new(RekorSubmitter::new(&base).unwrap());
-    let cfg = WorkerConfig::new("http-worker").poll_interval(Duration::from_millis(50));
+    let cfg = WorkerConfig::new("http-worker", fake_root()).poll_interval(Duration::from_millis(50));
     let h = Worker::new(cfg, tdb.worker_url(), db.clone(), sub).start();
     let mut admin = connect(&tdb.admin_url()).await;
     let start = Instant::now();

@@ -12,8 +12,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use attestor_formats::{Limits, TlogEntry};
-use attestor_queue::testing::{fake_log_index, fake_rekor_entry, FakeBehavior, FakeSubmitter};
+use attestor_queue::testing::{fake_log_index, fake_rekor_entry, fake_verified, FakeBehavior, FakeSubmitter};
 use attestor_queue::worker::complete_in_tenant;
 use attestor_queue::*;
 use common::*;
@@ -45,8 +44,7 @@ async fn claim_one(w: &mut AsyncPgConnection) -> ClaimedJob {
 
 async fn succeed(db: &attestor_repo::Database, job: &ClaimedJob) {
     let value = fake_rekor_entry(job.job_id(), fake_log_index(job.job_id()));
-    let entry =
-        TlogEntry::from_rekor_v1_response(&serde_json::to_vec(&value).unwrap(), &Limits::default()).unwrap();
+    let entry = fake_verified(&value);
     complete_in_tenant(db, "retention-test", &job.lease, &entry, &value)
         .await
         .unwrap();
@@ -365,7 +363,7 @@ async fn the_worker_purges_finished_jobs_and_keeps_their_entries() {
     let db = app_db(&tdb.app_url()).await;
     seed(&db, tenant(), "a", 30).await;
     seed(&db, tenant(), "b", 30).await;
-    let mut cfg = WorkerConfig::new("purging-worker")
+    let mut cfg = WorkerConfig::new("purging-worker", fake_root())
         .concurrency(8, 8)
         .poll_interval(Duration::from_millis(50))
         .retention(Some(Retention {

@@ -15,7 +15,7 @@ use common::*;
 use uuid::Uuid;
 
 fn config(id: &str) -> WorkerConfig {
-    WorkerConfig::new(id)
+    WorkerConfig::new(id, fake_root())
         .concurrency(8, 8)
         .lease(Duration::from_secs(30))
         .poll_interval(Duration::from_millis(50))

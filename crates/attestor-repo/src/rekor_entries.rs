@@ -15,6 +15,11 @@
 //! is the composite foreign key `(tenant_id, envelope_id)`, so it can only point
 //! at the same tenant's envelope (another tenant's id is [`RepoError::InvalidInput`]).
 //!
+//! The trusted root is the caller's (a configured Sigstore trusted root), or
+//! the tenant's own log anchors ([`ingest_bundle_trusting_tenant`],
+//! [`store_trusting_tenant`]: [`crate::trust_anchors::transparency_logs`],
+//! read in the same transaction).
+//!
 //! Must never: store an entry that did not verify against the trusted root it
 //! was given, or trust a root hash, SET or checkpoint the entry merely states.
 
@@ -55,14 +60,23 @@ pub struct RekorEntry {
     pub checkpoint: Option<String>,
     pub signed_entry_timestamp: Option<Vec<u8>>,
     pub leaf_hash: Vec<u8>,
-    /// SHA-256 of the SPKI DER of the log key that verified the entry;
-    /// `None` for a row stored without a signature check.
+    /// SHA-256 of the SPKI DER of the log key that verified the entry.
+    /// The table requires it for every row written since migration
+    /// `2026-12-03-400001`; `None` only in older rows, stored without a
+    /// signature check, which are not evidence ([`Self::is_evidence`]).
     pub verified_key_sha256: Option<Vec<u8>>,
     /// `checkpoint` or `set+checkpoint`; `None` with `verified_key_sha256`.
     pub evidence: Option<String>,
 }
 
 impl RekorEntry {
+    /// Whether the row records the log key that verified it (every row
+    /// written since the database requires it); a legacy row without one is
+    /// not evidence of anything.
+    pub fn is_evidence(&self) -> bool {
+        self.verified_key_sha256.is_some() && self.evidence.is_some()
+    }
+
     /// Cursor of this row for [`list`].
     pub fn cursor(&self) -> Cursor {
         Cursor {
@@ -94,6 +108,28 @@ pub async fn ingest_bundle(
     store(tx, &entry, envelope_id, trust).await
 }
 
+/// [`ingest_bundle`] against the tenant's own log anchors.
+pub async fn ingest_bundle_trusting_tenant(
+    tx: &mut TenantTx,
+    bundle: &[u8],
+    envelope_id: Option<Uuid>,
+) -> Result<Ingested<RekorEntry>, RepoError> {
+    let entry = TlogEntry::from_bundle(bundle, tx.limits())?;
+    store_trusting_tenant(tx, &entry, envelope_id).await
+}
+
+/// [`store`] against the tenant's own log anchors
+/// ([`crate::trust_anchors::transparency_logs`]); a tenant with none trusts
+/// no log, so every entry is [`RepoError::NotEvidence`].
+pub async fn store_trusting_tenant(
+    tx: &mut TenantTx,
+    entry: &TlogEntry,
+    envelope_id: Option<Uuid>,
+) -> Result<Ingested<RekorEntry>, RepoError> {
+    let trust = crate::trust_anchors::transparency_logs(tx).await?;
+    store(tx, entry, envelope_id, &trust).await
+}
+
 /// Stores a whole Sigstore bundle: its `dsseEnvelope` (idempotent) and its
 /// tlog entry (verified against `trust` first), linked to that envelope.
 /// Nothing is written when the entry does not verify: it is checked before the
@@ -118,7 +154,8 @@ pub async fn ingest_bundle_with_envelope(
 }
 
 /// Verifies the entry against `trust` (an entry without an integrated time is
-/// checked at the current time), then stores it (idempotent on `(log_id, log_index)`).
+/// checked at the current time: when it is handed in, see
+/// attestor-transparency's *Reference time*), then stores it (idempotent on `(log_id, log_index)`).
 pub async fn store(
     tx: &mut TenantTx,
     entry: &TlogEntry,

@@ -1,15 +1,22 @@
 //! Trust anchors: the verification keys a tenant trusts, with validity and revocation.
 //!
-//! Owns: creating an anchor (key id, algorithm, DER public key, optional purl
-//! pattern, allowed predicate types, validity window), the *active at time t*
-//! lookup by key id (valid_from ≤ t < valid_until, and not revoked at or before
-//! t), and revocation (`revoked_at`; revoking again can only move it earlier).
+//! Owns: creating a signing anchor (key id, algorithm, DER public key,
+//! optional purl pattern, allowed predicate types, validity window), the
+//! *active at time t* lookup by key id (valid_from ≤ t < valid_until, and not
+//! revoked at or before t), and revocation (`revoked_at`; revoking again can
+//! only move it earlier). A **log anchor** is a transparency log's key (log
+//! id, base URL, ECDSA P-256 or Ed25519 key, validity window; [`create_log_key`])
+//! and [`transparency_logs`] turns the tenant's log anchors into the
+//! [`TrustedRoot`] its transparency-log entries are verified against: each
+//! log's window ends at `valid_until` or at `revoked_at`, whichever is first.
 //!
 //! Must never: delete anchors (revocation keeps history for audits), verify
-//! signatures, or return an anchor that was revoked or outside its window at
-//! the requested time.
+//! signatures, return an anchor that was revoked or outside its window at
+//! the requested time, or let a log key pass for a signing key (or the
+//! reverse).
 
 use attestor_schema::schema::attestor::trust_anchors;
+use attestor_transparency::{TransparencyLog, TrustedRoot};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
@@ -36,6 +43,10 @@ pub struct TrustAnchor {
     pub valid_from: DateTime<Utc>,
     pub valid_until: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Set for a log anchor: the transparency log's id (`logId.keyId`).
+    pub log_id: Option<Vec<u8>>,
+    /// Set for a log anchor: the log's base URL (its host names the log on checkpoints).
+    pub log_base_url: Option<String>,
 }
 
 impl TrustAnchor {
@@ -123,7 +134,8 @@ pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<TrustAnchor, RepoError> 
     .ok_or_else(|| RepoError::not_found("trust anchor", id.to_string()))
 }
 
-/// The anchor for `key_id` trusted at `at` (the latest `valid_from` when windows overlap).
+/// The signing anchor for `key_id` trusted at `at` (the latest `valid_from`
+/// when windows overlap); log anchors are never returned.
 pub async fn find_active(
     tx: &mut TenantTx,
     key_id: &str,
@@ -133,6 +145,7 @@ pub async fn find_active(
     tx.statement("trust_anchors::find_active", |s| {
         s.table(trust_anchors::table)
             .filter(trust_anchors::key_id.eq(key_id))
+            .filter(trust_anchors::log_id.is_null())
             .filter(trust_anchors::valid_from.le(at))
             .filter(
                 trust_anchors::valid_until
@@ -183,4 +196,94 @@ pub async fn list(tx: &mut TenantTx, page: PageRequest) -> Result<Page<TrustAnch
         .load()
         .await?;
     Ok(Page::from_rows(rows, limit, TrustAnchor::cursor))
+}
+
+/// A transparency log's key to trust ([`create_log_key`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLogKey {
+    /// The log's base URL, e.g. `https://rekor.sigstore.dev`.
+    pub base_url: String,
+    /// The log id its entries name (`logId.keyId`).
+    pub log_id: Vec<u8>,
+    /// `ecdsa-p256-sha256` or `ed25519`.
+    pub algorithm: String,
+    /// SubjectPublicKeyInfo, DER.
+    pub public_key: Vec<u8>,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+/// Creates a log anchor; its key id is the log id in lowercase hex. The key
+/// must decode as `algorithm` and the base URL name a host, else
+/// [`RepoError::InvalidInput`] and nothing is written; the same log id and
+/// `valid_from` twice is a [`RepoError::Conflict`].
+pub async fn create_log_key(tx: &mut TenantTx, new: &NewLogKey) -> Result<TrustAnchor, RepoError> {
+    no_nul("base_url", &new.base_url)?;
+    TransparencyLog::new(
+        &new.base_url,
+        new.log_id.clone(),
+        &new.algorithm,
+        new.public_key.clone(),
+        new.valid_from,
+        new.valid_until,
+    )
+    .map_err(|e| RepoError::invalid(format!("log key: {e}")))?;
+    tx.statement("trust_anchors::create_log_key", |s| {
+        s.insert(
+            trust_anchors::table,
+            (
+                trust_anchors::key_id.eq(hex::encode(&new.log_id)),
+                trust_anchors::algorithm.eq(&new.algorithm),
+                trust_anchors::public_key.eq(&new.public_key),
+                trust_anchors::valid_from.eq(new.valid_from),
+                trust_anchors::valid_until.eq(new.valid_until),
+                trust_anchors::log_id.eq(&new.log_id),
+                trust_anchors::log_base_url.eq(&new.base_url),
+            ),
+        )
+        .returning(TrustAnchor::as_returning())
+    })
+    .one()
+    .await
+}
+
+/// The tenant's log anchors as a trusted root: one [`TransparencyLog`] per
+/// anchor, valid from `valid_from` until `valid_until` or `revoked_at`,
+/// whichever comes first (an anchor revoked before its window opened is left
+/// out: it never vouched for anything). A stored anchor whose key no longer
+/// decodes is [`RepoError::InvalidInput`] naming it, never skipped.
+pub async fn transparency_logs(tx: &mut TenantTx) -> Result<TrustedRoot, RepoError> {
+    let rows: Vec<TrustAnchor> = tx
+        .statement("trust_anchors::transparency_logs", |s| {
+            s.table(trust_anchors::table)
+                .filter(trust_anchors::log_id.is_not_null())
+                .order((trust_anchors::valid_from, trust_anchors::id))
+                .select(TrustAnchor::as_select())
+        })
+        .load()
+        .await?;
+    let mut logs = Vec::with_capacity(rows.len());
+    for row in rows {
+        let until = match (row.valid_until, row.revoked_at) {
+            (Some(u), Some(r)) => Some(u.min(r)),
+            (u, r) => u.or(r),
+        };
+        if until.is_some_and(|end| end <= row.valid_from) {
+            continue;
+        }
+        let (Some(log_id), Some(base_url)) = (row.log_id, row.log_base_url) else {
+            continue; // the query selects log anchors only, which have both
+        };
+        let log = TransparencyLog::new(
+            &base_url,
+            log_id,
+            &row.algorithm,
+            row.public_key,
+            row.valid_from,
+            until,
+        )
+        .map_err(|e| RepoError::invalid(format!("stored log anchor {}: {e}", row.id)))?;
+        logs.push(log);
+    }
+    Ok(TrustedRoot::from_logs(logs))
 }

@@ -649,3 +649,157 @@ async fn a_generated_bundle_stores_envelope_and_linked_entry() {
         Some("https://spdx.dev/Document")
     );
 }
+
+/// Ingest can trust the tenant's own log anchors instead of a configured
+/// root: no anchor, no evidence; an anchor for the log makes its entries
+/// verify and the row names that key; another tenant's anchors count for
+/// nothing; a key outside its window, or revoked before the entry's time,
+/// does not vouch; a key that does not decode is refused when the anchor
+/// is created; and a log anchor never passes for a signing key.
+/// (An anchor revoked before its window opened is left out of the root.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rekor_entries_verify_against_the_tenants_log_anchors() {
+    use attestor_transparency::testlog::{bodies, to_bundle, Style, TestLog, INTEGRATED_TIME};
+    use attestor_transparency::VerifyError;
+    let tdb = test_db();
+    let db = app(&tdb, 1).await;
+    let (t, other) = (TenantId::new_random(), TenantId::new_random());
+    let log = test_log();
+    let v2 = TestLog::ed25519(23, "log2.example.test");
+    let env_value: Value = serde_json::from_slice(&intoto_envelope(
+        "https://example.com/p",
+        &sha256_hex(b"a"),
+        json!({}),
+        false,
+    ))
+    .unwrap();
+    let v1_bundle = bundle(&env_value, 3000, 5, 2, false);
+    let v2_bundle = to_bundle(&v2.entry(Style::V2, &bodies(4, "anchors"), 1));
+    let key = |l: &TestLog, valid_from: i64, valid_until: Option<i64>| trust_anchors::NewLogKey {
+        base_url: l.log.base_url.clone(),
+        log_id: l.log.log_id.clone(),
+        algorithm: l.log.key.algorithm().to_owned(),
+        public_key: l.log.spki_der.clone(),
+        valid_from: ts(valid_from),
+        valid_until: valid_until.map(ts),
+    };
+    let not_evidence = |e: &RepoError| matches!(e, RepoError::NotEvidence { .. });
+
+    // No anchors: nothing is evidence, nothing is written.
+    let b = v1_bundle.clone();
+    let e = run!(db, t, |tx| {
+        rekor_entries::ingest_bundle_trusting_tenant(tx, &b, None).await
+    })
+    .unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            RepoError::NotEvidence {
+                source: VerifyError::UnknownLog { .. }
+            }
+        ),
+        "{e:?}"
+    );
+
+    // The v1 log's key, and the v2 log's key whose window closed an hour ago.
+    let now = Utc::now().timestamp();
+    let (k1, k2) = (
+        key(&log, 1_600_000_000, None),
+        key(&v2, 1_600_000_000, Some(now - 3600)),
+    );
+    let (b1, b2) = (v1_bundle.clone(), v2_bundle.clone());
+    let (stored, v2_err, anchors) = run!(db, t, |tx| {
+        trust_anchors::create_log_key(tx, &k1).await?;
+        trust_anchors::create_log_key(tx, &k2).await?;
+        let stored = rekor_entries::ingest_bundle_trusting_tenant(tx, &b1, None).await?;
+        let v2_err = rekor_entries::ingest_bundle_trusting_tenant(tx, &b2, None)
+            .await
+            .unwrap_err();
+        let anchors = trust_anchors::transparency_logs(tx).await?;
+        Ok((stored, v2_err, anchors))
+    })
+    .unwrap();
+    assert!(stored.created);
+    assert_eq!(
+        stored.row.verified_key_sha256.as_deref().map(hex::encode),
+        Some(sha256_hex(&log.log.spki_der))
+    );
+    assert_eq!(stored.row.evidence.as_deref(), Some("set+checkpoint"));
+    assert!(
+        matches!(
+            &v2_err,
+            RepoError::NotEvidence {
+                source: VerifyError::KeyNotValid { .. }
+            }
+        ),
+        "a v2 key is checked when the entry is handed in: {v2_err:?}"
+    );
+    assert_eq!(anchors.tlogs.len(), 2);
+    let mut names: Vec<&str> = anchors.tlogs.iter().map(|l| l.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["log2.example.test", "rekor.example.test"]);
+
+    // Another tenant does not inherit them.
+    let b = v1_bundle.clone();
+    let e = run!(db, other, |tx| {
+        rekor_entries::ingest_bundle_trusting_tenant(tx, &b, None).await
+    })
+    .unwrap_err();
+    assert!(not_evidence(&e), "{e:?}");
+
+    // The v2 key with an open window verifies; revoked before the v1
+    // entry's integrated time, the v1 key no longer vouches for it.
+    let k3 = key(&v2, 1_650_000_000, None);
+    let b2 = v2_bundle.clone();
+    let b1 = v1_bundle.clone();
+    let (v2_stored, v1_err, signing) = run!(db, t, |tx| {
+        trust_anchors::create_log_key(tx, &k3).await?;
+        let v2_stored = rekor_entries::ingest_bundle_trusting_tenant(tx, &b2, None).await?;
+        let anchor = trust_anchors::list(tx, PageRequest::first(50))
+            .await?
+            .items
+            .into_iter()
+            .find(|a| a.log_base_url.as_deref() == Some("https://rekor.example.test"))
+            .unwrap();
+        trust_anchors::revoke(tx, anchor.id, ts(INTEGRATED_TIME - 1)).await?;
+        // (stored already: the entry is verified again before the stored row is looked up)
+        let v1_err = rekor_entries::ingest_bundle_trusting_tenant(tx, &b1, None)
+            .await
+            .unwrap_err();
+        let signing =
+            trust_anchors::find_active(tx, &hex::encode(anchor.log_id.unwrap()), ts(1_650_000_000)).await?;
+        Ok((v2_stored, v1_err, signing))
+    })
+    .unwrap();
+    assert_eq!(
+        v2_stored.row.verified_key_sha256.as_deref().map(hex::encode),
+        Some(sha256_hex(&v2.log.spki_der))
+    );
+    assert_eq!(v2_stored.row.evidence.as_deref(), Some("checkpoint"));
+    assert!(
+        matches!(
+            &v1_err,
+            RepoError::NotEvidence {
+                source: VerifyError::KeyNotValid { .. }
+            }
+        ),
+        "{v1_err:?}"
+    );
+    assert_eq!(signing, None, "a log key is not a signing key");
+
+    // A key that does not decode, or a URL without a host: refused, nothing written.
+    let mut bad_key = key(&log, 1_700_000_001, None);
+    bad_key.public_key = vec![0x30, 0x03, 0x02, 0x01, 0x00];
+    let mut bad_url = key(&log, 1_700_000_002, None);
+    bad_url.base_url = "rekor.example.test".into();
+    let (e1, e2, n) = run!(db, t, |tx| {
+        let e1 = trust_anchors::create_log_key(tx, &bad_key).await.unwrap_err();
+        let e2 = trust_anchors::create_log_key(tx, &bad_url).await.unwrap_err();
+        let n = trust_anchors::transparency_logs(tx).await?.tlogs.len();
+        Ok((e1, e2, n))
+    })
+    .unwrap();
+    assert!(matches!(e1, RepoError::InvalidInput { .. }), "{e1:?}");
+    assert!(matches!(e2, RepoError::InvalidInput { .. }), "{e2:?}");
+    assert_eq!(n, 3, "the bad keys were not stored");
+}

@@ -126,6 +126,8 @@ pub mod attestor {
             valid_from -> Timestamptz,
             valid_until -> Nullable<Timestamptz>,
             revoked_at -> Nullable<Timestamptz>,
+            log_id -> Nullable<Bytea>,
+            log_base_url -> Nullable<Text>,
         }
     }
 

@@ -87,6 +87,41 @@ pub struct TransparencyLog {
 }
 
 impl TransparencyLog {
+    /// A log configured outside a trusted-root file (e.g. a tenant's trust
+    /// anchor): `algorithm` is `ecdsa-p256-sha256` or `ed25519`, `spki_der`
+    /// its SubjectPublicKeyInfo DER, the window `valid_from..valid_until`.
+    /// The same checks as a trusted-root document's `tlogs[]` entry; the
+    /// field names in errors are `baseUrl`, `logId`, `publicKey`, `validFor`.
+    ///
+    /// Errors: [`TrustedRootError::InvalidField`].
+    pub fn new(
+        base_url: &str,
+        log_id: Vec<u8>,
+        algorithm: &str,
+        spki_der: Vec<u8>,
+        valid_from: DateTime<Utc>,
+        valid_until: Option<DateTime<Utc>>,
+    ) -> Result<Self, TrustedRootError> {
+        let name = host(base_url).ok_or_else(|| invalid("baseUrl", "expected an http(s) URL with a host"))?;
+        if log_id.is_empty() {
+            return Err(invalid("logId", "must not be empty"));
+        }
+        let key =
+            LogKey::from_spki_der(algorithm, &spki_der).map_err(|reason| invalid("publicKey", reason))?;
+        if valid_until.is_some_and(|end| end <= valid_from) {
+            return Err(invalid("validFor", "end is not after start"));
+        }
+        Ok(TransparencyLog {
+            base_url: base_url.to_owned(),
+            name,
+            log_id,
+            key,
+            spki_der,
+            valid_from,
+            valid_until,
+        })
+    }
+
     /// Log id, lowercase hex (how [`attestor_formats::TlogEntry::log_id`] spells it).
     pub fn log_id_hex(&self) -> String {
         hex::encode(&self.log_id)

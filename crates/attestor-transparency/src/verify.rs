@@ -6,13 +6,16 @@
 //! verifies; the checkpoint is present, verifies and states the proof's tree
 //! size and root; an entry with an integrated time has its SET, one without has
 //! the proof's leaf index as its log index (the crate docs give the reasons).
-//! [`VerifiedEntry`] says which key verified and with what.
+//! [`VerifiedEntry`] says which key verified and with what;
+//! [`VerifiedTlogEntry`] owns the entry with that answer, for callers that
+//! store it.
 //!
 //! Must never: accept an entry on a proof checked only against its own stated
 //! root, skip a signature that is present, or read the clock.
 
 use attestor_formats::{merkle, FormatError, TlogEntry};
 use chrono::{DateTime, Utc};
+use sha2::{Digest as _, Sha256};
 
 use crate::checkpoint::verify_checkpoint;
 use crate::error::VerifyError;
@@ -49,23 +52,20 @@ pub struct VerifiedEntry<'a> {
     pub checked_at: DateTime<Utc>,
 }
 
-/// Verifies `entry` against `root`; `now` is the reference time for an entry
-/// without an integrated time (Rekor v2), whose log key must be valid then.
+/// Verifies `entry` against `root`. `observed_at` is when the verifier
+/// obtained the entry's signed checkpoint (the log's answer arrived, or the
+/// bundle was handed in): the reference time for an entry without an
+/// integrated time (Rekor v2), whose log key must be valid then (the crate
+/// docs, *Reference time*, say why this and no other time).
 ///
 /// Errors: one [`VerifyError`] variant per failure, the first one found in the
 /// order of the module docs.
 pub fn verify_entry<'a>(
     entry: &TlogEntry,
     root: &'a TrustedRoot,
-    now: DateTime<Utc>,
+    observed_at: DateTime<Utc>,
 ) -> Result<VerifiedEntry<'a>, VerifyError> {
-    let at = match entry.integrated_time {
-        Some(secs) => DateTime::<Utc>::from_timestamp(secs, 0).ok_or_else(|| VerifyError::KeyNotValid {
-            log_id: entry.log_id.clone(),
-            at: format!("unix time {secs}"),
-        })?,
-        None => now,
-    };
+    let at = reference_time(entry, observed_at)?;
     let mut logs = root.logs_with_id(&entry.log_id).peekable();
     if logs.peek().is_none() {
         return Err(VerifyError::UnknownLog {
@@ -125,4 +125,68 @@ pub fn verify_entry<'a>(
         evidence,
         checked_at: at,
     })
+}
+
+/// The time the log key's validity window is checked at: the entry's
+/// integrated time when it has one (the SET signs it), else `observed_at`.
+fn reference_time(entry: &TlogEntry, observed_at: DateTime<Utc>) -> Result<DateTime<Utc>, VerifyError> {
+    match entry.integrated_time {
+        Some(secs) => DateTime::<Utc>::from_timestamp(secs, 0).ok_or_else(|| VerifyError::KeyNotValid {
+            log_id: entry.log_id.clone(),
+            at: format!("unix time {secs}"),
+        }),
+        None => Ok(observed_at),
+    }
+}
+
+/// An entry that verified, owned together with what verified it: the only
+/// way to get one is [`VerifiedTlogEntry::verify`], so a function that takes
+/// one (the queue's completion) cannot be handed an entry nobody checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedTlogEntry {
+    entry: TlogEntry,
+    key_sha256: [u8; 32],
+    evidence: Evidence,
+    checked_at: DateTime<Utc>,
+}
+
+impl VerifiedTlogEntry {
+    /// [`verify_entry`], keeping the entry.
+    ///
+    /// Errors: as [`verify_entry`].
+    pub fn verify(
+        entry: TlogEntry,
+        root: &TrustedRoot,
+        observed_at: DateTime<Utc>,
+    ) -> Result<Self, VerifyError> {
+        let v = verify_entry(&entry, root, observed_at)?;
+        let key_sha256 = Sha256::digest(&v.log.spki_der).into();
+        let (evidence, checked_at) = (v.evidence, v.checked_at);
+        Ok(VerifiedTlogEntry {
+            entry,
+            key_sha256,
+            evidence,
+            checked_at,
+        })
+    }
+
+    /// The entry.
+    pub fn entry(&self) -> &TlogEntry {
+        &self.entry
+    }
+
+    /// SHA-256 of the SubjectPublicKeyInfo DER of the log key that verified it.
+    pub fn key_sha256(&self) -> &[u8; 32] {
+        &self.key_sha256
+    }
+
+    /// Which signatures verified.
+    pub fn evidence(&self) -> Evidence {
+        self.evidence
+    }
+
+    /// The time the key's validity was checked at.
+    pub fn checked_at(&self) -> DateTime<Utc> {
+        self.checked_at
+    }
 }

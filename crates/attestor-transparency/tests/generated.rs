@@ -276,6 +276,55 @@ fn unknown_log_and_key_outside_its_window_are_refused() {
     verify_entry(&e2, &root_of(&[&b_ended]), earlier).unwrap();
 }
 
+/// The key's window is checked at the entry's integrated time (signed by
+/// the SET) when it has one, whatever the observation time; without one
+/// (Rekor v2) at the observation time, and adding an integrated time to
+/// move the check into the window only makes a SET necessary.
+#[test]
+fn reference_time_is_the_integrated_time_or_else_the_observation_time() {
+    use attestor_transparency::VerifiedTlogEntry;
+    let at = |secs: i64| DateTime::from_timestamp(secs, 0).unwrap();
+    let (mut a, mut b) = (v1_log(), v2_log());
+    a.log.valid_from = at(INTEGRATED_TIME - 10);
+    a.log.valid_until = Some(at(INTEGRATED_TIME + 10));
+    b.log.valid_from = at(1_740_000_000);
+    b.log.valid_until = Some(at(1_760_000_000));
+    let root = root_of(&[&a, &b]);
+    let e1 = a.entry(Style::V1, &bodies(4, "t"), 3);
+    let e2 = b.entry(Style::V2, &bodies(4, "t"), 3);
+    // v1: the observation time does not matter, before or after the window.
+    for observed in [at(0), now(), at(1_900_000_000)] {
+        let v = VerifiedTlogEntry::verify(e1.clone(), &root, observed).unwrap();
+        assert_eq!(v.checked_at(), at(INTEGRATED_TIME));
+        assert_eq!(v.key_sha256().as_slice(), sha2_256(&a.log.spki_der));
+    }
+    // v2: observed inside the window, before it opened, after it closed.
+    let v = VerifiedTlogEntry::verify(e2.clone(), &root, now()).unwrap();
+    assert_eq!((v.checked_at(), v.evidence()), (now(), Evidence::Checkpoint));
+    assert_eq!(v.key_sha256().as_slice(), sha2_256(&b.log.spki_der));
+    for observed in [at(1_739_999_999), at(1_760_000_000)] {
+        assert!(
+            matches!(
+                verify_entry(&e2, &root, observed),
+                Err(VerifyError::KeyNotValid { .. })
+            ),
+            "{observed}"
+        );
+    }
+    // An integrated time added to the v2 entry (inside the window) is not signed.
+    let mut moved = e2.clone();
+    moved.integrated_time = Some(1_750_000_000);
+    assert!(matches!(
+        verify_entry(&moved, &root, at(1_800_000_000)),
+        Err(VerifyError::SetRequired)
+    ));
+}
+
+fn sha2_256(bytes: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).to_vec()
+}
+
 #[test]
 fn v2_entry_must_state_its_proof_index_and_carry_no_set() {
     let b = v2_log();

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use attestor_queue::testing::{FakeBehavior, FakeSubmitter};
+use attestor_queue::testing::{fake_trusted_root, FakeBehavior, FakeSubmitter};
 use attestor_queue::{Worker, WorkerConfig};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -21,7 +21,7 @@ async fn main() {
         .await
         .expect("app database");
     let submitter = Arc::new(FakeSubmitter::new(FakeBehavior::Succeed).with_delay(Duration::from_millis(2)));
-    let config = WorkerConfig::new(args[3].clone())
+    let config = WorkerConfig::new(args[3].clone(), Arc::new(fake_trusted_root()))
         .concurrency(8, 8)
         .lease(Duration::from_millis(1500))
         .poll_interval(Duration::from_millis(50));

@@ -156,3 +156,8 @@ pub async fn make_due(admin: &mut AsyncPgConnection) {
     .await
     .unwrap();
 }
+
+/// The trusted root that lists the fakes' log (every worker needs one).
+pub fn fake_root() -> std::sync::Arc<attestor_transparency::TrustedRoot> {
+    std::sync::Arc::new(attestor_queue::testing::fake_trusted_root())
+}

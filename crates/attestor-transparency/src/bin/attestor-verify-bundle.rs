@@ -4,8 +4,9 @@
 //! Exit status: 0 when the entry verifies (one line names the log, key and
 //! evidence), 1 when it does not (the reason on stderr), 2 when the input is
 //! unusable (missing arguments, unreadable files, a trusted root or bundle that
-//! does not parse). The reference time for an entry without an integrated time
-//! is the current time.
+//! does not parse). An entry's key must be valid at its integrated time; for
+//! an entry without one (Rekor v2) at the current time, when the bundle is
+//! observed (the library's *Reference time* says why).
 //!
 //! Must never: write anything, or exit 0 for an entry that `verify_entry` refuses.
 
