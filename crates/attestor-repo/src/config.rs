@@ -43,13 +43,13 @@ pub struct DatabaseConfig {
 
 /// PostgreSQL's `plan_cache_mode` for a pool's connections.
 ///
-/// Under Row-Level Security the tenant predicate compares with the policy's
-/// InitPlan, a value the planner never sees, so a custom plan cannot use the
+/// Under Row-Level Security the tenant predicate compares with the inlined
+/// tenant helper, a value (a GUC) the planner never sees, so a custom plan cannot use the
 /// most selective predicate of a tenant query anyway. PostgreSQL's `auto`
 /// still keeps re-planning a statement whose generic plan looks dearer than
 /// its custom ones, typically one with `LIMIT $n` (a generic plan estimates
 /// an unknown limit at 10% of the rows): every page of a list is planned
-/// again, policies, sub-select and the inlined tenant helper included. Measured (`cargo xtask bench guard`, 1M rows): a page
+/// again, policies and the inlined tenant helper included. Measured (`cargo xtask bench guard`, 1M rows): a page
 /// of 50 costs the server ~85 µs planned each time, ~45 µs with a generic
 /// plan. Choose [`PlanCacheMode::Auto`] (or set `plan_cache_mode` for one
 /// transaction with `set_config`) for statements whose best plan depends on
