@@ -178,10 +178,13 @@ async fn build_pool(config: &DatabaseConfig, splice: bool) -> Result<Pool, RepoE
         return Err(RepoError::invalid("max_connections must be at least 1"));
     }
     let mode = config.tenant_context_mode;
-    let session_setup = [config.plan_cache_mode.session_setup(), mode.session_setup().map(str::to_owned)]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>();
+    let session_setup = [
+        config.plan_cache_mode.session_setup(),
+        mode.session_setup().map(str::to_owned),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>();
     let manager = GuardedManager {
         inner: AsyncDieselConnectionManager::new(config.url.clone()),
         url: config.url.clone(),
@@ -344,7 +347,12 @@ enum Opening {
 
 /// Runs `f` in a transaction opened with `begin`, whose `COMMIT` goes out
 /// behind `check` (see [`wire::encode_check`]); see the module docs.
-async fn run_in_transaction<'a, X, T, E, F>(mut tx: X, begin: Opening, check: bytes::BytesMut, f: F) -> Result<T, E>
+async fn run_in_transaction<'a, X, T, E, F>(
+    mut tx: X,
+    begin: Opening,
+    check: bytes::BytesMut,
+    f: F,
+) -> Result<T, E>
 where
     X: Guarded + Send + 'a,
     F: for<'r> FnOnce(&'r mut X) -> ScopedBoxFuture<'a, 'r, Result<T, E>> + Send + 'a,
@@ -468,6 +476,16 @@ async fn end_spliced<T, E: From<RepoError>>(
             "the tenant context was changed inside the transaction; rolled back, the connection is discarded"
         );
         return Err(RepoError::TenantContextChanged.into());
+    }
+    if commit.check_broken {
+        // The check itself failed otherwise than on an already aborted
+        // transaction (which the COMMIT rolls back, reported below): e.g. the
+        // connection lost its check statement and could never commit again.
+        tracing::warn!(
+            ?commit,
+            "the check in front of COMMIT failed; the connection is discarded"
+        );
+        return Err(RepoError::TransactionAborted.into());
     }
     release_if_clean(g);
     if commit.rolled_back {

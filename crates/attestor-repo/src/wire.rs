@@ -195,6 +195,10 @@ pub(crate) struct Report {
     /// A commit's check went out and failed: the tenant context was not what
     /// the guard set.
     pub check_failed: bool,
+    /// A commit's check failed with another SQLSTATE than an already
+    /// aborted transaction's (25P02) or a changed context's: e.g. the check
+    /// statement is gone, and the connection could never commit again.
+    pub check_broken: bool,
     /// Every answer of the injected (or watched) request arrived up to the
     /// `ReadyForQuery` of its group, and the framing held.
     pub in_sync: bool,
@@ -389,7 +393,11 @@ fn encode_unnamed(sql: &str, buf: &mut BytesMut) {
 /// canonical text of a validated UUID, or empty for the worker pool), the
 /// actor as a quoted literal (the caller refused NUL), the statement
 /// timeout in milliseconds.
-pub(crate) fn set_local_statements(tenant: &str, actor: &str, statement_timeout: Option<Duration>) -> Vec<String> {
+pub(crate) fn set_local_statements(
+    tenant: &str,
+    actor: &str,
+    statement_timeout: Option<Duration>,
+) -> Vec<String> {
     let mut out = vec![
         format!("SET LOCAL app.tenant_id = {}", quote_literal(tenant)),
         format!("SET LOCAL app.actor = {}", quote_literal(actor)),
@@ -404,7 +412,9 @@ pub(crate) fn set_local_statements(tenant: &str, actor: &str, statement_timeout:
 /// is (postgres-protocol's quoting: quotes doubled, and an `E''` literal
 /// with doubled backslashes when there is a backslash).
 pub(crate) fn quote_literal(value: &str) -> String {
-    postgres_protocol::escape::escape_literal(value).trim_start().to_owned()
+    postgres_protocol::escape::escape_literal(value)
+        .trim_start()
+        .to_owned()
 }
 
 /// A transaction's opening: `Parse`/`Bind`/`Execute` of `BEGIN` (unnamed
@@ -785,8 +795,12 @@ impl<S> SpliceStream<S> {
                 // The commit check's own refusal is the failed cast (22P02);
                 // anything else (an already aborted transaction, 25P02) is not
                 // a changed context.
-                if error_code(&self.capture) == Some(b"22P02".as_slice()) {
-                    self.splice.state().report.check_failed = true;
+                let code = error_code(&self.capture);
+                let mut s = self.splice.state();
+                match code {
+                    Some(b"22P02") => s.report.check_failed = true,
+                    Some(b"25P02") => {}
+                    _ => s.report.check_broken = true,
                 }
             }
             b'C' if self.capturing => {

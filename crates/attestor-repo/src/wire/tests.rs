@@ -422,10 +422,12 @@ fn a_commit_goes_out_behind_the_context_check_whose_answers_are_taken_out() {
     .concat();
     let mismatch = [message(b'E', b"SERROR\0VERROR\0C22P02\0Mno\0\0"), z(b'E')].concat();
     let aborted = [message(b'E', b"SERROR\0VERROR\0C25P02\0Mno\0\0"), z(b'E')].concat();
-    for (check_answers, tag, check_failed, failed) in [
-        (check_ok, &b"COMMIT\0"[..], false, false),
-        (mismatch, b"ROLLBACK\0", true, true),
-        (aborted, b"ROLLBACK\0", false, true),
+    let gone = [message(b'E', b"SERROR\0VERROR\0C26000\0Mno\0\0"), z(b'E')].concat();
+    for (check_answers, tag, check_failed, failed, broken) in [
+        (check_ok, &b"COMMIT\0"[..], false, false, false),
+        (mismatch, b"ROLLBACK\0", true, true, false),
+        (aborted, b"ROLLBACK\0", false, true, false),
+        (gone, b"ROLLBACK\0", false, true, true),
     ] {
         let driver = [message(b'C', tag), z(b'I')].concat();
         let incoming = [check_answers.clone(), driver.clone()].concat();
@@ -441,6 +443,7 @@ fn a_commit_goes_out_behind_the_context_check_whose_answers_are_taken_out() {
                 d.injected
                     && d.in_sync
                     && d.check_failed == check_failed
+                    && d.check_broken == broken
                     && d.failed == failed
                     && d.rolled_back == failed
                     && d.status == Some(b'I'),
@@ -452,9 +455,19 @@ fn a_commit_goes_out_behind_the_context_check_whose_answers_are_taken_out() {
 
 #[test]
 fn a_set_local_opening_sends_one_statement_per_setting_and_takes_their_answers_out() {
-    let (begin, answers) = encode_begin(TenantContextMode::SetLocal, "t", "o'b", Some(Duration::from_millis(5)));
+    let (begin, answers) = encode_begin(
+        TenantContextMode::SetLocal,
+        "t",
+        "o'b",
+        Some(Duration::from_millis(5)),
+    );
     let text = String::from_utf8_lossy(&begin).into_owned();
-    for sql in ["BEGIN", "SET LOCAL app.tenant_id = 't'", "SET LOCAL app.actor = 'o''b'", "SET LOCAL statement_timeout = 5"] {
+    for sql in [
+        "BEGIN",
+        "SET LOCAL app.tenant_id = 't'",
+        "SET LOCAL app.actor = 'o''b'",
+        "SET LOCAL statement_timeout = 5",
+    ] {
         assert!(text.contains(&format!("{sql}\0")), "{sql} in {text:?}");
     }
     assert!(!text.contains("set_config"), "{text:?}");
@@ -468,5 +481,8 @@ fn a_set_local_opening_sends_one_statement_per_setting_and_takes_their_answers_o
     let incoming = [opening, driver.clone()].concat();
     assert_eq!(read_split(&mut s, &incoming, 9).unwrap(), driver);
     let d = splice.disarm();
-    assert!(d.injected && d.in_sync && !d.failed && d.status == Some(b'T'), "{d:?}");
+    assert!(
+        d.injected && d.in_sync && !d.failed && d.status == Some(b'T'),
+        "{d:?}"
+    );
 }
