@@ -373,7 +373,7 @@ pub fn run(args: Args) -> Result<()> {
         let mut shape = Shape::Generated;
         for (route, mode, want, _) in ROUTES {
             if want != shape {
-                admin.batch_execute(&policy_sql(want))?;
+                diesel::connection::SimpleConnection::batch_execute(&mut admin, &policy_sql(want))?;
                 shape = want;
             }
             let mut totals = [0u64; 2];
@@ -387,7 +387,7 @@ pub fn run(args: Args) -> Result<()> {
             per_op.push(diff as f64 / ops as f64);
         }
         if shape != Shape::Generated {
-            admin.batch_execute(&policy_sql(Shape::Generated))?;
+            diesel::connection::SimpleConnection::batch_execute(&mut admin, &policy_sql(Shape::Generated))?;
         }
         report(name, &pg, query, &per_op, ops, json);
     }

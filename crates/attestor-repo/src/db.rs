@@ -25,11 +25,17 @@
 //!    all. On the worker pool the opening is one simple-query message of its
 //!    own, `BEGIN; SELECT set_config('app.tenant_id', '', true),
 //!    set_config('app.actor', E'…', true)`, through
-//!    `AnsiTransactionManager::begin_transaction_sql` (the actor an escaped
-//!    `E''` literal, NUL refused). The mechanism, and what fails closed, is
-//!    documented in one place: the `wire` module.
+//!    `AnsiTransactionManager::begin_transaction_sql` (the actor a quoted
+//!    literal, NUL refused). How the context is sent is the pool's
+//!    [`TenantContextMode`], fixed when it is built: `set_config(…, true)`
+//!    (default) or `SET LOCAL …` inside `BEGIN` (what Citus forwards to the
+//!    shards; `fetch` then runs as a one-statement transaction). The
+//!    mechanism, and what fails closed, is documented in one place: the
+//!    `wire` module.
 //! 3. The closure runs with `&mut TenantTx`.
-//! 4. `Ok` → `COMMIT`; `Err` → `ROLLBACK`. On both pools the splice reads
+//! 4. `Ok` → `COMMIT`, behind a check that the tenant and actor are still
+//!    what the guard set (else [`RepoError::TenantContextChanged`], rolled
+//!    back, the connection discarded); `Err` → `ROLLBACK`. On both pools the splice reads
 //!    what the server says the `COMMIT` did: a `ROLLBACK` tag (the
 //!    transaction was aborted, even by an error the closure never saw, such
 //!    as one raised while a row stream was read) or a status other than idle
@@ -55,7 +61,9 @@
 //! transaction back.
 //!
 //! New connections get the configured `plan_cache_mode`
-//! ([`crate::PlanCacheMode`]), the only session-level setting a pool makes.
+//! ([`crate::PlanCacheMode`]) and, under [`TenantContextMode::SetLocal`],
+//! `citus.propagate_set_commands = 'local'`: the only session-level settings
+//! a pool makes.
 //!
 //! Must never: hand out a pooled connection outside a transaction that set a
 //! tenant (the worker path is separately named and sets the tenant GUC to the

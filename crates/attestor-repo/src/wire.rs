@@ -44,10 +44,25 @@
 //!   connection fails without sending the held bytes, so no statement of the
 //!   transaction ever runs in autocommit. This costs a round trip only when
 //!   the driver pipelines a second group before the first one's answer.
-//! - **A watched request** (nothing injected): the next `Query` written (the
-//!   transaction's `COMMIT`); its first `CommandComplete`'s tag (`ROLLBACK`
-//!   means PostgreSQL rolled the transaction back) and its `ReadyForQuery`
-//!   status are recorded.
+//!   Under `TenantContextMode::SetLocal` the opening is `BEGIN` and one
+//!   `Parse`/`Bind`/`Execute` per `SET LOCAL` (tenant, actor, statement
+//!   timeout; the values inlined as quoted literals, since a utility
+//!   statement takes no parameters), in the same place and with the same
+//!   holding: `SET LOCAL` inside `BEGIN` is what Citus forwards to the
+//!   shards. No `set_config` guard is even prepared on such a connection.
+//! - **A transaction's `COMMIT`**: in front of it, with a `Sync` of its own,
+//!   `Bind`/`Execute` of `attestor_guard_check` with the tenant and actor the
+//!   guard set (both modes). It reads the settings and, when either differs,
+//!   fails (22P02), which aborts the transaction, so the `COMMIT` right
+//!   behind it (not held: no extra round trip) rolls back. Then the `COMMIT`
+//!   is watched: its first `CommandComplete`'s tag (`ROLLBACK` means
+//!   PostgreSQL rolled the transaction back) and its `ReadyForQuery` status
+//!   are recorded, and the check's SQLSTATE says whether the context had
+//!   changed (22P02), the transaction was already aborted (25P02), or the
+//!   check could not run at all. So one transaction never commits under two
+//!   mechanisms' values (on Citus, a `set_config` on a `SET LOCAL`
+//!   connection changes the coordinator only, and the two would disagree
+//!   about the tenant). A change undone before the `COMMIT` is not seen.
 //!
 //! The injected messages' answers (`ParseComplete`, `BindComplete`,
 //! `DataRow`, `CommandComplete`, and the `ReadyForQuery` of an opening with
