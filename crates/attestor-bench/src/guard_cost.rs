@@ -80,15 +80,50 @@ enum Shape {
 
 const ROUTES: [(Route, Mode, Shape, &str); 10] = [
     (Route::Baseline, Mode::SetConfig, Shape::Generated, "baseline"),
-    (Route::Fetch, Mode::SetConfig, Shape::Generated, "fetch (guard + RLS)"),
-    (Route::GuardAlone, Mode::SetConfig, Shape::Generated, "  guard alone"),
+    (
+        Route::Fetch,
+        Mode::SetConfig,
+        Shape::Generated,
+        "fetch (guard + RLS)",
+    ),
+    (
+        Route::GuardAlone,
+        Mode::SetConfig,
+        Shape::Generated,
+        "  guard alone",
+    ),
     (Route::RlsAlone, Mode::SetConfig, Shape::Generated, "  RLS alone"),
-    (Route::Transaction, Mode::SetConfig, Shape::Generated, "transaction"),
+    (
+        Route::Transaction,
+        Mode::SetConfig,
+        Shape::Generated,
+        "transaction",
+    ),
     (Route::Fetch, Mode::SetLocal, Shape::Generated, "SET LOCAL fetch"),
-    (Route::Transaction, Mode::SetLocal, Shape::Generated, "SET LOCAL transaction"),
-    (Route::Fetch, Mode::SetConfig, Shape::SubSelect, "sub-select: fetch"),
-    (Route::RlsAlone, Mode::SetConfig, Shape::SubSelect, "sub-select: RLS alone"),
-    (Route::Transaction, Mode::SetConfig, Shape::SubSelect, "sub-select: transaction"),
+    (
+        Route::Transaction,
+        Mode::SetLocal,
+        Shape::Generated,
+        "SET LOCAL transaction",
+    ),
+    (
+        Route::Fetch,
+        Mode::SetConfig,
+        Shape::SubSelect,
+        "sub-select: fetch",
+    ),
+    (
+        Route::RlsAlone,
+        Mode::SetConfig,
+        Shape::SubSelect,
+        "sub-select: RLS alone",
+    ),
+    (
+        Route::Transaction,
+        Mode::SetConfig,
+        Shape::SubSelect,
+        "sub-select: transaction",
+    ),
 ];
 
 /// The table's isolation policy in `shape` (run as the superuser).
@@ -441,7 +476,10 @@ fn report(name: &str, pg: &str, query: Query, per_op: &[f64], ops: usize, json: 
         old_rls - base
     );
     println!("  sub-select fetch / fetch {:>10.3}", old_fetch / fetch);
-    println!("  SET LOCAL transaction / transaction {:.3}", local_transaction / transaction);
+    println!(
+        "  SET LOCAL transaction / transaction {:.3}",
+        local_transaction / transaction
+    );
 }
 
 /// The rows of the tenant with the most rows (every path reads only these).
