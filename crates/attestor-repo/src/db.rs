@@ -731,7 +731,10 @@ impl Database {
     /// (`Bind`/`Execute` of a prepared `set_config('app.tenant_id', …, true)`,
     /// then the statement's `Bind`/`Execute`, one `Sync`), so both run in one
     /// implicit transaction that ends, with the tenant setting, at the `Sync`.
-    /// No `BEGIN`/`COMMIT`, no extra round trip; see `wire` for how.
+    /// No `BEGIN`/`COMMIT`, no extra round trip; see `wire` for how. Under
+    /// [`TenantContextMode::SetLocal`] it is a one-statement
+    /// [`Database::transaction`] instead (`SET LOCAL` needs a transaction
+    /// block), with that method's cost and guarantees.
     ///
     /// For single statements (typically hot reads; a write is atomic on its
     /// own). A statement that diesel-async has not prepared yet on the
