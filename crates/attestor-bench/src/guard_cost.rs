@@ -25,11 +25,20 @@
 //!   policy);
 //! * **RLS alone**: the guarded statement as `attestor_app` on a plain
 //!   connection whose tenant was set once with a session-level `SET` (the
-//!   policy's InitPlan and `require_current_tenant()`; no guard statement).
+//!   policy and the inlined `require_current_tenant()`; no guard statement).
 //!   Only a measurement does this; the library never sets a tenant for a
 //!   session;
 //! * **transaction**: the guarded statement in `Database::transaction`
-//!   (`BEGIN` and the tenant's `set_config`s, the statement, `COMMIT`).
+//!   (`BEGIN` and the tenant's `set_config`s, the statement, `COMMIT`);
+//! * **SET LOCAL**: `Database::fetch` and `Database::transaction` on a pool
+//!   in `TenantContextMode::SetLocal` (the context sent as `SET LOCAL`
+//!   statements, which Citus propagates to the shards; its `fetch` is a
+//!   one-statement transaction);
+//! * **sub-select policy**: fetch, RLS alone and transaction again, with the
+//!   table's isolation policy recreated in the shape gen-rls wrote before,
+//!   `tenant_id = (SELECT attestor_app.require_current_tenant())` (an
+//!   InitPlan), so that the two shapes are compared within one run; the
+//!   generated policy is put back afterwards.
 //!
 //! Needs `valgrind` on PATH and its own cluster (it ignores `DATABASE_URL`).
 //! Must never be pointed at a server anyone else uses.
@@ -38,7 +47,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use attestor_repo::{Database, DatabaseConfig, PlanCacheMode, TenantContext, TenantId};
+use attestor_repo::{
+    Database, DatabaseConfig, PlanCacheMode, TenantContext, TenantContextMode as Mode, TenantId,
+};
 use attestor_schema::schema::attestor::sbom_entries as s;
 use attestor_testdb::cluster::{Cluster, ClusterOptions};
 use diesel::prelude::*;
@@ -58,13 +69,75 @@ enum Route {
     Transaction,
 }
 
-const ROUTES: [(Route, &str); 5] = [
-    (Route::Baseline, "baseline"),
-    (Route::Fetch, "fetch (guard + RLS)"),
-    (Route::GuardAlone, "  guard alone"),
-    (Route::RlsAlone, "  RLS alone"),
-    (Route::Transaction, "transaction"),
+/// Which isolation policy the table has while a route is measured.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Shape {
+    /// The generated one: `tenant_id = attestor_app.require_current_tenant()`.
+    Generated,
+    /// The former shape, `tenant_id = (SELECT attestor_app.require_current_tenant())`.
+    SubSelect,
+}
+
+const ROUTES: [(Route, Mode, Shape, &str); 10] = [
+    (Route::Baseline, Mode::SetConfig, Shape::Generated, "baseline"),
+    (
+        Route::Fetch,
+        Mode::SetConfig,
+        Shape::Generated,
+        "fetch (guard + RLS)",
+    ),
+    (
+        Route::GuardAlone,
+        Mode::SetConfig,
+        Shape::Generated,
+        "  guard alone",
+    ),
+    (Route::RlsAlone, Mode::SetConfig, Shape::Generated, "  RLS alone"),
+    (
+        Route::Transaction,
+        Mode::SetConfig,
+        Shape::Generated,
+        "transaction",
+    ),
+    (Route::Fetch, Mode::SetLocal, Shape::Generated, "SET LOCAL fetch"),
+    (
+        Route::Transaction,
+        Mode::SetLocal,
+        Shape::Generated,
+        "SET LOCAL transaction",
+    ),
+    (
+        Route::Fetch,
+        Mode::SetConfig,
+        Shape::SubSelect,
+        "sub-select: fetch",
+    ),
+    (
+        Route::RlsAlone,
+        Mode::SetConfig,
+        Shape::SubSelect,
+        "sub-select: RLS alone",
+    ),
+    (
+        Route::Transaction,
+        Mode::SetConfig,
+        Shape::SubSelect,
+        "sub-select: transaction",
+    ),
 ];
+
+/// The table's isolation policy in `shape` (run as the superuser).
+fn policy_sql(shape: Shape) -> String {
+    let helper = match shape {
+        Shape::Generated => "attestor_app.require_current_tenant()",
+        Shape::SubSelect => "(SELECT attestor_app.require_current_tenant())",
+    };
+    format!(
+        "DROP POLICY sbom_entries_tenant_isolation ON attestor.sbom_entries;
+         CREATE POLICY sbom_entries_tenant_isolation ON attestor.sbom_entries AS PERMISSIVE FOR ALL
+             TO attestor_app USING (tenant_id = {helper}) WITH CHECK (tenant_id = {helper})"
+    )
+}
 
 /// Where callgrind writes one file per process (`cg.<pid>`); removed on drop.
 struct OutDir(PathBuf);
@@ -150,10 +223,11 @@ async fn plain_connection(url: &str, setup: &str) -> Result<(AsyncPgConnection, 
     Ok((conn, pid))
 }
 
-async fn guarded_database(url: &str) -> Result<(Database, i32)> {
+async fn guarded_database(url: &str, mode: Mode) -> Result<(Database, i32)> {
     let mut config = DatabaseConfig::new(url)
         .with_max_connections(1)
-        .with_plan_cache_mode(PlanCacheMode::ForceGenericPlan);
+        .with_plan_cache_mode(PlanCacheMode::ForceGenericPlan)
+        .with_tenant_context_mode(mode);
     config.min_idle = None;
     config.test_on_checkout = false;
     let db = Database::connect(config).await?;
@@ -162,7 +236,7 @@ async fn guarded_database(url: &str) -> Result<(Database, i32)> {
 }
 
 /// Runs `n` operations of `route` on a fresh backend, closes it and returns its pid.
-async fn run_backend(route: Route, query: Query, target: &Target, n: usize) -> Result<i32> {
+async fn run_backend(route: Route, mode: Mode, query: Query, target: &Target, n: usize) -> Result<i32> {
     const GENERIC: &str = "SET plan_cache_mode = force_generic_plan";
     let tenant = target.tenant;
     let ctx = TenantContext::new(TenantId::try_from(tenant)?);
@@ -198,7 +272,7 @@ async fn run_backend(route: Route, query: Query, target: &Target, n: usize) -> R
                 Route::Fetch => &target.app_url,
                 _ => &target.bypass_url,
             };
-            let (db, pid) = guarded_database(url).await?;
+            let (db, pid) = guarded_database(url, mode).await?;
             for id in ids {
                 let got: Vec<Row> = match (route, query) {
                     (Route::Fetch, Query::Point) => {
@@ -216,7 +290,7 @@ async fn run_backend(route: Route, query: Query, target: &Target, n: usize) -> R
             pid
         }
         Route::Transaction => {
-            let (db, pid) = guarded_database(&target.app_url).await?;
+            let (db, pid) = guarded_database(&target.app_url, mode).await?;
             for id in ids {
                 let got: Vec<Row> = db
                     .transaction(ctx.clone(), |tx| {
@@ -321,22 +395,34 @@ pub fn run(args: Args) -> Result<()> {
         ids,
     };
 
+    let mut admin = {
+        use diesel::Connection as _;
+        diesel::PgConnection::establish(&db.admin_url())?
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     for (query, name) in [
         (Query::Point, "guard-cost-point-read"),
         (Query::Page, "guard-cost-page"),
     ] {
         let mut per_op = Vec::new();
-        for (route, _) in ROUTES {
+        let mut shape = Shape::Generated;
+        for (route, mode, want, _) in ROUTES {
+            if want != shape {
+                diesel::connection::SimpleConnection::batch_execute(&mut admin, &policy_sql(want))?;
+                shape = want;
+            }
             let mut totals = [0u64; 2];
             for (slot, n) in [warmup, warmup + ops].into_iter().enumerate() {
-                let pid = runtime.block_on(run_backend(route, query, &target, n))?;
+                let pid = runtime.block_on(run_backend(route, mode, query, &target, n))?;
                 totals[slot] = out.instructions(pid)?;
             }
             let diff = totals[1].checked_sub(totals[0]).with_context(|| {
                 format!("{route:?}: the longer run counted fewer instructions ({totals:?})")
             })?;
             per_op.push(diff as f64 / ops as f64);
+        }
+        if shape != Shape::Generated {
+            diesel::connection::SimpleConnection::batch_execute(&mut admin, &policy_sql(Shape::Generated))?;
         }
         report(name, &pg, query, &per_op, ops, json);
     }
@@ -348,6 +434,9 @@ pub fn run(args: Args) -> Result<()> {
 
 fn report(name: &str, pg: &str, query: Query, per_op: &[f64], ops: usize, json: bool) {
     let (base, fetch, guard, rls, transaction) = (per_op[0], per_op[1], per_op[2], per_op[3], per_op[4]);
+    let (local_fetch, local_transaction) = (per_op[5], per_op[6]);
+    let (old_fetch, old_rls, old_transaction) = (per_op[7], per_op[8], per_op[9]);
+    let ratio = |a: f64, b: f64| (a / b * 1000.0).round() / 1000.0;
     if json {
         let round = |x: f64| x.round();
         println!(
@@ -357,7 +446,13 @@ fn report(name: &str, pg: &str, query: Query, per_op: &[f64], ops: usize, json: 
                 "baseline_server_instructions": round(base), "fetch_server_instructions": round(fetch),
                 "guard_alone_server_instructions": round(guard), "rls_alone_server_instructions": round(rls),
                 "transaction_server_instructions": round(transaction),
-                "baseline_over_fetch": (base / fetch * 1000.0).round() / 1000.0,
+                "set_local_fetch_server_instructions": round(local_fetch),
+                "set_local_transaction_server_instructions": round(local_transaction),
+                "sub_select_fetch_server_instructions": round(old_fetch),
+                "sub_select_rls_alone_server_instructions": round(old_rls),
+                "sub_select_transaction_server_instructions": round(old_transaction),
+                "baseline_over_fetch": ratio(base, fetch),
+                "sub_select_fetch_over_fetch": ratio(old_fetch, fetch),
             })
         );
         return;
@@ -367,14 +462,24 @@ fn report(name: &str, pg: &str, query: Query, per_op: &[f64], ops: usize, json: 
         Query::Page => "page of 50",
     };
     println!("{name}: {pg} backend instructions per {title} (callgrind, user space, {ops} ops)");
-    for ((_, label), value) in ROUTES.iter().zip(per_op) {
+    for ((_, _, _, label), value) in ROUTES.iter().zip(per_op) {
         let extra = match label.trim_start() {
             "baseline" => String::new(),
             _ => format!("  +{:.0} (+{:.1}%)", value - base, (value - base) / base * 100.0),
         };
-        println!("  {label:<22} {value:>10.0}{extra}");
+        println!("  {label:<24} {value:>10.0}{extra}");
     }
-    println!("  baseline / fetch       {:>10.3}", base / fetch);
+    println!("  baseline / fetch         {:>10.3}", base / fetch);
+    println!(
+        "  RLS alone: generated policy {:.0} vs sub-select {:.0} instructions over the baseline",
+        rls - base,
+        old_rls - base
+    );
+    println!("  sub-select fetch / fetch {:>10.3}", old_fetch / fetch);
+    println!(
+        "  SET LOCAL transaction / transaction {:.3}",
+        local_transaction / transaction
+    );
 }
 
 /// The rows of the tenant with the most rows (every path reads only these).

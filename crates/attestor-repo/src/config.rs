@@ -1,9 +1,11 @@
 //! [`DatabaseConfig`]: where to connect and the pool, timeout and input limits.
 //!
 //! Owns: the knobs of a [`crate::Database`] / [`crate::WorkerDatabase`] and
-//! their defaults, including the one session setting a pool applies to its
-//! connections ([`PlanCacheMode`]; tenant context is never a session
-//! setting). Must never: read the environment or files on its own (the
+//! their defaults, including the session settings a pool applies to its
+//! connections ([`PlanCacheMode`], and Citus's propagation of `SET LOCAL`
+//! under [`TenantContextMode::SetLocal`]; tenant context is never a session
+//! setting), and how the guard sends the tenant context
+//! ([`TenantContextMode`], fixed for a pool's life). Must never: read the environment or files on its own (the
 //! service decides where configuration comes from), or hold credentials
 //! anywhere but inside `url`.
 
@@ -39,17 +41,74 @@ pub struct DatabaseConfig {
     /// How the server plans this pool's prepared statements, set once per
     /// connection when it is opened (default [`PlanCacheMode::ForceGenericPlan`]).
     pub plan_cache_mode: PlanCacheMode,
+    /// How the guard sends the tenant context (default
+    /// [`TenantContextMode::SetConfig`]); one mechanism for every connection
+    /// of the pool, for the pool's whole life.
+    pub tenant_context_mode: TenantContextMode,
+}
+
+/// How the guard sends a transaction's tenant context (`app.tenant_id`,
+/// `app.actor`, and the statement timeout), chosen when the pool is built
+/// and never switched per transaction: every connection of a pool uses one
+/// mechanism, and a transaction whose context changed by any other means is
+/// refused at its `COMMIT` (see `wire`).
+///
+/// Both set the values transaction-locally, so they end with the
+/// transaction; both work on plain PostgreSQL. Only `SET LOCAL` reaches the
+/// shards of a Citus cluster: Citus forwards `SET LOCAL` (with
+/// `citus.propagate_set_commands = 'local'`) to the workers a transaction
+/// uses, never a `set_config` call, so under [`Self::SetConfig`] the
+/// workers see no tenant and every shard statement fails with AT001.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TenantContextMode {
+    /// `set_config('app.tenant_id', $1, true)` and friends, as prepared
+    /// statements bound with the values (plain PostgreSQL; the cheapest).
+    #[default]
+    SetConfig,
+    /// `SET LOCAL app.tenant_id = '<uuid>'`, `SET LOCAL app.actor = '<actor>'`
+    /// (and `SET LOCAL statement_timeout`), values inlined as quoted
+    /// literals, inside `BEGIN`; every connection also runs
+    /// `SET citus.propagate_set_commands = 'local'` once (on plain
+    /// PostgreSQL a harmless placeholder). `SET LOCAL` needs a transaction
+    /// block, so [`crate::Database::fetch`] runs its statement as a
+    /// one-statement transaction in this mode.
+    SetLocal,
+}
+
+impl TenantContextMode {
+    /// The statement this mode runs on every new connection, if any.
+    pub(crate) fn session_setup(self) -> Option<&'static str> {
+        match self {
+            TenantContextMode::SetConfig => None,
+            TenantContextMode::SetLocal => Some("SET citus.propagate_set_commands = 'local'"),
+        }
+    }
+}
+
+impl std::str::FromStr for TenantContextMode {
+    type Err = String;
+
+    /// `set_config` or `set_local`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "set_config" => Ok(TenantContextMode::SetConfig),
+            "set_local" => Ok(TenantContextMode::SetLocal),
+            other => Err(format!(
+                "unknown tenant context mode `{other}` (set_config or set_local)"
+            )),
+        }
+    }
 }
 
 /// PostgreSQL's `plan_cache_mode` for a pool's connections.
 ///
-/// Under Row-Level Security the tenant predicate compares with the policy's
-/// InitPlan, a value the planner never sees, so a custom plan cannot use the
+/// Under Row-Level Security the tenant predicate compares with the inlined
+/// tenant helper, a value (a GUC) the planner never sees, so a custom plan cannot use the
 /// most selective predicate of a tenant query anyway. PostgreSQL's `auto`
 /// still keeps re-planning a statement whose generic plan looks dearer than
 /// its custom ones, typically one with `LIMIT $n` (a generic plan estimates
 /// an unknown limit at 10% of the rows): every page of a list is planned
-/// again, policies, sub-select and the inlined tenant helper included. Measured (`cargo xtask bench guard`, 1M rows): a page
+/// again, policies and the inlined tenant helper included. Measured (`cargo xtask bench guard`, 1M rows): a page
 /// of 50 costs the server ~85 µs planned each time, ~45 µs with a generic
 /// plan. Choose [`PlanCacheMode::Auto`] (or set `plan_cache_mode` for one
 /// transaction with `set_config`) for statements whose best plan depends on
@@ -115,6 +174,7 @@ impl DatabaseConfig {
             statement_timeout: None,
             max_document_bytes: attestor_formats::limits::DEFAULT_MAX_DOCUMENT_BYTES,
             plan_cache_mode: PlanCacheMode::ForceGenericPlan,
+            tenant_context_mode: TenantContextMode::SetConfig,
         }
     }
 
@@ -127,6 +187,12 @@ impl DatabaseConfig {
     /// Sets [`Self::plan_cache_mode`].
     pub fn with_plan_cache_mode(mut self, mode: PlanCacheMode) -> Self {
         self.plan_cache_mode = mode;
+        self
+    }
+
+    /// Sets [`Self::tenant_context_mode`].
+    pub fn with_tenant_context_mode(mut self, mode: TenantContextMode) -> Self {
+        self.tenant_context_mode = mode;
         self
     }
 
@@ -162,6 +228,7 @@ impl std::fmt::Debug for DatabaseConfig {
             .field("statement_timeout", &self.statement_timeout)
             .field("max_document_bytes", &self.max_document_bytes)
             .field("plan_cache_mode", &self.plan_cache_mode)
+            .field("tenant_context_mode", &self.tenant_context_mode)
             .finish()
     }
 }

@@ -25,11 +25,17 @@
 //!    all. On the worker pool the opening is one simple-query message of its
 //!    own, `BEGIN; SELECT set_config('app.tenant_id', '', true),
 //!    set_config('app.actor', E'…', true)`, through
-//!    `AnsiTransactionManager::begin_transaction_sql` (the actor an escaped
-//!    `E''` literal, NUL refused). The mechanism, and what fails closed, is
-//!    documented in one place: the `wire` module.
+//!    `AnsiTransactionManager::begin_transaction_sql` (the actor a quoted
+//!    literal, NUL refused). How the context is sent is the pool's
+//!    [`TenantContextMode`], fixed when it is built: `set_config(…, true)`
+//!    (default) or `SET LOCAL …` inside `BEGIN` (what Citus forwards to the
+//!    shards; `fetch` then runs as a one-statement transaction). The
+//!    mechanism, and what fails closed, is documented in one place: the
+//!    `wire` module.
 //! 3. The closure runs with `&mut TenantTx`.
-//! 4. `Ok` → `COMMIT`; `Err` → `ROLLBACK`. On both pools the splice reads
+//! 4. `Ok` → `COMMIT`, behind a check that the tenant and actor are still
+//!    what the guard set (else [`RepoError::TenantContextChanged`], rolled
+//!    back, the connection discarded); `Err` → `ROLLBACK`. On both pools the splice reads
 //!    what the server says the `COMMIT` did: a `ROLLBACK` tag (the
 //!    transaction was aborted, even by an error the closure never saw, such
 //!    as one raised while a row stream was read) or a status other than idle
@@ -55,7 +61,9 @@
 //! transaction back.
 //!
 //! New connections get the configured `plan_cache_mode`
-//! ([`crate::PlanCacheMode`]), the only session-level setting a pool makes.
+//! ([`crate::PlanCacheMode`]) and, under [`TenantContextMode::SetLocal`],
+//! `citus.propagate_set_commands = 'local'`: the only session-level settings
+//! a pool makes.
 //!
 //! Must never: hand out a pooled connection outside a transaction that set a
 //! tenant (the worker path is separately named and sets the tenant GUC to the
@@ -75,7 +83,7 @@ use futures_util::future::BoxFuture;
 use scoped_futures::ScopedBoxFuture;
 use tracing::Instrument as _;
 
-use crate::config::DatabaseConfig;
+use crate::config::{DatabaseConfig, TenantContextMode};
 use crate::error::RepoError;
 use crate::tenant::{TenantContext, TenantId, MAX_ACTOR_BYTES};
 use crate::wire::{self, Splice};
@@ -89,8 +97,11 @@ pub(crate) struct GuardedManager {
     /// `false` opens diesel-async's own connections, whose transactions are
     /// checked by a `SELECT 1` after a failed statement instead.
     splice: bool,
-    /// Run once on every new connection (the configured `plan_cache_mode`).
+    /// Run once on every new connection (the configured `plan_cache_mode`,
+    /// and what the tenant context mode needs).
     session_setup: Option<String>,
+    /// How this pool's transactions send their context (fixed for its life).
+    mode: TenantContextMode,
 }
 
 /// A pooled connection and whether a transaction we opened on it has not yet
@@ -131,7 +142,7 @@ impl ManageConnection for GuardedManager {
     async fn connect(&self) -> Result<GuardedConnection, PoolError> {
         use diesel_async::AsyncConnection as _;
         let (mut conn, splice) = if self.splice {
-            let (conn, splice) = wire::connect(&self.url)
+            let (conn, splice) = wire::connect(&self.url, self.mode)
                 .await
                 .map_err(PoolError::ConnectionError)?;
             (conn, Some(splice))
@@ -174,11 +185,20 @@ async fn build_pool(config: &DatabaseConfig, splice: bool) -> Result<Pool, RepoE
     if config.max_connections == 0 {
         return Err(RepoError::invalid("max_connections must be at least 1"));
     }
+    let mode = config.tenant_context_mode;
+    let session_setup = [
+        config.plan_cache_mode.session_setup(),
+        mode.session_setup().map(str::to_owned),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>();
     let manager = GuardedManager {
         inner: AsyncDieselConnectionManager::new(config.url.clone()),
         url: config.url.clone(),
         splice,
-        session_setup: config.plan_cache_mode.session_setup(),
+        session_setup: (!session_setup.is_empty()).then(|| session_setup.join("; ")),
+        mode,
     };
     let pool = bb8::Pool::builder()
         .max_size(config.max_connections)
@@ -204,6 +224,7 @@ struct PoolCore {
     pool: Pool,
     limits: Limits,
     statement_timeout: Option<Duration>,
+    mode: TenantContextMode,
 }
 
 impl PoolCore {
@@ -212,12 +233,14 @@ impl PoolCore {
             pool: build_pool(config, splice).await?,
             limits: config.limits(),
             statement_timeout: config.statement_timeout,
+            mode: config.tenant_context_mode,
         })
     }
 
     fn debug(&self, name: &str, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct(name)
             .field("state", &self.pool.state())
+            .field("tenant_context_mode", &self.mode)
             .finish_non_exhaustive()
     }
 }
@@ -279,22 +302,6 @@ impl Guarded for WorkerTx {
     }
 }
 
-/// `E'…'` literal: backslashes doubled, quotes doubled, so the value means the
-/// same whatever `standard_conforming_strings` is. NUL is refused by the caller.
-fn escape_literal(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 3);
-    out.push_str("E'");
-    for c in value.chars() {
-        match c {
-            '\'' => out.push_str("''"),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
-}
-
 /// The actor as sent to the server (`""` for none): NUL and overlong refused.
 fn checked_actor(actor: Option<&str>) -> Result<&str, RepoError> {
     match actor {
@@ -308,13 +315,19 @@ fn checked_actor(actor: Option<&str>) -> Result<&str, RepoError> {
 }
 
 /// The one simple-query message that opens a worker transaction and sets
-/// its context (no tenant, the actor, the statement timeout), parsed,
-/// analysed and planned by the server each time.
-fn begin_sql(actor: Option<&str>, statement_timeout: Option<Duration>) -> Result<String, RepoError> {
-    let actor = match checked_actor(actor)? {
-        "" => "''".to_owned(),
-        a => escape_literal(a),
-    };
+/// its context (no tenant, the actor, the statement timeout) the way `mode`
+/// sends it, parsed, analysed and planned by the server each time.
+fn begin_sql(
+    mode: TenantContextMode,
+    actor: Option<&str>,
+    statement_timeout: Option<Duration>,
+) -> Result<String, RepoError> {
+    let actor = checked_actor(actor)?;
+    if mode == TenantContextMode::SetLocal {
+        let statements = wire::set_local_statements("", actor, statement_timeout);
+        return Ok(format!("BEGIN; {}", statements.join("; ")));
+    }
+    let actor = wire::quote_literal(actor);
     let mut sql = format!(
         "BEGIN; SELECT set_config('app.tenant_id', '', true), set_config('app.actor', {actor}, true)"
     );
@@ -339,11 +352,17 @@ enum Opening {
     /// A simple query of its own, through diesel-async (the worker pool).
     Sql(String),
     /// Injected by the connection's splice (the tenant pool): see [`wire::encode_begin`].
-    Spliced(bytes::BytesMut),
+    Spliced((bytes::BytesMut, wire::Answers)),
 }
 
-/// Runs `f` in a transaction opened with `begin`; see the module docs.
-async fn run_in_transaction<'a, X, T, E, F>(mut tx: X, begin: Opening, f: F) -> Result<T, E>
+/// Runs `f` in a transaction opened with `begin`, whose `COMMIT` goes out
+/// behind `check` (see [`wire::encode_check`]); see the module docs.
+async fn run_in_transaction<'a, X, T, E, F>(
+    mut tx: X,
+    begin: Opening,
+    check: bytes::BytesMut,
+    f: F,
+) -> Result<T, E>
 where
     X: Guarded + Send + 'a,
     F: for<'r> FnOnce(&'r mut X) -> ScopedBoxFuture<'a, 'r, Result<T, E>> + Send + 'a,
@@ -361,7 +380,7 @@ where
     let g = tx.guarded();
     if let Some(splice) = g.splice.clone() {
         let opening_spliced = matches!(begin_kind, BeginKind::Spliced);
-        return end_spliced(g, &splice, opening_spliced, result).await;
+        return end_spliced(g, &splice, opening_spliced, check, result).await;
     }
     match result {
         Ok(value) => {
@@ -394,12 +413,14 @@ where
 
 /// Ends a transaction on a spliced connection: if the splice carried the
 /// opening (`opening_spliced`), checks it went out and opened the
-/// transaction; then commits (on `Ok`) and checks what the server says the
-/// `COMMIT` did, or rolls back (on `Err`).
+/// transaction; then commits (on `Ok`) behind the context `check`, and
+/// checks what the server says the check and the `COMMIT` did, or rolls
+/// back (on `Err`).
 async fn end_spliced<T, E: From<RepoError>>(
     g: &mut GuardedConnection,
     splice: &Splice,
     opening_spliced: bool,
+    check: bytes::BytesMut,
     result: Result<T, E>,
 ) -> Result<T, E> {
     // The group that carried the opening has been answered (or the stream
@@ -434,7 +455,7 @@ async fn end_spliced<T, E: From<RepoError>>(
             return Err(err);
         }
     };
-    splice.arm_watch();
+    splice.arm_commit(check);
     let committed = AnsiTransactionManager::commit_transaction(&mut g.conn).await;
     splice.settle().await;
     let commit = splice.disarm();
@@ -453,6 +474,26 @@ async fn end_spliced<T, E: From<RepoError>>(
         tracing::warn!(
             ?commit,
             "a transaction is still open after COMMIT; the connection is discarded"
+        );
+        return Err(RepoError::TransactionAborted.into());
+    }
+    if commit.check_failed {
+        // The check in front of the COMMIT found another tenant or actor
+        // than the guard set, which aborted the transaction: the COMMIT
+        // rolled it back. The connection is not reused.
+        tracing::error!(
+            ?commit,
+            "the tenant context was changed inside the transaction; rolled back, the connection is discarded"
+        );
+        return Err(RepoError::TenantContextChanged.into());
+    }
+    if commit.check_broken {
+        // The check itself failed otherwise than on an already aborted
+        // transaction (which the COMMIT rolls back, reported below): e.g. the
+        // connection lost its check statement and could never commit again.
+        tracing::warn!(
+            ?commit,
+            "the check in front of COMMIT failed; the connection is discarded"
         );
         return Err(RepoError::TransactionAborted.into());
     }
@@ -667,11 +708,14 @@ impl Database {
         );
         async move {
             let actor = checked_actor(ctx.actor.as_deref())?;
+            let tenant = ctx.tenant.to_string();
             let begin = Opening::Spliced(wire::encode_begin(
-                &ctx.tenant.to_string(),
+                self.core.mode,
+                &tenant,
                 actor,
                 self.core.statement_timeout,
             ));
+            let check = wire::encode_check(&tenant, actor);
             let conn = self.core.pool.get_owned().await.map_err(RepoError::from)?;
             let tx = TenantTx {
                 conn,
@@ -679,7 +723,7 @@ impl Database {
                 limits: self.core.limits,
                 plans: None,
             };
-            run_in_transaction(tx, begin, f).await
+            run_in_transaction(tx, begin, check, f).await
         }
         .instrument(span)
         .await
@@ -690,7 +734,10 @@ impl Database {
     /// (`Bind`/`Execute` of a prepared `set_config('app.tenant_id', …, true)`,
     /// then the statement's `Bind`/`Execute`, one `Sync`), so both run in one
     /// implicit transaction that ends, with the tenant setting, at the `Sync`.
-    /// No `BEGIN`/`COMMIT`, no extra round trip; see `wire` for how.
+    /// No `BEGIN`/`COMMIT`, no extra round trip; see `wire` for how. Under
+    /// [`TenantContextMode::SetLocal`] it is a one-statement
+    /// [`Database::transaction`] instead (`SET LOCAL` needs a transaction
+    /// block), with that method's cost and guarantees.
     ///
     /// For single statements (typically hot reads; a write is atomic on its
     /// own). A statement that diesel-async has not prepared yet on the
@@ -724,6 +771,20 @@ impl Database {
         Q: for<'c> diesel_async::methods::LoadQuery<'static, &'c AsyncPgConnection, U> + Send + 'static,
         U: Send + 'static,
     {
+        if self.core.mode == TenantContextMode::SetLocal {
+            // `SET LOCAL` needs a transaction block (outside one it warns and
+            // Citus does not propagate it): a one-statement transaction.
+            return self
+                .transaction(ctx, |tx| {
+                    use scoped_futures::ScopedFutureExt as _;
+                    async move {
+                        let mut conn: &AsyncPgConnection = tx.conn();
+                        Ok(query.load::<U>(&mut conn).await?)
+                    }
+                    .scope_boxed()
+                })
+                .await;
+        }
         let span = tracing::info_span!(
             "tenant_transaction",
             tenant = %ctx.tenant,
@@ -877,9 +938,10 @@ impl WorkerDatabase {
         T: Send + 'a,
     {
         let span = tracing::info_span!("worker_transaction", actor = actor.unwrap_or(""));
-        let begin = begin_sql(actor, self.core.statement_timeout);
+        let begin = begin_sql(self.core.mode, actor, self.core.statement_timeout);
         async move {
             let begin = Opening::Sql(begin?);
+            let check = wire::encode_check("", checked_actor(actor)?);
             let conn = self.core.pool.get_owned().await.map_err(RepoError::from)?;
             run_in_transaction(
                 WorkerTx {
@@ -887,6 +949,7 @@ impl WorkerDatabase {
                     limits: self.core.limits,
                 },
                 begin,
+                check,
                 f,
             )
             .await
@@ -912,17 +975,29 @@ mod tests {
 
     #[test]
     fn begin_sql_quotes_the_actor() {
-        let sql = begin_sql(Some("o'brien \\ x"), None).unwrap();
+        let mode = TenantContextMode::SetConfig;
+        let sql = begin_sql(mode, Some("o'brien \\ x"), None).unwrap();
         assert_eq!(
             sql,
             "BEGIN; SELECT set_config('app.tenant_id', '', true), \
              set_config('app.actor', E'o''brien \\\\ x', true)"
         );
-        assert!(begin_sql(Some("a\0b"), None).is_err());
-        assert!(begin_sql(Some(&"x".repeat(MAX_ACTOR_BYTES + 1)), None).is_err());
-        let sql = begin_sql(None, Some(Duration::from_secs(2))).unwrap();
+        assert!(begin_sql(mode, Some("a\0b"), None).is_err());
+        assert!(begin_sql(mode, Some(&"x".repeat(MAX_ACTOR_BYTES + 1)), None).is_err());
+        let sql = begin_sql(mode, None, Some(Duration::from_secs(2))).unwrap();
         assert!(
             sql.ends_with("set_config('app.actor', '', true), set_config('statement_timeout', '2000', true)")
         );
+        let local = TenantContextMode::SetLocal;
+        assert_eq!(
+            begin_sql(local, Some("o'brien \\ x"), Some(Duration::from_secs(2))).unwrap(),
+            "BEGIN; SET LOCAL app.tenant_id = ''; SET LOCAL app.actor = E'o''brien \\\\ x'; \
+             SET LOCAL statement_timeout = 2000"
+        );
+        assert_eq!(
+            begin_sql(local, Some("plain"), None).unwrap(),
+            "BEGIN; SET LOCAL app.tenant_id = ''; SET LOCAL app.actor = 'plain'"
+        );
+        assert!(begin_sql(local, Some("a\0b"), None).is_err());
     }
 }

@@ -64,6 +64,14 @@ pub enum RepoError {
     #[error("the transaction was aborted by an earlier failed statement and has been rolled back")]
     TransactionAborted,
 
+    /// The transaction's tenant context (`app.tenant_id` or `app.actor`) was
+    /// not, at `COMMIT`, what the guard set: something in the transaction
+    /// changed it by other means (a `set_config`, a `SET`), which on Citus
+    /// makes the coordinator and the shards disagree about the tenant. It was
+    /// rolled back and the connection discarded.
+    #[error("the tenant context was changed inside the transaction by something other than the guard; it was rolled back")]
+    TenantContextChanged,
+
     /// A statement was cancelled by `statement_timeout` or `lock_timeout`
     /// (SQLSTATE 57014 / 55P03); the transaction was rolled back.
     #[error("timed out: {message}")]

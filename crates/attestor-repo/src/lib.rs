@@ -78,7 +78,7 @@ pub mod trust_anchors;
 pub mod verdict_ledger;
 mod wire;
 
-pub use config::{DatabaseConfig, PlanCacheMode};
+pub use config::{DatabaseConfig, PlanCacheMode, TenantContextMode};
 pub use db::{ConnectionProbe, Database, PoolStatus, TenantTx, WorkerDatabase, WorkerTx};
 pub use error::RepoError;
 pub use page::{Cursor, Page, PageRequest};

@@ -44,10 +44,25 @@
 //!   connection fails without sending the held bytes, so no statement of the
 //!   transaction ever runs in autocommit. This costs a round trip only when
 //!   the driver pipelines a second group before the first one's answer.
-//! - **A watched request** (nothing injected): the next `Query` written (the
-//!   transaction's `COMMIT`); its first `CommandComplete`'s tag (`ROLLBACK`
-//!   means PostgreSQL rolled the transaction back) and its `ReadyForQuery`
-//!   status are recorded.
+//!   Under `TenantContextMode::SetLocal` the opening is `BEGIN` and one
+//!   `Parse`/`Bind`/`Execute` per `SET LOCAL` (tenant, actor, statement
+//!   timeout; the values inlined as quoted literals, since a utility
+//!   statement takes no parameters), in the same place and with the same
+//!   holding: `SET LOCAL` inside `BEGIN` is what Citus forwards to the
+//!   shards. No `set_config` guard is even prepared on such a connection.
+//! - **A transaction's `COMMIT`**: in front of it, with a `Sync` of its own,
+//!   `Bind`/`Execute` of `attestor_guard_check` with the tenant and actor the
+//!   guard set (both modes). It reads the settings and, when either differs,
+//!   fails (22P02), which aborts the transaction, so the `COMMIT` right
+//!   behind it (not held: no extra round trip) rolls back. Then the `COMMIT`
+//!   is watched: its first `CommandComplete`'s tag (`ROLLBACK` means
+//!   PostgreSQL rolled the transaction back) and its `ReadyForQuery` status
+//!   are recorded, and the check's SQLSTATE says whether the context had
+//!   changed (22P02), the transaction was already aborted (25P02), or the
+//!   check could not run at all. So one transaction never commits under two
+//!   mechanisms' values (on Citus, a `set_config` on a `SET LOCAL`
+//!   connection changes the coordinator only, and the two would disagree
+//!   about the tenant). A change undone before the `COMMIT` is not seen.
 //!
 //! The injected messages' answers (`ParseComplete`, `BindComplete`,
 //! `DataRow`, `CommandComplete`, and the `ReadyForQuery` of an opening with
@@ -109,13 +124,18 @@ use tokio::sync::Notify;
 use tokio_postgres::config::Host;
 use tokio_postgres::NoTls;
 
+use crate::config::TenantContextMode;
+
 /// The guard statements: the tenant alone (`fetch` without an actor), with
 /// the actor, and with a statement timeout too (prepared by [`connect`]).
 const GUARD: &str = "attestor_guard";
 const GUARD_ACTOR: &str = "attestor_guard_actor";
 const GUARD_TIMEOUT: &str = "attestor_guard_timeout";
+/// The check in front of a transaction's `COMMIT` (prepared by [`connect`]).
+const GUARD_CHECK: &str = "attestor_guard_check";
 
-/// Prepared once per connection by [`connect`].
+/// Prepared once per connection by [`connect`] under
+/// [`TenantContextMode::SetConfig`].
 const PREPARE_GUARDS: &str = "\
 PREPARE attestor_guard(text) AS
     SELECT set_config('app.tenant_id', $1, true);
@@ -124,6 +144,21 @@ PREPARE attestor_guard_actor(text, text) AS
 PREPARE attestor_guard_timeout(text, text, text) AS
     SELECT set_config('app.tenant_id', $1, true), set_config('app.actor', $2, true),
            set_config('statement_timeout', $3, true)";
+
+/// Prepared once per connection by [`connect`], in either mode: true when
+/// the tenant context is what the guard set (`$1`, `$2`), an error
+/// otherwise (the cast of the message fails with 22P02; reading the
+/// settings keeps it from being folded when the statement is planned), which
+/// aborts the transaction, so the `COMMIT` behind it rolls back.
+const PREPARE_CHECK: &str = "\
+PREPARE attestor_guard_check(text, text) AS
+    SELECT CASE
+        WHEN current_setting('app.tenant_id', true) IS NOT DISTINCT FROM $1
+         AND current_setting('app.actor', true) IS NOT DISTINCT FROM $2
+        THEN true
+        ELSE ('the tenant context changed inside the transaction: app.tenant_id is '
+              || coalesce(current_setting('app.tenant_id', true), 'unset'))::uuid IS NULL
+    END";
 
 /// Outgoing bytes buffered before `poll_write` waits for the socket.
 const HIGH_WATER: usize = 256 * 1024;
@@ -135,6 +170,20 @@ const GUARD_ANSWERS: &[u8] = b"2DC";
 const BEGIN_ANSWERS: &[u8] = b"12C2DC";
 /// The same, for an opening with its own `Sync`.
 const BEGIN_SYNC_ANSWERS: &[u8] = b"12C2DCZ";
+/// An opening under `SET LOCAL`: `BEGIN` and two or three `SET LOCAL`s,
+/// each ParseComplete, BindComplete, CommandComplete (and the `Sync`'s
+/// ReadyForQuery when the opening has its own).
+const SET_LOCAL_ANSWERS: [&[u8]; 2] = [b"12C12C12C", b"12C12C12C12C"];
+const SET_LOCAL_SYNC_ANSWERS: [&[u8]; 2] = [b"12C12C12CZ", b"12C12C12C12CZ"];
+/// The check in front of a `COMMIT`, with its own `Sync`.
+const CHECK_ANSWERS: &[u8] = b"2DCZ";
+
+/// The answers an opening expects, inside the carrying group or with its own `Sync`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Answers {
+    in_group: &'static [u8],
+    own_sync: &'static [u8],
+}
 
 /// Frontend message types of the extended query protocol (a group ends at `S`).
 const EXTENDED: &[u8] = b"PBDECHS";
@@ -148,6 +197,9 @@ enum Kind {
     Begin,
     /// Nothing injected: the next `Query` is watched.
     Watch,
+    /// The context check, with its own `Sync`, in front of the next `Query`
+    /// (the `COMMIT`), which is then watched.
+    Commit,
 }
 
 /// What happened to an arming, read by [`Splice::disarm`].
@@ -155,6 +207,13 @@ enum Kind {
 pub(crate) struct Report {
     /// The armed bytes went out (for a watch: the watched `Query` did).
     pub injected: bool,
+    /// A commit's check went out and failed: the tenant context was not what
+    /// the guard set.
+    pub check_failed: bool,
+    /// A commit's check failed with another SQLSTATE than an already
+    /// aborted transaction's (25P02) or a changed context's: e.g. the check
+    /// statement is gone, and the connection could never commit again.
+    pub check_broken: bool,
     /// Every answer of the injected (or watched) request arrived up to the
     /// `ReadyForQuery` of its group, and the framing held.
     pub in_sync: bool,
@@ -171,8 +230,9 @@ pub(crate) struct Report {
 
 #[derive(Default)]
 struct State {
-    /// The arming not yet used: what and the bytes to inject.
-    armed: Option<(Kind, BytesMut)>,
+    /// The arming not yet used: what, the bytes to inject and the answers
+    /// an opening expects.
+    armed: Option<(Kind, BytesMut, Option<Answers>)>,
     /// The current arming, used or not, until [`Splice::disarm`].
     live: Option<Kind>,
     report: Report,
@@ -209,23 +269,30 @@ impl Splice {
 
     /// Put `guard` (see [`encode_guard`]) in front of the next `Bind` written.
     pub(crate) fn arm(&self, guard: BytesMut) {
-        self.arm_with(Kind::Guard, guard);
+        self.arm_with(Kind::Guard, guard, None);
     }
 
     /// Put `begin` (see [`encode_begin`]) in front of the next message
     /// written, whatever its type (but `Terminate`).
-    pub(crate) fn arm_begin(&self, begin: BytesMut) {
-        self.arm_with(Kind::Begin, begin);
+    pub(crate) fn arm_begin(&self, (begin, answers): (BytesMut, Answers)) {
+        self.arm_with(Kind::Begin, begin, Some(answers));
     }
 
     /// Watch the next `Query` written (the `COMMIT`): its tag and status.
+    #[cfg(test)]
     pub(crate) fn arm_watch(&self) {
-        self.arm_with(Kind::Watch, BytesMut::new());
+        self.arm_with(Kind::Watch, BytesMut::new(), None);
     }
 
-    fn arm_with(&self, kind: Kind, bytes: BytesMut) {
+    /// Put `check` (see [`encode_check`]) in front of the next `Query`
+    /// written (the `COMMIT`), then watch that `Query`: its tag and status.
+    pub(crate) fn arm_commit(&self, check: BytesMut) {
+        self.arm_with(Kind::Commit, check, None);
+    }
+
+    fn arm_with(&self, kind: Kind, bytes: BytesMut, answers: Option<Answers>) {
         let mut s = self.state();
-        s.armed = Some((kind, bytes));
+        s.armed = Some((kind, bytes, answers));
         s.live = Some(kind);
         s.report = Report::default();
         self.0.active.store(true, Ordering::Release);
@@ -321,13 +388,9 @@ pub(crate) fn encode_guard(tenant: &str, actor: &str, statement_timeout: Option<
     buf
 }
 
-/// A transaction's opening: `Parse`/`Bind`/`Execute` of `BEGIN` (unnamed
-/// statement and portal), then the guard with the actor. No `Sync`.
-pub(crate) fn encode_begin(tenant: &str, actor: &str, statement_timeout: Option<Duration>) -> BytesMut {
-    let timeout = statement_timeout.map(|t| t.as_millis().max(1).to_string());
-    let (statement, values) = guard_values(tenant, actor, &timeout, true);
-    let mut buf = BytesMut::with_capacity(128 + tenant.len() + actor.len());
-    frontend::parse("", "BEGIN", std::iter::empty(), &mut buf).expect("encoding into memory cannot fail");
+/// `Parse`/`Bind`/`Execute` of `sql` as the unnamed statement and portal, no parameters.
+fn encode_unnamed(sql: &str, buf: &mut BytesMut) {
+    frontend::parse("", sql, std::iter::empty(), buf).expect("encoding into memory cannot fail");
     frontend::bind(
         "",
         "",
@@ -335,11 +398,85 @@ pub(crate) fn encode_begin(tenant: &str, actor: &str, statement_timeout: Option<
         std::iter::empty::<&[u8]>(),
         |_: &[u8], _: &mut BytesMut| Ok(IsNull::No),
         std::iter::empty::<i16>(),
-        &mut buf,
+        buf,
     )
     .unwrap_or_else(|_| unreachable!("encoding no parameters cannot fail"));
-    frontend::execute("", 0, &mut buf).expect("encoding into memory cannot fail");
-    encode_guard_statement(statement, &values, &mut buf);
+    frontend::execute("", 0, buf).expect("encoding into memory cannot fail");
+}
+
+/// The `SET LOCAL` statements of a transaction's context: the tenant (the
+/// canonical text of a validated UUID, or empty for the worker pool), the
+/// actor as a quoted literal (the caller refused NUL), the statement
+/// timeout in milliseconds.
+pub(crate) fn set_local_statements(
+    tenant: &str,
+    actor: &str,
+    statement_timeout: Option<Duration>,
+) -> Vec<String> {
+    let mut out = vec![
+        format!("SET LOCAL app.tenant_id = {}", quote_literal(tenant)),
+        format!("SET LOCAL app.actor = {}", quote_literal(actor)),
+    ];
+    if let Some(t) = statement_timeout {
+        out.push(format!("SET LOCAL statement_timeout = {}", t.as_millis().max(1)));
+    }
+    out
+}
+
+/// A string literal that means `value` whatever `standard_conforming_strings`
+/// is (postgres-protocol's quoting: quotes doubled, and an `E''` literal
+/// with doubled backslashes when there is a backslash).
+pub(crate) fn quote_literal(value: &str) -> String {
+    postgres_protocol::escape::escape_literal(value)
+        .trim_start()
+        .to_owned()
+}
+
+/// A transaction's opening: `Parse`/`Bind`/`Execute` of `BEGIN` (unnamed
+/// statement and portal), then the context: under
+/// [`TenantContextMode::SetConfig`] the guard with the actor, under
+/// [`TenantContextMode::SetLocal`] one `Parse`/`Bind`/`Execute` per
+/// `SET LOCAL` statement (a utility statement takes no parameters, and one
+/// `Parse` takes one statement). No `Sync`.
+pub(crate) fn encode_begin(
+    mode: TenantContextMode,
+    tenant: &str,
+    actor: &str,
+    statement_timeout: Option<Duration>,
+) -> (BytesMut, Answers) {
+    let mut buf = BytesMut::with_capacity(160 + tenant.len() + 2 * actor.len());
+    encode_unnamed("BEGIN", &mut buf);
+    let answers = match mode {
+        TenantContextMode::SetConfig => {
+            let timeout = statement_timeout.map(|t| t.as_millis().max(1).to_string());
+            let (statement, values) = guard_values(tenant, actor, &timeout, true);
+            encode_guard_statement(statement, &values, &mut buf);
+            Answers {
+                in_group: BEGIN_ANSWERS,
+                own_sync: BEGIN_SYNC_ANSWERS,
+            }
+        }
+        TenantContextMode::SetLocal => {
+            let statements = set_local_statements(tenant, actor, statement_timeout);
+            for sql in &statements {
+                encode_unnamed(sql, &mut buf);
+            }
+            let i = statements.len() - 2;
+            Answers {
+                in_group: SET_LOCAL_ANSWERS[i],
+                own_sync: SET_LOCAL_SYNC_ANSWERS[i],
+            }
+        }
+    };
+    (buf, answers)
+}
+
+/// The check in front of a transaction's `COMMIT`: `Bind`/`Execute` of
+/// `attestor_guard_check` with the context the guard set. No `Sync` (the
+/// splice adds it).
+pub(crate) fn encode_check(tenant: &str, actor: &str) -> BytesMut {
+    let mut buf = BytesMut::with_capacity(64 + tenant.len() + actor.len());
+    encode_guard_statement(GUARD_CHECK, &[tenant.as_bytes(), actor.as_bytes()], &mut buf);
     buf
 }
 
@@ -418,8 +555,22 @@ struct Track {
 }
 
 /// How many body bytes of a message the reader keeps (a `ReadyForQuery`'s
-/// status, the start of a watched `CommandComplete`'s tag).
-const CAPTURE: usize = 16;
+/// status, the start of a watched `CommandComplete`'s tag, the first fields
+/// of a commit check's `ErrorResponse`, where its SQLSTATE is).
+const CAPTURE: usize = 64;
+
+/// The SQLSTATE field (`C`) of the start of an `ErrorResponse` body.
+fn error_code(body: &[u8]) -> Option<&[u8]> {
+    let mut rest = body;
+    while let Some((&field, tail)) = rest.split_first() {
+        let end = tail.iter().position(|&b| b == 0)?;
+        if field == b'C' {
+            return Some(&tail[..end]);
+        }
+        rest = &tail[end + 1..];
+    }
+    None
+}
 
 /// A socket under tokio-postgres that injects what was armed and takes its
 /// answers out; see the module docs.
@@ -480,7 +631,7 @@ impl<S> SpliceStream<S> {
         let here = match s.armed.as_ref().map(|a| a.0) {
             Some(Kind::Guard) => kind == b'B' && free,
             Some(Kind::Begin) => kind != b'X' && free,
-            Some(Kind::Watch) => kind == b'Q' && free,
+            Some(Kind::Watch | Kind::Commit) => kind == b'Q' && free,
             None => {
                 if s.live == Some(Kind::Guard) && s.report.injected && kind == b'B' {
                     s.report.extra_bind = true;
@@ -491,15 +642,24 @@ impl<S> SpliceStream<S> {
         if !here {
             return None;
         }
-        let (what, mut bytes) = s.armed.take().expect("armed");
+        let (what, mut bytes, answers) = s.armed.take().expect("armed");
         s.report.injected = true;
         s.pending = true;
-        let own_sync = what == Kind::Begin && !EXTENDED.contains(&kind);
+        let own_sync = match what {
+            Kind::Begin => !EXTENDED.contains(&kind),
+            Kind::Commit => true,
+            Kind::Guard | Kind::Watch => false,
+        };
+        let answers = answers.unwrap_or(Answers {
+            in_group: BEGIN_ANSWERS,
+            own_sync: BEGIN_SYNC_ANSWERS,
+        });
         let expect = match what {
             Kind::Guard => GUARD_ANSWERS,
-            Kind::Begin if own_sync => BEGIN_SYNC_ANSWERS,
-            Kind::Begin => BEGIN_ANSWERS,
+            Kind::Begin if own_sync => answers.own_sync,
+            Kind::Begin => answers.in_group,
             Kind::Watch => b"",
+            Kind::Commit => CHECK_ANSWERS,
         };
         self.track = Some(Track {
             kind: what,
@@ -513,7 +673,10 @@ impl<S> SpliceStream<S> {
         if own_sync {
             frontend::sync(&mut bytes);
             self.owed += 1;
-            self.holding = true;
+            // An opening holds what follows until the transaction is known
+            // to be open; a commit's check needs no hold: when it fails, the
+            // transaction is aborted and the `COMMIT` behind it rolls back.
+            self.holding = what == Kind::Begin;
         } else if what == Kind::Begin {
             self.hold_after_sync = true;
         }
@@ -596,6 +759,8 @@ impl<S> SpliceStream<S> {
         }
         if kind == b'E' {
             self.splice.state().report.failed = true;
+            // A commit check's error says why (its SQLSTATE, read at its end).
+            self.capturing = t.kind == Kind::Commit;
             if t.own_sync {
                 // Its ReadyForQuery follows; the driver's held message never ran.
                 t.seen = t.expect.len() - 1;
@@ -616,6 +781,7 @@ impl<S> SpliceStream<S> {
             Kind::Guard => "the guard's",
             Kind::Begin => "the opening's",
             Kind::Watch => "a watched",
+            Kind::Commit => "the commit check's",
         };
         Err(self.fail(&format!(
             "unexpected message {:?} where {what} answer belongs",
@@ -640,6 +806,18 @@ impl<S> SpliceStream<S> {
                     }
                 }
             }
+            b'E' if self.capturing => {
+                // The commit check's own refusal is the failed cast (22P02);
+                // anything else (an already aborted transaction, 25P02) is not
+                // a changed context.
+                let code = error_code(&self.capture);
+                let mut s = self.splice.state();
+                match code {
+                    Some(b"22P02") => s.report.check_failed = true,
+                    Some(b"25P02") => {}
+                    _ => s.report.check_broken = true,
+                }
+            }
             b'C' if self.capturing => {
                 if let Some(t) = &mut self.track {
                     t.tag_seen = true;
@@ -658,6 +836,20 @@ impl<S> SpliceStream<S> {
         let Some(t) = self.track.take() else {
             return Ok(());
         };
+        if t.kind == Kind::Commit {
+            // The check's group is over; the `COMMIT` written right behind
+            // it is the next request: watch it (still pending).
+            self.track = Some(Track {
+                kind: Kind::Watch,
+                ahead: 0,
+                expect: b"",
+                seen: 0,
+                own_sync: false,
+                in_group: true,
+                tag_seen: false,
+            });
+            return Ok(());
+        }
         let opened = t.kind != Kind::Begin || matches!(status, b'T' | b'E');
         {
             let mut s = self.splice.state();
@@ -882,9 +1074,13 @@ async fn open_socket(config: &tokio_postgres::Config) -> io::Result<Box<dyn Sock
 }
 
 /// Opens a connection whose socket is a [`SpliceStream`] and prepares the
-/// guard statements on it. Plain TCP or Unix socket, no TLS (as
-/// diesel-async's own `establish`).
-pub(crate) async fn connect(url: &str) -> Result<(AsyncPgConnection, Splice), ConnectionError> {
+/// guard statements of `mode` on it (the `set_config` guards only under
+/// [`TenantContextMode::SetConfig`]; the commit check in both). Plain TCP
+/// or Unix socket, no TLS (as diesel-async's own `establish`).
+pub(crate) async fn connect(
+    url: &str,
+    mode: TenantContextMode,
+) -> Result<(AsyncPgConnection, Splice), ConnectionError> {
     let bad = |e: &dyn std::fmt::Display| ConnectionError::BadConnection(e.to_string());
     let config: tokio_postgres::Config = url.parse().map_err(|e| bad(&e))?;
     let socket = open_socket(&config).await.map_err(|e| bad(&e))?;
@@ -901,7 +1097,11 @@ pub(crate) async fn connect(url: &str) -> Result<(AsyncPgConnection, Splice), Co
         }
     });
     let mut conn = AsyncPgConnection::try_from(client).await?;
-    conn.batch_execute(PREPARE_GUARDS)
+    let prepare = match mode {
+        TenantContextMode::SetConfig => format!("{PREPARE_GUARDS};\n{PREPARE_CHECK}"),
+        TenantContextMode::SetLocal => PREPARE_CHECK.to_owned(),
+    };
+    conn.batch_execute(&prepare)
         .await
         .map_err(ConnectionError::CouldntSetupConfiguration)?;
     Ok((conn, splice))

@@ -113,6 +113,11 @@ async fn nil_and_malformed_tenant_ids_are_refused_before_any_sql() {
                 ))
                 .get_result(tx.conn())
                 .await?;
+                // Put the guard's tenant back, or the check in front of the
+                // COMMIT refuses the transaction (TenantContextChanged).
+                diesel::sql_query(format!("SELECT set_config('app.tenant_id', '{t}', true)"))
+                    .execute(tx.conn())
+                    .await?;
                 Ok(row.t)
             })
         }

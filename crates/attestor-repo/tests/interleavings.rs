@@ -10,7 +10,8 @@
 //! connection that works.
 //!
 //! `ATTESTOR_INTERLEAVING_CASES` (default 8) sets the number of cases, each
-//! of 125–200 operations.
+//! of 125–200 operations; the cases alternate between the two tenant
+//! context modes (`set_config` and `SET LOCAL`), so both get half.
 
 mod common;
 
@@ -19,7 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use attestor_repo::{sbom_entries, Database, DatabaseConfig, RepoError, TenantContext, TenantId};
+use attestor_repo::{
+    sbom_entries, Database, DatabaseConfig, RepoError, TenantContext, TenantContextMode, TenantId,
+};
 use common::proxy::Rng;
 use common::*;
 use diesel::sql_types::{BigInt, Integer, Uuid as SqlUuid};
@@ -262,6 +265,7 @@ fn the_guard_keeps_its_contract_under_a_disturbed_wire() {
     let admin_url = tdb.admin_url();
     let next_id = std::sync::atomic::AtomicI64::new(1);
     let totals = std::sync::Mutex::new((0u64, 0u64, 0u64));
+    let case = std::sync::atomic::AtomicU64::new(0);
     proptest!(config, |(
         seed in any::<u64>(),
         test_on_checkout in any::<bool>(),
@@ -271,7 +275,13 @@ fn the_guard_keeps_its_contract_under_a_disturbed_wire() {
         let stop = Arc::new(AtomicBool::new(false));
         let (disturbed, cancels) = rt.block_on(async {
             let proxy = common::proxy::start(&app_url, seed).await;
-            let mut cfg = DatabaseConfig::new(proxy.url.clone()).with_max_connections(1);
+            let mode = match case.fetch_add(1, Ordering::Relaxed) % 2 {
+                0 => TenantContextMode::SetConfig,
+                _ => TenantContextMode::SetLocal,
+            };
+            let mut cfg = DatabaseConfig::new(proxy.url.clone())
+                .with_max_connections(1)
+                .with_tenant_context_mode(mode);
             cfg.test_on_checkout = test_on_checkout;
             cfg.connection_timeout = Duration::from_secs(10);
             let db = Database::connect(cfg).await.unwrap();

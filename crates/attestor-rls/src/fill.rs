@@ -602,19 +602,25 @@ impl<'a> Filler<'a> {
         Ok(Ok(values))
     }
 
-    /// `INSERT … RETURNING to_jsonb(row)`; `Err(message)` when refused.
+    /// The INSERT of one row, answering the inserted row as one JSON text
+    /// column `v`. Its RETURNING returns columns only (`*`) and the row is
+    /// turned into JSON outside it, by the SELECT over the data-modifying
+    /// CTE: Citus refuses non-IMMUTABLE functions such as `to_jsonb` in the
+    /// RETURNING clause of a distributed table.
     pub fn insert_sql(&self, values: &Values) -> String {
-        let target = format!("{} AS x", self.table.qualified());
-        if values.is_empty() {
-            return format!("INSERT INTO {target} DEFAULT VALUES RETURNING to_jsonb(x)::text AS v");
-        }
-        let cols: Vec<String> = values.keys().map(|c| ident(c)).collect();
-        let vals: Vec<&str> = values.values().map(String::as_str).collect();
-        format!(
-            "INSERT INTO {target} ({}) VALUES ({}) RETURNING to_jsonb(x)::text AS v",
-            cols.join(", "),
-            vals.join(", ")
-        )
+        let target = self.table.qualified();
+        let insert = if values.is_empty() {
+            format!("INSERT INTO {target} DEFAULT VALUES RETURNING *")
+        } else {
+            let cols: Vec<String> = values.keys().map(|c| ident(c)).collect();
+            let vals: Vec<&str> = values.values().map(String::as_str).collect();
+            format!(
+                "INSERT INTO {target} ({}) VALUES ({}) RETURNING *",
+                cols.join(", "),
+                vals.join(", ")
+            )
+        };
+        format!("WITH inserted AS ({insert}) SELECT to_jsonb(inserted)::text AS v FROM inserted")
     }
 
     /// A plain INSERT statement for a probe (no RETURNING).

@@ -254,7 +254,7 @@ fn anything_else_where_the_guards_answer_belongs_breaks_the_connection() {
 
 #[test]
 fn the_opening_rides_in_the_first_group_and_holds_what_follows_its_sync() {
-    let begin = encode_begin("t", "a", None);
+    let begin = encode_begin(TenantContextMode::SetConfig, "t", "a", None);
     // Not in front of Terminate: a connection closed unused opens nothing.
     let (mut s, splice) = stream();
     splice.arm_begin(begin.clone());
@@ -270,7 +270,7 @@ fn the_opening_rides_in_the_first_group_and_holds_what_follows_its_sync() {
         s.feed(&[b]).unwrap();
     }
     // The statement after the prepare's Sync waits for the prepare's answer.
-    assert_eq!(&s.out[..], &[&begin[..], &prepare].concat()[..]);
+    assert_eq!(&s.out[..], &[&begin.0[..], &prepare].concat()[..]);
     s.out.clear();
     let prepared = [
         message(b'1', b""),
@@ -298,7 +298,7 @@ fn an_opening_that_did_not_open_a_transaction_fails_the_stream_and_sends_nothing
     // The cancel landed on BEGIN (or the opening failed before it): the
     // server skipped the group, and the ReadyForQuery says idle.
     let (mut s, splice) = stream();
-    splice.arm_begin(encode_begin("t", "a", None));
+    splice.arm_begin(encode_begin(TenantContextMode::SetConfig, "t", "a", None));
     let statement = [bind(), exec(), sync()].concat();
     s.feed(&[parse(), sync(), statement.clone()].concat()).unwrap();
     let before = s.out.len();
@@ -313,14 +313,14 @@ fn an_opening_that_did_not_open_a_transaction_fails_the_stream_and_sends_nothing
 
 #[test]
 fn an_opening_in_front_of_a_simple_query_gets_its_own_sync_and_holds_the_query() {
-    let begin = encode_begin("t", "", None);
+    let begin = encode_begin(TenantContextMode::SetConfig, "t", "", None);
     let query = message(b'Q', b"SAVEPOINT a\0");
     let answers = [message(b'C', b"SAVEPOINT\0"), z(b'T')].concat();
     for (status, failed) in [(b'T', false), (b'E', true)] {
         let (mut s, splice) = stream();
         splice.arm_begin(begin.clone());
         s.feed(&query).unwrap();
-        let mut expected = begin.to_vec();
+        let mut expected = begin.0.to_vec();
         expected.extend_from_slice(&sync());
         assert_eq!(&s.out[..], &expected[..], "the query waits");
         s.out.clear();
@@ -407,4 +407,82 @@ fn nothing_is_injected_unless_armed() {
     assert_eq!(&s.out[..], &bytes[..]);
     let d = splice.disarm();
     assert!(!d.injected && d.in_sync && !d.failed, "{d:?}");
+}
+
+#[test]
+fn a_commit_goes_out_behind_the_context_check_whose_answers_are_taken_out() {
+    let check = encode_check("t", "a");
+    let commit = message(b'Q', b"COMMIT\0");
+    let check_ok = [
+        message(b'2', b""),
+        message(b'D', b"\0\x01\0\0\0\x01t"),
+        message(b'C', b"SELECT 1\0"),
+        z(b'T'),
+    ]
+    .concat();
+    let mismatch = [message(b'E', b"SERROR\0VERROR\0C22P02\0Mno\0\0"), z(b'E')].concat();
+    let aborted = [message(b'E', b"SERROR\0VERROR\0C25P02\0Mno\0\0"), z(b'E')].concat();
+    let gone = [message(b'E', b"SERROR\0VERROR\0C26000\0Mno\0\0"), z(b'E')].concat();
+    for (check_answers, tag, check_failed, failed, broken) in [
+        (check_ok, &b"COMMIT\0"[..], false, false, false),
+        (mismatch, b"ROLLBACK\0", true, true, false),
+        (aborted, b"ROLLBACK\0", false, true, false),
+        (gone, b"ROLLBACK\0", false, true, true),
+    ] {
+        let driver = [message(b'C', tag), z(b'I')].concat();
+        let incoming = [check_answers.clone(), driver.clone()].concat();
+        for cut in 0..=incoming.len() {
+            let (mut s, splice) = stream();
+            splice.arm_commit(check.clone());
+            s.feed(&commit).unwrap();
+            // The check and its own Sync go out right in front of the COMMIT, not held.
+            assert_eq!(&s.out[..], &[&check[..], &sync(), &commit].concat()[..]);
+            assert_eq!(read_split(&mut s, &incoming, cut).unwrap(), driver, "cut {cut}");
+            let d = splice.disarm();
+            assert!(
+                d.injected
+                    && d.in_sync
+                    && d.check_failed == check_failed
+                    && d.check_broken == broken
+                    && d.failed == failed
+                    && d.rolled_back == failed
+                    && d.status == Some(b'I'),
+                "cut {cut}: {d:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_set_local_opening_sends_one_statement_per_setting_and_takes_their_answers_out() {
+    let (begin, answers) = encode_begin(
+        TenantContextMode::SetLocal,
+        "t",
+        "o'b",
+        Some(Duration::from_millis(5)),
+    );
+    let text = String::from_utf8_lossy(&begin).into_owned();
+    for sql in [
+        "BEGIN",
+        "SET LOCAL app.tenant_id = 't'",
+        "SET LOCAL app.actor = 'o''b'",
+        "SET LOCAL statement_timeout = 5",
+    ] {
+        assert!(text.contains(&format!("{sql}\0")), "{sql} in {text:?}");
+    }
+    assert!(!text.contains("set_config"), "{text:?}");
+    let set = |tag: &[u8]| [message(b'1', b""), message(b'2', b""), message(b'C', tag)].concat();
+    let opening = [set(b"BEGIN\0"), set(b"SET\0"), set(b"SET\0"), set(b"SET\0")].concat();
+    let (mut s, splice) = stream();
+    splice.arm_begin((begin.clone(), answers));
+    s.feed(&[bind(), exec(), sync()].concat()).unwrap();
+    let driver = answers_to_the_query();
+    let driver = [&driver[..driver.len() - 6], &z(b'T')[..]].concat();
+    let incoming = [opening, driver.clone()].concat();
+    assert_eq!(read_split(&mut s, &incoming, 9).unwrap(), driver);
+    let d = splice.disarm();
+    assert!(
+        d.injected && d.in_sync && !d.failed && d.status == Some(b'T'),
+        "{d:?}"
+    );
 }

@@ -7,15 +7,45 @@ pub mod gen;
 pub mod proxy;
 
 use attestor_repo::scoped_futures::ScopedBoxFuture;
-use attestor_repo::{Database, DatabaseConfig, RepoError, TenantContext, TenantId, TenantTx};
+use attestor_repo::{
+    Database, DatabaseConfig, RepoError, TenantContext, TenantContextMode, TenantId, TenantTx,
+};
 use attestor_testdb::{shared, TestDatabase};
 
 pub fn test_db() -> TestDatabase<'static> {
     shared().test_database().expect("test database")
 }
 
+tokio::task_local! {
+    /// The tenant context mode of the pools [`config`] builds, set by [`in_both_modes`].
+    static MODE: TenantContextMode;
+}
+
+/// The mode [`in_both_modes`] runs the current body in (`SetConfig` outside it).
+pub fn mode() -> TenantContextMode {
+    MODE.try_with(|m| *m).unwrap_or_default()
+}
+
+/// A pool configuration for `url` in the current [`mode`].
+pub fn config(url: impl Into<String>) -> DatabaseConfig {
+    DatabaseConfig::new(url).with_tenant_context_mode(mode())
+}
+
+/// Runs `body` once per tenant context mode (each run builds its pools with
+/// [`config`] / [`app`], so it gets that mode), saying which one failed.
+pub async fn in_both_modes<F, Fut>(body: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for mode in [TenantContextMode::SetConfig, TenantContextMode::SetLocal] {
+        eprintln!("--- tenant context mode {mode:?}");
+        MODE.scope(mode, body()).await;
+    }
+}
+
 pub async fn app(db: &TestDatabase<'_>, pool: u32) -> Database {
-    Database::connect(DatabaseConfig::new(db.app_url()).with_max_connections(pool))
+    Database::connect(config(db.app_url()).with_max_connections(pool))
         .await
         .expect("connect as attestor_app")
 }

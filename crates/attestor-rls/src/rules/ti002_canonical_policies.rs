@@ -12,9 +12,11 @@ use crate::generate::{desired, policy_matches, PolicySpec};
 rule! {
     /// Each tenant table must have exactly the policies `gen-rls` writes: one
     /// permissive `<table>_tenant_isolation FOR ALL TO <module>_app` whose USING and
-    /// WITH CHECK are `tenant_id = (SELECT <module>_app.require_current_tenant())`,
+    /// WITH CHECK are `tenant_id = <module>_app.require_current_tenant()` (a plain call,
+    /// no sub-select: Citus refuses sub-queries in the policies of distributed tables),
     /// plus the policies declared with a reason in rls.toml. Expressions are compared
-    /// as the server itself renders them.
+    /// as the server itself renders them, so a hand edit that means the same (a
+    /// sub-select around the helper, operands swapped) is still a finding.
     ///
     /// Policies are OR-ed: one extra permissive policy (a debugging `USING (true)`, a
     /// policy for PUBLIC) opens the table to every tenant no matter how right the

@@ -39,7 +39,7 @@ use crate::catalog::{canonical_sql_body, Function};
 use crate::Module;
 
 rule! {
-    /// Every policy compares `tenant_id` with `(SELECT <module>_app.require_current_tenant())`.
+    /// Every policy compares `tenant_id` with `<module>_app.require_current_tenant()`.
     /// That helper must be exactly the canonical one: returns uuid, STABLE, SECURITY
     /// INVOKER, owned by the owner role, `LANGUAGE sql` with a SQL-standard body
     /// (`RETURN …`) equal to the canonical body, no SET clause, not executable by
@@ -49,7 +49,7 @@ rule! {
     /// The helper is what makes a connection that forgot its tenant fail loudly
     /// (AT001) instead of matching nothing, and what refuses a malformed or nil
     /// tenant (AT002). A replaced body can quietly return NULL or a fixed tenant; a
-    /// VOLATILE helper runs per row; a SET clause or a volatile slow path stops the
+    /// VOLATILE helper cannot be an index condition and runs for every row; a SET clause or a volatile slow path stops the
     /// planner from inlining it; a STRICT slow path turns an unset tenant into NULL
     /// (no rows, no error); a string body resolves names through the caller's
     /// search_path, so a caller could redirect it.
@@ -209,7 +209,7 @@ fn common_problems(f: &Function, m: &Module, slow_path: bool, problems: &mut Vec
         let v = match (f.volatility.as_str(), slow_path) {
             ("i", false) => "IMMUTABLE (the planner may fold it into a constant)",
             ("i", true) => "IMMUTABLE (it is not: it raises on what the GUC holds)",
-            (_, false) => "VOLATILE (evaluated per row instead of once per statement)",
+            (_, false) => "VOLATILE (it cannot be an index condition, so it runs for every row read)",
             (_, true) => "VOLATILE (a volatile call in the helper's body stops the planner from inlining it)",
         };
         problems.push((
