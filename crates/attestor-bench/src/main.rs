@@ -14,6 +14,7 @@
 
 mod guard;
 mod guard_cost;
+mod peers;
 mod queue;
 
 use std::process::ExitCode;

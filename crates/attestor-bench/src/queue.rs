@@ -95,6 +95,8 @@ pub struct Args {
     /// Diagnosis only: non-durable commits (synchronous_commit off).
     #[arg(long)]
     no_fsync: bool,
+    #[command(flatten)]
+    pub(crate) peers: crate::peers::Args,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -107,12 +109,16 @@ pub fn run(args: Args) -> Result<()> {
         json,
         tenant_chunk: chunk,
         no_fsync,
+        peers,
     } = args;
     let batches: Vec<u32> = batches
         .split(',')
         .map(|b| b.trim().parse().context("--batches: comma-separated integers"))
         .collect::<Result<_>>()?;
 
+    // Installed (or found) before anything runs: a missing tool fails fast.
+    let peers = crate::peers::prepare(&peers)?;
+    let mut ours = Vec::new();
     let server = match std::env::var("DATABASE_URL") {
         Ok(u) if !u.trim().is_empty() => attestor_testdb::Server::from_url(&u)?,
         _ => attestor_testdb::Server::embedded(&attestor_testdb::cluster::ClusterOptions {
@@ -169,6 +175,7 @@ pub fn run(args: Args) -> Result<()> {
             hot_ratio,
             table_mib,
         );
+        ours.push(crate::peers::Ours { mode: "mechanics", batch, jobs_per_s });
     }
     for &batch in &batches {
         reset(&server, db.name())?;
@@ -192,6 +199,10 @@ pub fn run(args: Args) -> Result<()> {
         report(
             json, "pipeline", batch, workers, chunk, jobs_per_s, baseline, hot_ratio, table_mib,
         );
+        ours.push(crate::peers::Ours { mode: "pipeline", batch, jobs_per_s });
+    }
+    if let Some(installed) = &peers {
+        crate::peers::run(installed, &server, jobs, tenants, workers, &ours, json)?;
     }
 
     let fairness_db = server.test_database()?;
