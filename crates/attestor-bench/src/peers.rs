@@ -206,7 +206,10 @@ pub fn prepare(args: &Args) -> Result<Option<Installed>> {
     let graphile_script = graphile.join("graphile_worker.js");
     std::fs::write(&graphile_script, GRAPHILE_SCRIPT)?;
 
-    let python3 = tool("python3", "Python 3 with venv and pip (Debian: apt-get install python3-venv)")?;
+    let python3 = tool(
+        "python3",
+        "Python 3 with venv and pip (Debian: apt-get install python3-venv)",
+    )?;
     let venv = dir.join("pgqueuer");
     let python = venv.join("bin").join("python");
     let want = [("pgqueuer", PGQUEUER_VERSION), ("asyncpg", ASYNCPG_VERSION)];
@@ -214,7 +217,10 @@ pub fn prepare(args: &Args) -> Result<Option<Installed>> {
         .iter()
         .all(|(name, v)| dist_version(&venv, name).as_deref() == Some(*v))
     {
-        eprintln!("PgQueuer {PGQUEUER_VERSION} already installed in {}", venv.display());
+        eprintln!(
+            "PgQueuer {PGQUEUER_VERSION} already installed in {}",
+            venv.display()
+        );
     } else {
         eprintln!("installing PgQueuer {PGQUEUER_VERSION} into {}", venv.display());
         if !python.exists() {
@@ -369,6 +375,13 @@ pub fn run(
         let dropped = server.drop_database(&name);
         let run = result.with_context(|| peer.system())?;
         dropped?;
+        if run.jobs != expected {
+            bail!(
+                "{} reported {} jobs done, but {expected} were enqueued",
+                peer.system(),
+                run.jobs
+            );
+        }
         let jobs_per_s = run.jobs_per_s();
         if peer == Peer::GraphileBatched {
             graphile_batched = Some(jobs_per_s);
@@ -445,7 +458,11 @@ fn run_one(
                 .arg(jobs.to_string())
                 .arg(tenants.to_string())
                 .arg(GRAPHILE_CONCURRENCY.to_string())
-                .arg(if peer == Peer::GraphileBatched { "batched" } else { "defaults" });
+                .arg(if peer == Peer::GraphileBatched {
+                    "batched"
+                } else {
+                    "defaults"
+                });
             c
         }
         Peer::PgQueuer => {
@@ -461,7 +478,14 @@ fn run_one(
     // The cluster's superuser in the peer's own database, from PG*
     // variables (libpq's, which node-postgres and asyncpg read too).
     let params = server.admin(database);
-    for var in ["DATABASE_URL", "PGSERVICE", "PGSERVICEFILE", "PGOPTIONS", "PGPASSWORD", "PGSSLMODE"] {
+    for var in [
+        "DATABASE_URL",
+        "PGSERVICE",
+        "PGSERVICEFILE",
+        "PGOPTIONS",
+        "PGPASSWORD",
+        "PGSSLMODE",
+    ] {
         cmd.env_remove(var);
     }
     cmd.env("PGHOST", &params.host)
@@ -472,7 +496,9 @@ fn run_one(
         cmd.env("PGPASSWORD", p);
     }
     eprintln!("running {} on {jobs} jobs", peer.system());
-    let out = cmd.output().with_context(|| format!("running {}", peer.system()))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {}", peer.system()))?;
     if !out.status.success() {
         bail!(
             "{} failed ({}):\n{}{}",
@@ -522,9 +548,7 @@ mod tests {
     }
 
     fn queue_args(argv: &[&str]) -> Result<crate::queue::Args, clap::Error> {
-        let cli = crate::Cli::try_parse_from(
-            ["attestor-bench", "queue"].iter().chain(argv).copied(),
-        )?;
+        let cli = crate::Cli::try_parse_from(["attestor-bench", "queue"].iter().chain(argv).copied())?;
         match cli.benchmark {
             crate::Benchmark::Queue(a) => Ok(a),
             other => panic!("parsed as {other:?}"),
@@ -554,14 +578,31 @@ mod tests {
         assert_eq!(npm_package_version(&s.0, "graphile-worker"), None);
         let pkg = s.0.join("node_modules/graphile-worker");
         std::fs::create_dir_all(&pkg).unwrap();
-        std::fs::write(pkg.join("package.json"), r#"{"name":"graphile-worker","version":"0.16.6"}"#).unwrap();
-        assert_eq!(npm_package_version(&s.0, "graphile-worker").as_deref(), Some("0.16.6"));
-        assert_ne!(npm_package_version(&s.0, "graphile-worker").as_deref(), Some(GRAPHILE_WORKER_VERSION));
+        std::fs::write(
+            pkg.join("package.json"),
+            r#"{"name":"graphile-worker","version":"0.16.6"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            npm_package_version(&s.0, "graphile-worker").as_deref(),
+            Some("0.16.6")
+        );
+        assert_ne!(
+            npm_package_version(&s.0, "graphile-worker").as_deref(),
+            Some(GRAPHILE_WORKER_VERSION)
+        );
         // Another package's manifest in that place does not count.
         std::fs::write(pkg.join("package.json"), r#"{"name":"other","version":"0.17.3"}"#).unwrap();
         assert_eq!(npm_package_version(&s.0, "graphile-worker"), None);
-        std::fs::write(pkg.join("package.json"), r#"{"name":"graphile-worker","version":"0.17.3"}"#).unwrap();
-        assert_eq!(npm_package_version(&s.0, "graphile-worker").as_deref(), Some(GRAPHILE_WORKER_VERSION));
+        std::fs::write(
+            pkg.join("package.json"),
+            r#"{"name":"graphile-worker","version":"0.17.3"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            npm_package_version(&s.0, "graphile-worker").as_deref(),
+            Some(GRAPHILE_WORKER_VERSION)
+        );
     }
 
     #[test]
@@ -588,7 +629,10 @@ mod tests {
         assert!(parse_result("{\"jobs\": 5, \"elapsed_s\": 0.5, \"remaining\": 0}", 5).is_ok());
         for (bad, why) in [
             ("{\"jobs\":99999,\"elapsed_s\":10.5,\"remaining\":0}", "short"),
-            ("{\"jobs\":100000,\"elapsed_s\":10.5,\"remaining\":3}", "left over"),
+            (
+                "{\"jobs\":100000,\"elapsed_s\":10.5,\"remaining\":3}",
+                "left over",
+            ),
             ("{\"jobs\":100000,\"elapsed_s\":0,\"remaining\":0}", "no time"),
             ("{\"jobs\":100000,\"remaining\":0}", "no elapsed"),
             ("nothing here", "no line"),
