@@ -44,7 +44,7 @@ const PGQUEUER_SCRIPT: &str = include_str!("peers/pgqueuer_bench.py");
 
 /// `queue`'s peer options.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct Args {
+pub struct PeerArgs {
     /// Also install graphile-worker and PgQueuer (npm, PyPI; pinned, into
     /// target/peers) and run each with its documented fast settings on the
     /// same cluster; print `queue-peer` lines and our ratios to them.
@@ -157,7 +157,7 @@ fn default_dir() -> Result<PathBuf> {
 
 /// Installs (or finds) the pinned peers; `None` without `--peers`. Runs
 /// before the bench starts its cluster, so a missing tool fails fast.
-pub fn prepare(args: &Args) -> Result<Option<Installed>> {
+pub fn prepare(args: &PeerArgs) -> Result<Option<Installed>> {
     if !args.peers {
         return Ok(None);
     }
@@ -569,7 +569,7 @@ mod tests {
 
     #[test]
     fn prepare_without_peers_installs_nothing() {
-        assert!(prepare(&Args::default()).unwrap().is_none());
+        assert!(prepare(&PeerArgs::default()).unwrap().is_none());
     }
 
     #[test]

@@ -96,7 +96,7 @@ pub struct Args {
     #[arg(long)]
     no_fsync: bool,
     #[command(flatten)]
-    pub(crate) peers: crate::peers::Args,
+    pub(crate) peers: crate::peers::PeerArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
