@@ -25,7 +25,10 @@
 //!    client draws per claim ([`Uuid::new_v4`]) and the job id: fresh for
 //!    every claim of every job, with no volatile function in the `UPDATE`.
 //!    A reclaimed job whose attempts are exhausted is dead-lettered instead,
-//!    as in the one statement.
+//!    as in the one statement. The `UPDATE` reads the time from its CTE
+//!    (`c.at`, `c.expires`: the statement's `now()`, and the lease's end,
+//!    `timestamptz + interval` being stable too): Citus refuses a
+//!    non-immutable function inside a `CASE` of an `UPDATE`.
 //! 4. The rest of the batch, if any, comes from the picked tenant whose head
 //!    job has waited longest (a lone big backlog drains at full batch size).
 //!
@@ -58,7 +61,8 @@ SELECT q.tenant_id, min(q.run_at) AS head
 /// against the batch as in the one statement.
 pub const CLAIM_TENANT_SQL: &str = "\
 WITH chosen AS MATERIALIZED (
-    SELECT q.tenant_id, q.id, q.status = 'running' AS reclaimed
+    SELECT q.tenant_id, q.id, q.status = 'running' AS reclaimed, now() AS at,
+           now() + make_interval(secs => $3) AS expires
       FROM attestor.rekor_submission_queue q
      WHERE q.tenant_id = $1 AND q.finished_at IS NULL AND q.run_at <= now()
        AND (q.status = 'queued' OR q.lease_expires_at < now())
@@ -70,11 +74,11 @@ UPDATE attestor.rekor_submission_queue q
    SET status = CASE WHEN c.reclaimed AND q.attempts >= q.max_attempts THEN 'dead' ELSE 'running' END,
        attempts = CASE WHEN c.reclaimed AND q.attempts >= q.max_attempts THEN q.attempts ELSE q.attempts + 1 END,
        lease_expires_at = CASE WHEN c.reclaimed AND q.attempts >= q.max_attempts THEN NULL
-                               ELSE now() + make_interval(secs => $3) END,
+                               ELSE c.expires END,
        locked_by = CASE WHEN c.reclaimed AND q.attempts >= q.max_attempts THEN NULL ELSE $4 END,
        attempt_token = CASE WHEN c.reclaimed AND q.attempts >= q.max_attempts THEN NULL
                             ELSE md5($5 || q.id::text)::uuid END,
-       finished_at = CASE WHEN c.reclaimed AND q.attempts >= q.max_attempts THEN now() END,
+       finished_at = CASE WHEN c.reclaimed AND q.attempts >= q.max_attempts THEN c.at END,
        last_error = CASE WHEN c.reclaimed AND q.attempts >= q.max_attempts
                          THEN 'lease expired on the last attempt (worker ' || coalesce(q.locked_by, '?') || ')'
                          ELSE q.last_error END
