@@ -158,9 +158,13 @@ pub fn run(args: CitusTestArgs) -> Result<ExitCode> {
             match added {
                 Ok((node, placed)) => {
                     let moved = if placed > 0 {
-                        Ok(format!("citus_add_node and a rebalance moved {placed} shard placements onto it"))
+                        Ok(format!(
+                            "citus_add_node and a rebalance moved {placed} shard placements onto it"
+                        ))
                     } else {
-                        Err(anyhow::anyhow!("the rebalance moved no shard onto the new worker"))
+                        Err(anyhow::anyhow!(
+                            "the rebalance moved no shard onto the new worker"
+                        ))
                     };
                     lane.step("add a worker", moved);
                     lane.verify_rls("verify-rls after adding a worker", &url, &logs);
@@ -221,7 +225,9 @@ fn db_up(url: &str, first: bool) -> Result<String> {
     let distribution = line("citus coordinator")?;
     let idle = migrations.ends_with("none (up to date)") && distribution.ends_with("nothing (up to date)");
     match (first, idle) {
-        (true, true) => anyhow::bail!("db up on a fresh coordinator did nothing: {migrations}; {distribution}"),
+        (true, true) => {
+            anyhow::bail!("db up on a fresh coordinator did nothing: {migrations}; {distribution}")
+        }
         (false, false) => anyhow::bail!("db up is not idempotent, it did more: {migrations}; {distribution}"),
         _ => Ok(format!("{migrations}; {distribution}")),
     }
@@ -374,10 +380,7 @@ impl Lane {
                     println!("ok      {name}: clean");
                 } else {
                     self.failed = true;
-                    println!(
-                        "FAILED  {name}: {} findings (see {file})",
-                        report.findings.len()
-                    );
+                    println!("FAILED  {name}: {} findings (see {file})", report.findings.len());
                     for f in report.findings.iter().take(20) {
                         println!(
                             "          [{}] {}: {}",
@@ -410,7 +413,12 @@ fn build_suites(
 ) -> Result<std::collections::HashMap<(String, String), Executable>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(&cargo);
-    build.args(["test", "--locked", "--no-run", "--message-format=json-render-diagnostics"]);
+    build.args([
+        "test",
+        "--locked",
+        "--no-run",
+        "--message-format=json-render-diagnostics",
+    ]);
     for (p, t, _) in suites {
         build.args(["-p", p, "--test", t]);
     }

@@ -34,7 +34,10 @@ fn ti026(r: &Report) -> Vec<String> {
 }
 
 fn examined_by_ti026(r: &Report) -> usize {
-    r.examined.values().filter(|rules| rules.contains("TI026")).count()
+    r.examined
+        .values()
+        .filter(|rules| rules.contains("TI026"))
+        .count()
 }
 
 /// Plants `flaw` (SQL on the coordinator as the superuser), verifies, and
@@ -70,7 +73,11 @@ fn the_distributed_schema_passes_and_every_table_role_and_placement_is_examined(
     if on_citus() {
         // 8 tables and the module's 3 roles.
         assert_eq!(examined_by_ti026(&r), 11, "{}", show(&r));
-        assert!(r.to_human().contains("TI026 citus-distribution"), "{}", r.to_human());
+        assert!(
+            r.to_human().contains("TI026 citus-distribution"),
+            "{}",
+            r.to_human()
+        );
     } else {
         assert_eq!(examined_by_ti026(&r), 0, "nothing to examine without Citus");
     }
@@ -100,7 +107,9 @@ fn flaw_tenant_table_in_another_colocation_group() {
 
 #[test]
 fn flaw_tenant_data_in_a_reference_table() {
-    if let Some(r) = planted(&format!("{EXTRA} SELECT create_reference_table('attestor.extra');")) {
+    if let Some(r) = planted(&format!(
+        "{EXTRA} SELECT create_reference_table('attestor.extra');"
+    )) {
         assert_ti026(&r, "attestor.extra", "tenant data in a reference table");
     }
 }
@@ -125,7 +134,11 @@ fn a_placement(admin: &ConnParams, table: &str) -> (ConnParams, String) {
         .unwrap()
         .unwrap();
     let mut parts = row.splitn(3, ' ');
-    let (host, port, shard) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+    let (host, port, shard) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
     let worker = ConnParams {
         host: host.to_owned(),
         port: port.parse().unwrap(),
@@ -144,10 +157,7 @@ fn with_one_shard_changed(change: impl Fn(&str) -> String) -> Option<Report> {
     let db = server.test_database().unwrap();
     let admin = ConnParams::parse(&db.admin_url()).unwrap();
     let (worker, shard) = a_placement(&admin, "attestor.spines");
-    Db::connect(&worker.url())
-        .unwrap()
-        .exec(&change(&shard))
-        .unwrap();
+    Db::connect(&worker.url()).unwrap().exec(&change(&shard)).unwrap();
     Some(verify_as_operator(db.server(), db.name(), ""))
 }
 
@@ -155,7 +165,11 @@ fn with_one_shard_changed(change: impl Fn(&str) -> String) -> Option<Report> {
 fn flaw_a_shard_without_forced_rls() {
     match with_one_shard_changed(|s| format!("ALTER TABLE {s} NO FORCE ROW LEVEL SECURITY")) {
         Some(r) => {
-            assert_ti026(&r, "attestor.spines", "1 of 32 shard placements do not carry the coordinator's RLS");
+            assert_ti026(
+                &r,
+                "attestor.spines",
+                "1 of 32 shard placements do not carry the coordinator's RLS",
+            );
             assert_ti026(&r, "attestor.spines", "\"force\" : false");
         }
         None => assert!(!on_citus()),
@@ -186,7 +200,8 @@ fn flaw_the_owner_may_log_in_on_a_worker() {
     let _roles = roles_write();
     let worker = nodes.workers[0].params(&shared().admin("postgres"));
     let mut w = Db::connect(&worker.url()).unwrap();
-    w.exec("SET citus.enable_ddl_propagation = off; ALTER ROLE attestor_owner LOGIN").unwrap();
+    w.exec("SET citus.enable_ddl_propagation = off; ALTER ROLE attestor_owner LOGIN")
+        .unwrap();
     let r = {
         let server = shared();
         let db = server.test_database().unwrap();
@@ -285,7 +300,10 @@ fn readiness_fails_on_every_schema_citus_refuses_to_distribute() {
                  COMMIT;",
             );
             let _ = admin.exec("ROLLBACK");
-            assert!(refused.is_err(), "{what}: Citus distributed it, so TI018 is wrong to fail it");
+            assert!(
+                refused.is_err(),
+                "{what}: Citus distributed it, so TI018 is wrong to fail it"
+            );
         }
     }
 }

@@ -287,11 +287,18 @@ impl Nodes {
             &mut connect(&p)?,
             &format!("CREATE DATABASE {} TEMPLATE template0", ident(database)),
         )?;
-        execute(&mut connect(&p.with_database(database))?, "CREATE EXTENSION citus")?;
+        execute(
+            &mut connect(&p.with_database(database))?,
+            "CREATE EXTENSION citus",
+        )?;
         let mut coordinator = connect(&self.coordinator.params(admin).with_database(database))?;
         execute(
             &mut coordinator,
-            &format!("SELECT citus_add_node({}, {})", literal(&worker.host), worker.port),
+            &format!(
+                "SELECT citus_add_node({}, {})",
+                literal(&worker.host),
+                worker.port
+            ),
         )?;
         execute(
             &mut coordinator,
