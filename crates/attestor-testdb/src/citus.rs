@@ -278,9 +278,9 @@ impl Nodes {
     /// of `database`, the way an operator adds a worker: the database on the
     /// new node (from `template0`) with the extension, `citus_add_node` on
     /// the coordinator (which copies the roles, schemas, functions and
-    /// metadata there), then `citus_rebalance_start()` and
-    /// `citus_rebalance_wait()` to move shards onto it. Returns how many
-    /// shard placements the new node holds afterwards.
+    /// metadata there), then [`attestor_schema::CITUS_REBALANCE`] to move
+    /// shards onto it. Returns how many shard placements the new node holds
+    /// afterwards.
     pub fn add_worker(&self, admin: &ConnParams, database: &str, worker: &Node) -> Result<i64> {
         let p = worker.params(admin);
         execute(
@@ -300,11 +300,11 @@ impl Nodes {
                 worker.port
             ),
         )?;
-        execute(
+        diesel::connection::SimpleConnection::batch_execute(
             &mut coordinator,
-            "SELECT citus_rebalance_start(shard_transfer_mode => 'block_writes')",
-        )?;
-        execute(&mut coordinator, "SELECT citus_rebalance_wait()")?;
+            attestor_schema::CITUS_REBALANCE,
+        )
+        .map_err(|e| Error::sql("citus/rebalance.sql", e))?;
         #[derive(diesel::QueryableByName)]
         struct Count {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
