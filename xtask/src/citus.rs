@@ -64,6 +64,12 @@ const SUITES: &[(&str, &str, &str)] = &[
     ("attestor-queue", "worker", "queue worker runtime"),
     ("attestor-queue", "model", "queue model test"),
     ("attestor-queue", "crash", "workers killed, server restarted"),
+    (
+        "attestor-rls",
+        "citus",
+        "verify-rls's Citus rules: distribution, placements, readiness",
+    ),
+    ("attestor-rls", "rls", "verify-rls: every planted flaw"),
 ];
 
 const WORKERS: usize = 2;
@@ -86,14 +92,10 @@ pub fn run(args: CitusTestArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&logs)?;
     let mut lane = Lane::default();
 
-    // Build first, so the cluster does not sit idle while cargo compiles.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(&cargo);
-    build.args(["test", "--locked", "--no-run"]);
-    for (p, t, _) in &suites {
-        build.args(["-p", p, "--test", t]);
-    }
-    crate::util::run_echoed(&mut build)?;
+    // Build first, so the cluster does not sit idle while cargo compiles,
+    // and run the executables cargo built: one build for every suite, which
+    // a source edit during the run does not change.
+    let executables = build_suites(&suites)?;
 
     println!(
         "citus {} ({}), server binaries {}",
@@ -120,41 +122,71 @@ pub fn run(args: CitusTestArgs) -> Result<ExitCode> {
         )),
     );
     let admin = cluster.admin("postgres");
+    let mut extra = None;
     let server = Server::with_citus_cluster(cluster);
     let prepared = nodes
         .prepare_database(&admin, DATABASE)
         .map(|()| format!("database {DATABASE} on every node, extension created, workers registered"));
     let prepared_ok = lane.step("operator's part", prepared.map_err(Into::into));
-    let migrated = prepared_ok
-        && lane.step(
-            "migrations",
-            server
-                .migrate(DATABASE, attestor_schema::MIGRATIONS)
-                .map(|ran| format!("{} migrations on the coordinator", ran.len()))
-                .map_err(Into::into),
-        );
-    let distributed = migrated
-        && lane.step(
-            "distribution",
-            server
-                .distribute(DATABASE)
-                .map(|done| format!("{} objects distributed: {}", done.len(), done.join(", ")))
-                .map_err(Into::into),
-        );
+    // The operator's command, as an operator runs it: `cargo xtask db up`
+    // with DATABASE_URL at the coordinator's `attestor` migrates and
+    // distributes; run again, it must find nothing left to do.
+    let url = server.admin(DATABASE).url();
+    let distributed = prepared_ok && lane.step("db up", db_up(&url, true));
+    let distributed = distributed && lane.step("db up again", db_up(&url, false));
 
     if distributed || args.keep_going {
-        let url = server.admin(DATABASE).url();
         for (package, target, what) in &suites {
-            lane.suite(package, target, what, &url, &logs, args.suite_timeout);
+            match executables.get(&(package.to_string(), target.to_string())) {
+                Some(exe) => lane.suite(package, target, what, exe, &url, &logs, args.suite_timeout),
+                None => {
+                    lane.step(
+                        &format!("{package}/{target}"),
+                        Err(anyhow::anyhow!("cargo built no test executable for it")),
+                    );
+                }
+            }
         }
         if distributed {
-            lane.verify_rls(&url, &logs);
+            lane.verify_rls("verify-rls on the coordinator", &url, &logs);
+            // The documented procedure for growing the cluster, then what it
+            // says to re-run.
+            let third = CitusCluster::start_node(&binaries, &ClusterOptions::default());
+            let added = third.and_then(|node| {
+                let worker = attestor_testdb::citus::Node {
+                    host: node.root().display().to_string(),
+                    port: attestor_testdb::cluster::SOCKET_PORT,
+                };
+                let placed = nodes.add_worker(&admin, DATABASE, &worker)?;
+                Ok((node, placed))
+            });
+            match added {
+                Ok((node, placed)) => {
+                    let moved = if placed > 0 {
+                        Ok(format!(
+                            "citus_add_node and a rebalance moved {placed} shard placements onto it"
+                        ))
+                    } else {
+                        Err(anyhow::anyhow!(
+                            "the rebalance moved no shard onto the new worker"
+                        ))
+                    };
+                    lane.step("add a worker", moved);
+                    lane.verify_rls("verify-rls after adding a worker", &url, &logs);
+                    lane.step("db up after adding a worker", db_up(&url, false));
+                    extra = Some(node);
+                }
+                Err(e) => {
+                    lane.step("add a worker", Err(e.into()));
+                }
+            }
         }
     } else {
         println!("suites not run: every test database is migrated and distributed like {DATABASE}, so each would fail the same way (--keep-going runs them anyway)");
         lane.failed = true;
     }
     drop(server);
+    drop(extra);
     println!(
         "citus lane: {} in {:.0}s (logs in {})",
         if lane.failed { "FAILED" } else { "passed" },
@@ -166,6 +198,44 @@ pub fn run(args: CitusTestArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Runs this executable's `db up` with `DATABASE_URL` set to `url`. The
+/// first run must migrate and distribute; a later one (`first == false`)
+/// must report that nothing was left to do and record nothing.
+fn db_up(url: &str, first: bool) -> Result<String> {
+    let out = Command::new(std::env::current_exe()?)
+        .args(["db", "up"])
+        .env("DATABASE_URL", url)
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .output()
+        .context("running xtask db up")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        anyhow::bail!(
+            "xtask db up failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let line = |prefix: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .map(str::to_owned)
+            .with_context(|| format!("db up printed no `{prefix}` line: {stdout}"))
+    };
+    let migrations = line("migrations run: ")?;
+    let distribution = line("citus coordinator")?;
+    let idle = migrations.ends_with("none (up to date)") && distribution.ends_with("nothing (up to date)");
+    match (first, idle) {
+        (true, true) => {
+            anyhow::bail!("db up on a fresh coordinator did nothing: {migrations}; {distribution}")
+        }
+        (false, false) => anyhow::bail!("db up is not idempotent, it did more: {migrations}; {distribution}"),
+        _ => Ok(format!("{migrations}; {distribution}")),
+    }
 }
 
 #[derive(Default)]
@@ -246,18 +316,20 @@ impl Lane {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn suite(
         &mut self,
         package: &str,
         target: &str,
         what: &str,
+        exe: &Executable,
         url: &str,
         logs: &std::path::Path,
         timeout: Duration,
     ) {
         let log = logs.join(format!("{package}-{target}.log"));
         let started = Instant::now();
-        let output = run_suite(package, target, url, timeout);
+        let output = run_suite(exe, target, url, timeout);
         let (text, timed_out) = match output {
             Ok(o) => o,
             Err(e) => {
@@ -296,7 +368,7 @@ impl Lane {
         }
     }
 
-    fn verify_rls(&mut self, url: &str, logs: &std::path::Path) {
+    fn verify_rls(&mut self, name: &str, url: &str, logs: &std::path::Path) {
         let result = (|| -> Result<attestor_rls::Report> {
             let options = attestor_rls::VerifyOptions {
                 modules: xtask::util::rls_modules()?,
@@ -307,15 +379,13 @@ impl Lane {
         })();
         match result {
             Ok(report) => {
-                let _ = std::fs::write(logs.join("verify-rls.txt"), report.to_human());
+                let file = format!("{}.txt", name.replace(' ', "-"));
+                let _ = std::fs::write(logs.join(&file), report.to_human());
                 if report.is_clean() {
-                    println!("ok      verify-rls on the coordinator: clean");
+                    println!("ok      {name}: clean");
                 } else {
                     self.failed = true;
-                    println!(
-                        "FAILED  verify-rls on the coordinator: {} findings (see verify-rls.txt)",
-                        report.findings.len()
-                    );
+                    println!("FAILED  {name}: {} findings (see {file})", report.findings.len());
                     for f in report.findings.iter().take(20) {
                         println!(
                             "          [{}] {}: {}",
@@ -328,40 +398,110 @@ impl Lane {
             }
             Err(e) => {
                 self.failed = true;
-                println!("FAILED  verify-rls on the coordinator: could not run: {e:#}");
+                println!("FAILED  {name}: could not run: {e:#}");
             }
         }
     }
 }
 
-/// Runs one test binary with `DATABASE_URL`, its output captured; stops its
-/// process group after `timeout`. Returns the output and whether it timed out.
-fn run_suite(package: &str, target: &str, url: &str, timeout: Duration) -> Result<(String, bool)> {
-    use std::os::unix::process::CommandExt as _;
+/// A test executable cargo built, and the package directory it runs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Executable {
+    path: PathBuf,
+    package_dir: PathBuf,
+}
+
+/// `cargo test --no-run` for every suite at once; the executable of each
+/// (package, test target), read from cargo's JSON messages.
+fn build_suites(
+    suites: &[&(&str, &str, &str)],
+) -> Result<std::collections::HashMap<(String, String), Executable>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(&cargo);
+    build.args([
+        "test",
+        "--locked",
+        "--no-run",
+        "--message-format=json-render-diagnostics",
+    ]);
+    for (p, t, _) in suites {
+        build.args(["-p", p, "--test", t]);
+    }
+    build.current_dir(root()).stderr(Stdio::inherit());
+    let out = build.output().context("running cargo test --no-run")?;
+    if !out.status.success() {
+        anyhow::bail!("building the suites failed ({})", out.status);
+    }
+    Ok(executables(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The test executables in cargo's `--message-format=json` output.
+fn executables(messages: &str) -> std::collections::HashMap<(String, String), Executable> {
+    #[derive(serde::Deserialize)]
+    struct Target {
+        name: String,
+        kind: Vec<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Artifact {
+        reason: String,
+        manifest_path: Option<PathBuf>,
+        target: Option<Target>,
+        executable: Option<PathBuf>,
+        package_id: Option<String>,
+    }
+    let mut found = std::collections::HashMap::new();
+    for line in messages.lines() {
+        let Ok(a) = serde_json::from_str::<Artifact>(line) else {
+            continue;
+        };
+        let (Some(target), Some(path), Some(manifest), Some(id)) =
+            (a.target, a.executable, a.manifest_path, a.package_id)
+        else {
+            continue;
+        };
+        if a.reason != "compiler-artifact" || !target.kind.iter().any(|k| k == "test") {
+            continue;
+        }
+        // The package id does not always spell the name; its manifest does.
+        let package = manifest
+            .parent()
+            .and_then(|d| std::fs::read_to_string(d.join("Cargo.toml")).ok())
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("name = ").map(|n| n.trim_matches('"').to_owned()))
+            })
+            .unwrap_or(id);
+        found.insert(
+            (package, target.name),
+            Executable {
+                package_dir: manifest.parent().map(PathBuf::from).unwrap_or_default(),
+                path,
+            },
+        );
+    }
+    found
+}
+
+/// Runs one test executable with `DATABASE_URL`, its output captured; stops
+/// its process group after `timeout`. Returns the output and whether it
+/// timed out.
+fn run_suite(exe: &Executable, target: &str, url: &str, timeout: Duration) -> Result<(String, bool)> {
+    use std::os::unix::process::CommandExt as _;
     let out_path: PathBuf =
         std::env::temp_dir().join(format!("attestor-citus-{}-{target}.out", std::process::id()));
     let file = std::fs::File::create(&out_path)?;
-    let mut child = Command::new(cargo)
-        .args([
-            "test",
-            "--locked",
-            "-p",
-            package,
-            "--test",
-            target,
-            "--",
-            "--test-threads",
-            "2",
-        ])
+    let mut child = Command::new(&exe.path)
+        .args(["--test-threads", "2"])
         .env("DATABASE_URL", url)
-        .current_dir(root())
+        .env("CARGO_MANIFEST_DIR", &exe.package_dir)
+        .current_dir(&exe.package_dir)
         .stdin(Stdio::null())
         .stdout(file.try_clone()?)
         .stderr(file)
         .process_group(0)
         .spawn()
-        .context("starting cargo test")?;
+        .with_context(|| format!("starting {}", exe.path.display()))?;
     let deadline = Instant::now() + timeout;
     let mut timed_out = false;
     loop {
@@ -407,6 +547,24 @@ failures:
 
 test result: FAILED. 1 passed; 1 failed; 0 ignored
 ";
+
+    #[test]
+    fn finds_the_test_executables_in_cargos_messages() {
+        let manifest = root().join("crates/attestor-rls/Cargo.toml");
+        let messages = format!(
+            "{{\"reason\":\"compiler-artifact\",\"package_id\":\"x\",\"manifest_path\":{m:?},\
+              \"target\":{{\"name\":\"citus\",\"kind\":[\"test\"]}},\"executable\":\"/t/citus-1\"}}\n\
+             {{\"reason\":\"compiler-artifact\",\"package_id\":\"x\",\"manifest_path\":{m:?},\
+              \"target\":{{\"name\":\"attestor_rls\",\"kind\":[\"lib\"]}},\"executable\":null}}\n\
+             not json\n",
+            m = manifest.display().to_string()
+        );
+        let found = executables(&messages);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let exe = &found[&("attestor-rls".to_owned(), "citus".to_owned())];
+        assert_eq!(exe.path, PathBuf::from("/t/citus-1"));
+        assert_eq!(exe.package_dir, root().join("crates/attestor-rls"));
+    }
 
     #[test]
     fn reads_libtest_results_and_the_first_line_of_each_failure() {

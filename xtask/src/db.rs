@@ -2,7 +2,11 @@
 //!
 //! `up` starts a long-lived embedded cluster in `target/attestor-db` (or uses
 //! `DATABASE_URL`'s server), creates the `attestor` database, runs every
-//! migration and prints the admin, app and worker URLs. `down` stops the
+//! migration and prints the admin, app and worker URLs. Against a Citus
+//! coordinator (`DATABASE_URL=…/attestor`, the database already on every
+//! node with the extension and the workers registered: the operator's part)
+//! it then distributes the module (`citus/distribute.sql`, idempotent and
+//! recorded), so a second `up` migrates and distributes nothing. `down` stops the
 //! embedded cluster and deletes its files. It never touches other databases.
 
 use std::process::ExitCode;
@@ -77,6 +81,18 @@ fn up() -> Result<ExitCode> {
             ran.join(", ")
         }
     );
+    if let Some(nodes) = server.citus() {
+        let done = server.distribute(DATABASE)?;
+        println!(
+            "citus coordinator with {} workers; distributed: {}",
+            nodes.workers.len(),
+            if done.is_empty() {
+                "nothing (up to date)".into()
+            } else {
+                done.join(", ")
+            }
+        );
+    }
     // Print TCP URLs for the embedded cluster: any client can use them.
     let reachable = |mut p: ConnParams| {
         if let Some(port) = server.cluster().and_then(|c| c.tcp_port()) {

@@ -273,6 +273,55 @@ impl Nodes {
     }
 }
 
+impl Nodes {
+    /// Adds `worker`, a running node not registered yet, to the coordinator
+    /// of `database`, the way an operator adds a worker: the database on the
+    /// new node (from `template0`) with the extension, `citus_add_node` on
+    /// the coordinator (which copies the roles, schemas, functions and
+    /// metadata there), then [`attestor_schema::CITUS_REBALANCE`] to move
+    /// shards onto it. Returns how many shard placements the new node holds
+    /// afterwards.
+    pub fn add_worker(&self, admin: &ConnParams, database: &str, worker: &Node) -> Result<i64> {
+        let p = worker.params(admin);
+        execute(
+            &mut connect(&p)?,
+            &format!("CREATE DATABASE {} TEMPLATE template0", ident(database)),
+        )?;
+        execute(
+            &mut connect(&p.with_database(database))?,
+            "CREATE EXTENSION citus",
+        )?;
+        let mut coordinator = connect(&self.coordinator.params(admin).with_database(database))?;
+        execute(
+            &mut coordinator,
+            &format!(
+                "SELECT citus_add_node({}, {})",
+                literal(&worker.host),
+                worker.port
+            ),
+        )?;
+        diesel::connection::SimpleConnection::batch_execute(
+            &mut coordinator,
+            attestor_schema::CITUS_REBALANCE,
+        )
+        .map_err(|e| Error::sql("citus/rebalance.sql", e))?;
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let sql = format!(
+            "SELECT count(*) AS n FROM pg_catalog.citus_shards WHERE nodename = {} AND nodeport = {}",
+            literal(&worker.host),
+            worker.port
+        );
+        diesel::sql_query(&sql)
+            .get_result::<Count>(&mut coordinator)
+            .map(|c| c.n)
+            .map_err(|e| Error::sql(sql, e))
+    }
+}
+
 /// A SQL string literal.
 pub(crate) fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
@@ -294,15 +343,9 @@ impl CitusCluster {
     /// together; nothing is registered yet (see [`Nodes::prepare_database`]).
     pub fn start(binaries: &PgBinaries, workers: usize, options: &ClusterOptions) -> Result<CitusCluster> {
         let extension = CitusExtension::find(binaries)?;
-        let mut options = options.clone();
-        options.settings.extend(
-            NODE_SETTINGS
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
         let started: Vec<Result<Cluster>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..=workers)
-                .map(|_| s.spawn(|| Cluster::start_ephemeral_with(binaries, &options, citus_local_hostname)))
+                .map(|_| s.spawn(|| CitusCluster::start_node(binaries, options)))
                 .collect();
             handles
                 .into_iter()
@@ -322,6 +365,21 @@ impl CitusCluster {
             coordinator,
             workers: nodes,
         })
+    }
+
+    /// Starts one more node like the cluster's (its own directory, socket and
+    /// watchdog, Citus preloaded), registered nowhere: a worker to add to a
+    /// running cluster (`citus_add_node`, then a rebalance). It stops when
+    /// the returned cluster is dropped.
+    pub fn start_node(binaries: &PgBinaries, options: &ClusterOptions) -> Result<Cluster> {
+        CitusExtension::find(binaries)?;
+        let mut options = options.clone();
+        options.settings.extend(
+            NODE_SETTINGS
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        Cluster::start_ephemeral_with(binaries, &options, citus_local_hostname)
     }
 
     /// The extension the nodes run.

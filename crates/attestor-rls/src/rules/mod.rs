@@ -129,6 +129,7 @@ registry! {
         ti023_rls_egress,
         ti024_module_ownership,
         ti025_default_privileges,
+        ti026_citus_distribution,
     ],
     probes: [
         TD001, TD002, TD003, TD004, TD005, TD006, TD007, TD008, TD009, TD010, TD011, TD012,
