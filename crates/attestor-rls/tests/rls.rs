@@ -227,8 +227,15 @@ fn flaw_policy_with_a_sub_select_or_a_hand_edited_predicate() {
         "policy sbom_entries_tenant_isolation is not the generated one: found PERMISSIVE FOR ALL TO attestor_app \
          USING ((require_current_tenant() = tenant_id))",
     );
-    // Both still isolate: only the catalog rule sees them.
-    assert_only(&r, &["TI002"]);
+    // The sub-select is also what Citus refuses in a distributed table's policy.
+    assert_finding(
+        &r,
+        "TI018",
+        "attestor.spines",
+        "policy spines_tenant_isolation has a sub-query: Citus refuses sub-queries in policies of distributed tables",
+    );
+    // Both still isolate: only the catalog rules see them.
+    assert_only(&r, &["TI002", "TI018"]);
 }
 
 #[test]
@@ -1208,7 +1215,7 @@ fn flaw_policy_for_the_wrong_tenant_column_is_proven_leaky() {
     ] {
         assert_finding(&r, probe, "attestor.rekor_entries", message);
     }
-    assert_only(&r, &["TI002", "TD"]);
+    assert_only(&r, &["TI002", "TI018", "TD"]);
 }
 
 // --- gen-rls --------------------------------------------------------------------
