@@ -196,6 +196,20 @@ async fn exercise(db: &attestor_repo::Database, t: TenantId) -> Vec<StatementPla
         trust_anchors::find_active(tx, "key-1", ts(1_500)).await?;
         trust_anchors::revoke(tx, anchor.id, ts(2_000)).await?;
         trust_anchors::list(tx, PageRequest::after(1, anchor.cursor())).await?;
+        let log = test_log();
+        trust_anchors::create_log_key(
+            tx,
+            &trust_anchors::NewLogKey {
+                base_url: log.log.base_url.clone(),
+                log_id: log.log.log_id.clone(),
+                algorithm: log.log.key.algorithm().to_owned(),
+                public_key: log.log.spki_der.clone(),
+                valid_from: ts(1_000),
+                valid_until: None,
+            },
+        )
+        .await?;
+        trust_anchors::transparency_logs(tx).await?;
 
         for i in 0..2u8 {
             verdict_ledger::append(
