@@ -44,7 +44,7 @@ const PGQUEUER_SCRIPT: &str = include_str!("peers/pgqueuer_bench.py");
 
 /// `queue`'s peer options.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct Args {
+pub struct PeerArgs {
     /// Also install graphile-worker and PgQueuer (npm, PyPI; pinned, into
     /// target/peers) and run each with its documented fast settings on the
     /// same cluster; print `queue-peer` lines and our ratios to them.
@@ -157,7 +157,7 @@ fn default_dir() -> Result<PathBuf> {
 
 /// Installs (or finds) the pinned peers; `None` without `--peers`. Runs
 /// before the bench starts its cluster, so a missing tool fails fast.
-pub fn prepare(args: &Args) -> Result<Option<Installed>> {
+pub fn prepare(args: &PeerArgs) -> Result<Option<Installed>> {
     if !args.peers {
         return Ok(None);
     }
@@ -206,7 +206,10 @@ pub fn prepare(args: &Args) -> Result<Option<Installed>> {
     let graphile_script = graphile.join("graphile_worker.js");
     std::fs::write(&graphile_script, GRAPHILE_SCRIPT)?;
 
-    let python3 = tool("python3", "Python 3 with venv and pip (Debian: apt-get install python3-venv)")?;
+    let python3 = tool(
+        "python3",
+        "Python 3 with venv and pip (Debian: apt-get install python3-venv)",
+    )?;
     let venv = dir.join("pgqueuer");
     let python = venv.join("bin").join("python");
     let want = [("pgqueuer", PGQUEUER_VERSION), ("asyncpg", ASYNCPG_VERSION)];
@@ -214,7 +217,10 @@ pub fn prepare(args: &Args) -> Result<Option<Installed>> {
         .iter()
         .all(|(name, v)| dist_version(&venv, name).as_deref() == Some(*v))
     {
-        eprintln!("PgQueuer {PGQUEUER_VERSION} already installed in {}", venv.display());
+        eprintln!(
+            "PgQueuer {PGQUEUER_VERSION} already installed in {}",
+            venv.display()
+        );
     } else {
         eprintln!("installing PgQueuer {PGQUEUER_VERSION} into {}", venv.display());
         if !python.exists() {
@@ -365,7 +371,7 @@ pub fn run(
     for peer in Peer::ALL {
         let name = format!("peer_{}_{}", std::process::id(), peer_slug(peer));
         server.create_database(&name, None)?;
-        let result = run_one(installed, server, &name, peer, jobs, tenants, workers);
+        let result = run_one(installed, server, &name, peer, expected, tenants, workers);
         let dropped = server.drop_database(&name);
         let run = result.with_context(|| peer.system())?;
         dropped?;
@@ -434,7 +440,7 @@ fn run_one(
     server: &attestor_testdb::Server,
     database: &str,
     peer: Peer,
-    jobs: i64,
+    jobs: u64,
     tenants: i64,
     workers: usize,
 ) -> Result<PeerRun> {
@@ -445,7 +451,11 @@ fn run_one(
                 .arg(jobs.to_string())
                 .arg(tenants.to_string())
                 .arg(GRAPHILE_CONCURRENCY.to_string())
-                .arg(if peer == Peer::GraphileBatched { "batched" } else { "defaults" });
+                .arg(if peer == Peer::GraphileBatched {
+                    "batched"
+                } else {
+                    "defaults"
+                });
             c
         }
         Peer::PgQueuer => {
@@ -461,7 +471,14 @@ fn run_one(
     // The cluster's superuser in the peer's own database, from PG*
     // variables (libpq's, which node-postgres and asyncpg read too).
     let params = server.admin(database);
-    for var in ["DATABASE_URL", "PGSERVICE", "PGSERVICEFILE", "PGOPTIONS", "PGPASSWORD", "PGSSLMODE"] {
+    for var in [
+        "DATABASE_URL",
+        "PGSERVICE",
+        "PGSERVICEFILE",
+        "PGOPTIONS",
+        "PGPASSWORD",
+        "PGSSLMODE",
+    ] {
         cmd.env_remove(var);
     }
     cmd.env("PGHOST", &params.host)
@@ -472,7 +489,9 @@ fn run_one(
         cmd.env("PGPASSWORD", p);
     }
     eprintln!("running {} on {jobs} jobs", peer.system());
-    let out = cmd.output().with_context(|| format!("running {}", peer.system()))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {}", peer.system()))?;
     if !out.status.success() {
         bail!(
             "{} failed ({}):\n{}{}",
@@ -482,7 +501,7 @@ fn run_one(
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    parse_result(&String::from_utf8_lossy(&out.stdout), jobs as u64)
+    parse_result(&String::from_utf8_lossy(&out.stdout), jobs)
 }
 
 fn round1(x: f64) -> f64 {
@@ -522,9 +541,7 @@ mod tests {
     }
 
     fn queue_args(argv: &[&str]) -> Result<crate::queue::Args, clap::Error> {
-        let cli = crate::Cli::try_parse_from(
-            ["attestor-bench", "queue"].iter().chain(argv).copied(),
-        )?;
+        let cli = crate::Cli::try_parse_from(["attestor-bench", "queue"].iter().chain(argv).copied())?;
         match cli.benchmark {
             crate::Benchmark::Queue(a) => Ok(a),
             other => panic!("parsed as {other:?}"),
@@ -545,7 +562,7 @@ mod tests {
 
     #[test]
     fn prepare_without_peers_installs_nothing() {
-        assert!(prepare(&Args::default()).unwrap().is_none());
+        assert!(prepare(&PeerArgs::default()).unwrap().is_none());
     }
 
     #[test]
@@ -554,14 +571,31 @@ mod tests {
         assert_eq!(npm_package_version(&s.0, "graphile-worker"), None);
         let pkg = s.0.join("node_modules/graphile-worker");
         std::fs::create_dir_all(&pkg).unwrap();
-        std::fs::write(pkg.join("package.json"), r#"{"name":"graphile-worker","version":"0.16.6"}"#).unwrap();
-        assert_eq!(npm_package_version(&s.0, "graphile-worker").as_deref(), Some("0.16.6"));
-        assert_ne!(npm_package_version(&s.0, "graphile-worker").as_deref(), Some(GRAPHILE_WORKER_VERSION));
+        std::fs::write(
+            pkg.join("package.json"),
+            r#"{"name":"graphile-worker","version":"0.16.6"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            npm_package_version(&s.0, "graphile-worker").as_deref(),
+            Some("0.16.6")
+        );
+        assert_ne!(
+            npm_package_version(&s.0, "graphile-worker").as_deref(),
+            Some(GRAPHILE_WORKER_VERSION)
+        );
         // Another package's manifest in that place does not count.
         std::fs::write(pkg.join("package.json"), r#"{"name":"other","version":"0.17.3"}"#).unwrap();
         assert_eq!(npm_package_version(&s.0, "graphile-worker"), None);
-        std::fs::write(pkg.join("package.json"), r#"{"name":"graphile-worker","version":"0.17.3"}"#).unwrap();
-        assert_eq!(npm_package_version(&s.0, "graphile-worker").as_deref(), Some(GRAPHILE_WORKER_VERSION));
+        std::fs::write(
+            pkg.join("package.json"),
+            r#"{"name":"graphile-worker","version":"0.17.3"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            npm_package_version(&s.0, "graphile-worker").as_deref(),
+            Some(GRAPHILE_WORKER_VERSION)
+        );
     }
 
     #[test]
@@ -588,7 +622,10 @@ mod tests {
         assert!(parse_result("{\"jobs\": 5, \"elapsed_s\": 0.5, \"remaining\": 0}", 5).is_ok());
         for (bad, why) in [
             ("{\"jobs\":99999,\"elapsed_s\":10.5,\"remaining\":0}", "short"),
-            ("{\"jobs\":100000,\"elapsed_s\":10.5,\"remaining\":3}", "left over"),
+            (
+                "{\"jobs\":100000,\"elapsed_s\":10.5,\"remaining\":3}",
+                "left over",
+            ),
             ("{\"jobs\":100000,\"elapsed_s\":0,\"remaining\":0}", "no time"),
             ("{\"jobs\":100000,\"remaining\":0}", "no elapsed"),
             ("nothing here", "no line"),

@@ -94,7 +94,7 @@ pub struct Args {
     #[arg(long)]
     no_fsync: bool,
     #[command(flatten)]
-    pub(crate) peers: crate::peers::Args,
+    pub(crate) peers: crate::peers::PeerArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -173,7 +173,11 @@ pub fn run(args: Args) -> Result<()> {
             hot_ratio,
             table_mib,
         );
-        ours.push(crate::peers::Ours { mode: "mechanics", batch, jobs_per_s });
+        ours.push(crate::peers::Ours {
+            mode: "mechanics",
+            batch,
+            jobs_per_s,
+        });
     }
     for &batch in &batches {
         reset(&server, db.name())?;
@@ -197,7 +201,11 @@ pub fn run(args: Args) -> Result<()> {
         report(
             json, "pipeline", batch, workers, chunk, jobs_per_s, baseline, hot_ratio, table_mib,
         );
-        ours.push(crate::peers::Ours { mode: "pipeline", batch, jobs_per_s });
+        ours.push(crate::peers::Ours {
+            mode: "pipeline",
+            batch,
+            jobs_per_s,
+        });
     }
     if let Some(installed) = &peers {
         crate::peers::run(installed, &server, jobs, tenants, workers, &ours, json)?;
