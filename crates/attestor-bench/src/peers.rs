@@ -371,7 +371,7 @@ pub fn run(
     for peer in Peer::ALL {
         let name = format!("peer_{}_{}", std::process::id(), peer_slug(peer));
         server.create_database(&name, None)?;
-        let result = run_one(installed, server, &name, peer, jobs, tenants, workers);
+        let result = run_one(installed, server, &name, peer, expected, tenants, workers);
         let dropped = server.drop_database(&name);
         let run = result.with_context(|| peer.system())?;
         dropped?;
@@ -447,7 +447,7 @@ fn run_one(
     server: &attestor_testdb::Server,
     database: &str,
     peer: Peer,
-    jobs: i64,
+    jobs: u64,
     tenants: i64,
     workers: usize,
 ) -> Result<PeerRun> {
@@ -508,7 +508,7 @@ fn run_one(
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    parse_result(&String::from_utf8_lossy(&out.stdout), jobs as u64)
+    parse_result(&String::from_utf8_lossy(&out.stdout), jobs)
 }
 
 fn round1(x: f64) -> f64 {
