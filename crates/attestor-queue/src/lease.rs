@@ -245,8 +245,9 @@ struct CompleteRow {
 }
 
 /// The completion statement (one round trip): lock the job by its token,
-/// store the entry (or find the identical one already stored), mark the job
-/// succeeded. `$1..$3` tenant, job, token; `$4..$15` the entry; `$16` result;
+/// store the entry (or find the identical one already stored; a legacy row
+/// stored without a signature check gets the key and evidence that just
+/// verified the same entry), mark the job succeeded. `$1..$3` tenant, job, token; `$4..$15` the entry; `$16` result;
 /// `$17`, `$18` the verifying key's SHA-256 and the evidence (never NULL: the
 /// table refuses a row without them).
 pub const COMPLETE_SQL: &str = "\
@@ -256,6 +257,13 @@ WITH job AS MATERIALIZED (
      WHERE q.tenant_id = $1 AND q.id = $2 AND q.attempt_token = $3 AND q.status = 'running'
        AND q.tenant_id = (SELECT attestor_app.require_current_tenant())
        FOR UPDATE
+),
+upgrade AS (
+    UPDATE attestor.rekor_entries e
+       SET verified_key_sha256 = $17, evidence = $18
+      FROM job
+     WHERE e.tenant_id = job.tenant_id AND e.log_id = $4 AND e.log_index = $5 AND e.leaf_hash = $15
+       AND e.verified_key_sha256 IS NULL
 ),
 ins AS (
     INSERT INTO attestor.rekor_entries
@@ -303,7 +311,8 @@ SELECT (SELECT count(*) FROM job) AS held,
 /// having written nothing. The entry is a [`VerifiedTlogEntry`]: it verified
 /// against a trusted root before it got here, and the row records the key
 /// that verified it and the evidence. Storing an entry that already exists
-/// (same log and index, same leaf) reuses it; the same index with a
+/// (same log and index, same leaf) reuses it (recording the key and evidence
+/// on a legacy row that had none); the same index with a
 /// different leaf is refused. On any error the caller must roll back (the
 /// guard does). Returns the `rekor_entries` id.
 pub async fn complete(
@@ -393,6 +402,13 @@ job AS MATERIALIZED (
       JOIN input i ON q.id = i.job_id AND q.attempt_token = i.token
      WHERE q.tenant_id = (SELECT attestor_app.require_current_tenant()) AND q.status = 'running'
        FOR UPDATE OF q
+),
+upgrade AS (
+    UPDATE attestor.rekor_entries e
+       SET verified_key_sha256 = i.verified_key_sha256, evidence = i.evidence
+      FROM job JOIN input i ON i.ord = job.ord
+     WHERE e.tenant_id = job.tenant_id AND e.log_id = i.log_id AND e.log_index = i.log_index
+       AND e.leaf_hash = i.leaf_hash AND e.verified_key_sha256 IS NULL
 ),
 ins AS (
     INSERT INTO attestor.rekor_entries

@@ -251,3 +251,88 @@ async fn the_database_refuses_a_completion_without_evidence() {
         0
     );
 }
+
+/// A legacy row (stored before the database required the key, both columns
+/// NULL) at the same log index with the same leaf is reused by a completion,
+/// which records on it the key and evidence that just verified the same
+/// entry, one job at a time and in a group.
+#[tokio::test]
+async fn a_completion_records_the_key_on_a_legacy_row_of_the_same_entry() {
+    use attestor_queue::testing::fake_verified;
+    use attestor_queue::worker::complete_in_tenant;
+    use diesel_async::SimpleAsyncConnection as _;
+    let tdb = attestor_testdb::shared().test_database().unwrap();
+    let db = app_db(&tdb.app_url()).await;
+    let t = tenant();
+    for label in ["legacy-1", "legacy-2", "legacy-3"] {
+        enqueue_one(&db, t, label, 3).await;
+    }
+    let mut w = connect(&tdb.worker_url()).await;
+    let leases: Vec<_> = claim(&mut w, &ClaimOptions::new("legacy", 3, Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.lease)
+        .collect();
+    let answers: Vec<Value> = (0..3).map(|i| fake_rekor_entry(Uuid::new_v4(), 40 + i)).collect();
+    let verified: Vec<_> = answers.iter().map(fake_verified).collect();
+    // Legacy rows for all three, written the only way one can still be
+    // written: around the constraint, as the superuser, in setup.
+    let mut admin = connect(&tdb.admin_url()).await;
+    let mut sql = String::from(
+        "ALTER TABLE attestor.rekor_entries DROP CONSTRAINT rekor_entries_evidence_required_check;",
+    );
+    for v in &verified {
+        let e = v.entry();
+        sql.push_str(&format!(
+            "INSERT INTO attestor.rekor_entries (tenant_id, log_id, log_index, kind, kind_version, canonical_body, leaf_hash)
+             VALUES ('{t}', '{}', {}, '{}', '{}', '\\x{}', '\\x{}');",
+            e.log_id,
+            e.log_index,
+            e.kind,
+            e.kind_version,
+            hex::encode(&e.canonical_body),
+            hex::encode(e.leaf_hash)
+        ));
+    }
+    sql.push_str(
+        "ALTER TABLE attestor.rekor_entries ADD CONSTRAINT rekor_entries_evidence_required_check
+             CHECK (verified_key_sha256 IS NOT NULL AND octet_length(verified_key_sha256) = 32
+                    AND evidence IS NOT NULL AND evidence IN ('checkpoint', 'set+checkpoint')) NOT VALID;",
+    );
+    admin.batch_execute(&sql).await.unwrap();
+    let legacy = "SELECT count(*) AS n FROM attestor.rekor_entries WHERE verified_key_sha256 IS NULL";
+    assert_eq!(count(&mut admin, legacy).await, 3);
+    // One job.
+    complete_in_tenant(&db, "legacy", &leases[0], &verified[0], &answers[0])
+        .await
+        .unwrap();
+    assert_eq!(count(&mut admin, legacy).await, 2);
+    // A group of two.
+    let items = vec![
+        (leases[1], &verified[1], &answers[1]),
+        (leases[2], &verified[2], &answers[2]),
+    ];
+    let results = db
+        .transaction(attestor_repo::TenantContext::new(t), |tx| {
+            let items = &items;
+            async move { complete_many(tx.conn(), items).await }.scope_boxed()
+        })
+        .await
+        .unwrap();
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    assert_eq!(count(&mut admin, legacy).await, 0);
+    let rows: Vec<Stored> =
+        diesel::sql_query("SELECT log_id, verified_key_sha256, evidence FROM attestor.rekor_entries")
+            .load(&mut admin)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 3, "reused, not duplicated");
+    for r in rows {
+        assert_eq!(
+            r.verified_key_sha256.as_deref(),
+            Some(Sha256::digest(&fake_log().log.spki_der).as_slice())
+        );
+        assert_eq!(r.evidence.as_deref(), Some("set+checkpoint"));
+    }
+}
