@@ -874,31 +874,25 @@ fn flaw_app_holds_admin_option_on_an_owner() {
 }
 
 #[test]
-fn bypassrls_is_not_inherited() {
-    // BYPASSRLS (like SUPERUSER) is an attribute: a member has it only after
-    // SET ROLE, which this grant does not allow.
+fn attributes_are_not_inherited() {
+    // BYPASSRLS (like SUPERUSER), CREATEROLE and REPLICATION are attributes: a
+    // member has them only after SET ROLE, which these grants do not allow.
     if !server_version().at_least(16) {
         return assert_grant_options_refused();
     }
-    let r = verify_with_member_role(
-        "inherit_bypassrls",
-        "CREATE ROLE {role} NOLOGIN BYPASSRLS; GRANT {role} TO attestor_app WITH INHERIT TRUE, SET FALSE",
-    );
-    assert_only(&r, &[]);
-}
-
-#[test]
-fn createrole_and_replication_are_not_inherited() {
-    // CREATEROLE and REPLICATION are attributes too: reached through a grant
-    // that allows no SET ROLE, they give the member nothing.
-    if !server_version().at_least(16) {
-        return assert_grant_options_refused();
+    for (name, attributes) in [
+        ("inherit_bypassrls", "BYPASSRLS"),
+        ("inherit_createrole", "CREATEROLE REPLICATION"),
+    ] {
+        let r = verify_with_member_role(
+            name,
+            &format!(
+                "CREATE ROLE {{role}} NOLOGIN {attributes}; \
+                 GRANT {{role}} TO attestor_app WITH INHERIT TRUE, SET FALSE"
+            ),
+        );
+        assert_only(&r, &[]);
     }
-    let r = verify_with_member_role(
-        "inherit_createrole",
-        "CREATE ROLE {role} NOLOGIN CREATEROLE REPLICATION; GRANT {role} TO attestor_app WITH INHERIT TRUE, SET FALSE",
-    );
-    assert_only(&r, &[]);
 }
 
 #[test]
