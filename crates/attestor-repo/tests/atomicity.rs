@@ -237,11 +237,10 @@ async fn fetch_never_leaves_a_transaction_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_transaction_postgres_aborted_is_never_ok() {
     let tdb = test_db();
-    let worker = attestor_repo::WorkerDatabase::connect(
-        attestor_repo::DatabaseConfig::new(tdb.worker_url()).with_max_connections(1),
-    )
-    .await
-    .unwrap();
+    let worker =
+        attestor_repo::WorkerDatabase::connect(common::config(tdb.worker_url()).with_max_connections(1))
+            .await
+            .unwrap();
     let r = worker
         .transaction(Some("worker"), |tx| {
             async move {

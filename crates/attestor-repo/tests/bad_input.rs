@@ -8,7 +8,7 @@ use attestor_formats::FormatError;
 use attestor_repo::verdict_ledger::{Decision, NewVerdict};
 use attestor_repo::{
     dsse_envelopes, rekor_entries, sbom_entries, spines, trust_anchors, verdict_ledger, Database,
-    DatabaseConfig, PageRequest, RepoError, TenantContext, TenantId,
+    PageRequest, RepoError, TenantContext, TenantId,
 };
 use base64::Engine as _;
 use common::gen::*;
@@ -19,7 +19,7 @@ const LIMIT: usize = 4096;
 
 async fn small_db(tdb: &attestor_testdb::TestDatabase<'_>) -> Database {
     Database::connect(
-        DatabaseConfig::new(tdb.app_url())
+        common::config(tdb.app_url())
             .with_max_connections(2)
             .with_max_document_bytes(LIMIT),
     )
@@ -317,7 +317,7 @@ async fn inclusion_proofs_that_do_not_verify_are_refused() {
             .map(|_| ())
     });
     if let Some(real) = fixture("bundles/conformance-inclusion-proof-corrupted-hash_fail.sigstore.json") {
-        let db = Database::connect(DatabaseConfig::new(tdb.app_url()).with_max_connections(1))
+        let db = Database::connect(common::config(tdb.app_url()).with_max_connections(1))
             .await
             .unwrap();
         let pg = fixture_root("trust/public-good.trusted_root.json");
@@ -417,7 +417,7 @@ async fn entries_the_log_did_not_sign_are_refused() {
     ) {
         // The real public-good entry against the staging root, and rebuilt to a
         // tree of one (default limits: the fixture is larger than small_db's).
-        let db = Database::connect(DatabaseConfig::new(tdb.app_url()).with_max_connections(1))
+        let db = Database::connect(common::config(tdb.app_url()).with_max_connections(1))
             .await
             .unwrap();
         let staging = fixture_root("trust/staging-rekor2.trusted_root.json");

@@ -156,6 +156,16 @@ async fn database_error_is_typed_and_rolled_back() {
         .await
         .unwrap_err();
         match err {
+            // A coordinator relays the shard's error without its constraint
+            // field; its message names the shard's copy of the constraint
+            // (the name with the shard id appended).
+            RepoError::Conflict { constraint, message } if tdb.server().citus().is_some() => {
+                assert_eq!(constraint, "", "{message}");
+                assert!(
+                    message.contains("\"trust_anchors_key_id_valid_from_key_"),
+                    "{message}"
+                );
+            }
             RepoError::Conflict { constraint, .. } => {
                 assert_eq!(constraint, "trust_anchors_key_id_valid_from_key")
             }
@@ -673,9 +683,17 @@ async fn statement_timeout_is_transaction_local_and_typed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_opening_query_fails_the_first_statement_and_replaces_the_connection() {
     // The transaction's `BEGIN; SELECT set_config(…)` travels in front of its
-    // first statement (no request of its own); here it is made to fail.
+    // first statement (no request of its own); here it is made to fail. A
+    // `set_config` pool on every server: the statements here read settings
+    // and touch no shard, so a coordinator runs them as plain PostgreSQL does.
     let tdb = test_db();
-    let db = app(&tdb, 1).await;
+    let db = Database::connect(
+        DatabaseConfig::new(tdb.app_url())
+            .with_tenant_context_mode(TenantContextMode::SetConfig)
+            .with_max_connections(1),
+    )
+    .await
+    .unwrap();
     let t = TenantId::new_random();
     let before = db.probe_idle().await.unwrap().backend_pid;
     let set_config_acl = |grant: &str| {
@@ -801,4 +819,45 @@ async fn each_mode_sends_the_context_one_way_only() {
         assert!(db.probe_idle().await.unwrap().is_clean());
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_config_does_not_reach_the_shards_of_a_coordinator() {
+    // Why a test pool's mode depends on its server (`server_mode`): the same
+    // tenant transaction (an ingest and a count, both on a distributed table
+    // on a coordinator) in each mode. `SET LOCAL` reaches every row on any
+    // server; `set_config` does on plain PostgreSQL, while on a Citus
+    // coordinator the shards see no tenant and refuse the statement (AT001).
+    let tdb = test_db();
+    let coordinator = tdb.server().citus().is_some();
+    for mode in [TenantContextMode::SetConfig, TenantContextMode::SetLocal] {
+        let db = Database::connect(
+            DatabaseConfig::new(tdb.app_url())
+                .with_tenant_context_mode(mode)
+                .with_max_connections(1),
+        )
+        .await
+        .unwrap();
+        let t = TenantId::new_random();
+        let r = tx(&db, t, |tx| async move { insert_sbom(tx, 1).await }.scope_boxed()).await;
+        if coordinator && mode == TenantContextMode::SetConfig {
+            assert!(
+                matches!(r, Err(RepoError::TenantNotSet)),
+                "on a coordinator set_config must not reach the shards: {r:?}"
+            );
+            assert_eq!(
+                db.pool_status().closed_broken,
+                0,
+                "a typed refusal keeps the connection"
+            );
+        } else {
+            r.unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+            assert_eq!(count_sboms(&db, t).await, 1, "{mode:?}");
+        }
+    }
+    assert_eq!(
+        tdb.server().tenant_context_needs_set_local(),
+        coordinator,
+        "the test pools' mode follows the same question"
+    );
 }

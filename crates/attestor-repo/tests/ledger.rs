@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use attestor_repo::verdict_ledger::{self, Decision, NewVerdict};
-use attestor_repo::{Database, DatabaseConfig, RepoError, TenantId};
+use attestor_repo::{Database, RepoError, TenantId};
 use common::*;
 use serde_json::json;
 
@@ -32,6 +32,12 @@ fn admin_exec(url: &str, sql: &str) {
     use diesel::connection::SimpleConnection as _;
     use diesel::Connection as _;
     let mut c = diesel::PgConnection::establish(url).unwrap();
+    if attestor_testdb::shared().citus().is_some() {
+        // A coordinator passes `SET LOCAL` (here `session_replication_role`)
+        // on to the shards only when told to.
+        c.batch_execute("SET citus.propagate_set_commands = 'local'")
+            .unwrap();
+    }
     c.batch_execute(sql).unwrap();
 }
 
@@ -118,7 +124,7 @@ async fn tampering_by_a_superuser_is_detected_at_the_first_bad_seq() {
     assert!(verify(db.clone()).await.is_valid());
 
     // The owner and superusers are refused too (AT003) ...
-    let admin = Database::connect(DatabaseConfig::new(tdb.admin_url()).with_max_connections(1))
+    let admin = Database::connect(common::config(tdb.admin_url()).with_max_connections(1))
         .await
         .unwrap();
     let e = run!(admin, t, |tx| {

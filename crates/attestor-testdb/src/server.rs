@@ -112,6 +112,16 @@ impl Server {
         self.citus.as_ref()
     }
 
+    /// Whether a tenant context must be sent as `SET LOCAL` on this server
+    /// (the repository's `TenantContextMode::SetLocal`) for the shards to
+    /// see it: `true` on a Citus coordinator, which does not pass
+    /// `set_config(…, true)` on to the workers, `false` on plain
+    /// PostgreSQL, where tests use `set_config` (the default mode). A test
+    /// pool uses the one mode this says, never a mix.
+    pub fn tenant_context_needs_set_local(&self) -> bool {
+        self.citus.is_some()
+    }
+
     /// Whether the server is one this process started (no passwords needed).
     fn is_own(&self) -> bool {
         self.cluster.is_some() || self.citus_cluster.is_some()

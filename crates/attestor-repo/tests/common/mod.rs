@@ -21,9 +21,20 @@ tokio::task_local! {
     static MODE: TenantContextMode;
 }
 
-/// The mode [`in_both_modes`] runs the current body in (`SetConfig` outside it).
+/// The mode the test server needs: `SetLocal` on a Citus coordinator (it
+/// does not pass `set_config` on to the shards), `SetConfig` elsewhere.
+pub fn server_mode() -> TenantContextMode {
+    if shared().tenant_context_needs_set_local() {
+        TenantContextMode::SetLocal
+    } else {
+        TenantContextMode::SetConfig
+    }
+}
+
+/// The mode [`in_both_modes`] runs the current body in ([`server_mode`]
+/// outside it).
 pub fn mode() -> TenantContextMode {
-    MODE.try_with(|m| *m).unwrap_or_default()
+    MODE.try_with(|m| *m).unwrap_or_else(|_| server_mode())
 }
 
 /// A pool configuration for `url` in the current [`mode`].
@@ -31,14 +42,25 @@ pub fn config(url: impl Into<String>) -> DatabaseConfig {
     DatabaseConfig::new(url).with_tenant_context_mode(mode())
 }
 
-/// Runs `body` once per tenant context mode (each run builds its pools with
+/// The modes a test server can run a pool in: both on plain PostgreSQL,
+/// only `SetLocal` on a Citus coordinator (under `SetConfig` its shards
+/// see no tenant; `guard`'s `set_config_does_not_reach_the_shards_of_a_coordinator`
+/// shows it).
+pub fn modes() -> Vec<TenantContextMode> {
+    match server_mode() {
+        TenantContextMode::SetLocal => vec![TenantContextMode::SetLocal],
+        TenantContextMode::SetConfig => vec![TenantContextMode::SetConfig, TenantContextMode::SetLocal],
+    }
+}
+
+/// Runs `body` once per mode of [`modes`] (each run builds its pools with
 /// [`config`] / [`app`], so it gets that mode), saying which one failed.
 pub async fn in_both_modes<F, Fut>(body: F)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    for mode in [TenantContextMode::SetConfig, TenantContextMode::SetLocal] {
+    for mode in modes() {
         eprintln!("--- tenant context mode {mode:?}");
         MODE.scope(mode, body()).await;
     }
