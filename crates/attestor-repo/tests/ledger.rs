@@ -28,17 +28,48 @@ async fn append_n(db: &Database, t: TenantId, n: usize) {
     }
 }
 
-fn admin_exec(url: &str, sql: &str) {
+/// Tampering as a superuser that bypasses triggers: `sql` (its table written
+/// `{table}`) in a transaction with `session_replication_role = replica`.
+/// On plain PostgreSQL it runs on `attestor.verdict_ledger`; a Citus
+/// coordinator refuses that role for a distributed statement ("cannot
+/// execute a distributed query from a query on a shard"), so there it runs
+/// on the worker holding `tenant`'s shard, on the shard itself.
+fn tamper(tdb: &attestor_testdb::TestDatabase<'_>, tenant: TenantId, sql: &str) {
     use diesel::connection::SimpleConnection as _;
-    use diesel::Connection as _;
-    let mut c = diesel::PgConnection::establish(url).unwrap();
-    if attestor_testdb::shared().citus().is_some() {
-        // A coordinator passes `SET LOCAL` (here `session_replication_role`)
-        // on to the shards only when told to.
-        c.batch_execute("SET citus.propagate_set_commands = 'local'")
-            .unwrap();
+    use diesel::{Connection as _, RunQueryDsl as _};
+    #[derive(diesel::QueryableByName)]
+    struct Placement {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        shard: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        host: String,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        port: i32,
     }
-    c.batch_execute(sql).unwrap();
+    let (url, table) = match tdb.server().citus() {
+        None => (tdb.admin_url(), "attestor.verdict_ledger".to_owned()),
+        Some(_) => {
+            let p: Placement = diesel::sql_query(format!(
+                "SELECT s.shard_name::text AS shard, s.nodename AS host, s.nodeport AS port \
+                   FROM citus_shards s \
+                  WHERE s.shardid = get_shard_id_for_distribution_column('attestor.verdict_ledger', '{tenant}')"
+            ))
+            .get_result(&mut tdb.connect_admin().unwrap())
+            .unwrap();
+            let node = attestor_testdb::citus::Node {
+                host: p.host,
+                port: u16::try_from(p.port).unwrap(),
+            };
+            let admin = attestor_testdb::ConnParams::parse(&tdb.admin_url()).unwrap();
+            (node.params(&admin).url(), p.shard)
+        }
+    };
+    let mut c = diesel::PgConnection::establish(&url).unwrap();
+    c.batch_execute(&format!(
+        "BEGIN; SET LOCAL session_replication_role = replica; {}; COMMIT",
+        sql.replace("{table}", &table)
+    ))
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,12 +179,10 @@ async fn tampering_by_a_superuser_is_detected_at_the_first_bad_seq() {
     assert!(matches!(e, RepoError::PermissionDenied), "{e:?}");
 
     // A superuser bypassing triggers alters seq 4's inputs.
-    admin_exec(
-        &tdb.admin_url(),
-        &format!(
-            "BEGIN; SET LOCAL session_replication_role = replica; \
-             UPDATE attestor.verdict_ledger SET inputs = '{{\"i\": 999}}' WHERE tenant_id = '{t}' AND seq = 4; COMMIT"
-        ),
+    tamper(
+        &tdb,
+        t,
+        &format!("UPDATE {{table}} SET inputs = '{{\"i\": 999}}' WHERE tenant_id = '{t}' AND seq = 4"),
     );
     let v = verify(db.clone()).await;
     let bad = v.first_bad.expect("tampering detected");
@@ -164,12 +193,12 @@ async fn tampering_by_a_superuser_is_detected_at_the_first_bad_seq() {
     // Re-hashing the altered row breaks the link to seq 5 instead.
     let t2 = TenantId::new_random();
     append_n(&db, t2, 4).await;
-    admin_exec(
-        &tdb.admin_url(),
+    tamper(
+        &tdb,
+        t2,
         &format!(
-            "BEGIN; SET LOCAL session_replication_role = replica; \
-             UPDATE attestor.verdict_ledger SET decision = 'fail', entry_hash = sha256(entry_hash) \
-             WHERE tenant_id = '{t2}' AND seq = 2; COMMIT"
+            "UPDATE {{table}} SET decision = 'fail', entry_hash = sha256(entry_hash) \
+             WHERE tenant_id = '{t2}' AND seq = 2"
         ),
     );
     let bad = verify_for(&db, t2).await.first_bad.unwrap();
@@ -178,12 +207,10 @@ async fn tampering_by_a_superuser_is_detected_at_the_first_bad_seq() {
     // A deleted entry is reported as missing.
     let t3 = TenantId::new_random();
     append_n(&db, t3, 4).await;
-    admin_exec(
-        &tdb.admin_url(),
-        &format!(
-            "BEGIN; SET LOCAL session_replication_role = replica; \
-             DELETE FROM attestor.verdict_ledger WHERE tenant_id = '{t3}' AND seq = 3; COMMIT"
-        ),
+    tamper(
+        &tdb,
+        t3,
+        &format!("DELETE FROM {{table}} WHERE tenant_id = '{t3}' AND seq = 3"),
     );
     let bad = verify_for(&db, t3).await.first_bad.unwrap();
     assert_eq!(bad.seq, 3, "{bad:?}");
