@@ -32,6 +32,10 @@ fn spawn_worker(tdb: &TestDatabase<'_>, id: usize) -> Child {
         .arg(tdb.worker_url())
         .arg(tdb.app_url())
         .arg(format!("crash-worker-{id}"))
+        .arg(match mode() {
+            attestor_repo::TenantContextMode::SetConfig => "set_config",
+            attestor_repo::TenantContextMode::SetLocal => "set_local",
+        })
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -123,8 +123,8 @@ async fn run_case(ops: Vec<Op>) {
                 let got = db
                     .transaction(TenantContext::new(tenants[t]), |tx| {
                         async move {
-                            let env = insert_envelope(tx.conn(), &label).await?;
-                            enqueue(tx.conn(), &NewJob::new(env, bundle).max_attempts(max_attempts)).await
+                            let env = insert_envelope(tx, &label).await?;
+                            enqueue_tx(tx, &NewJob::new(env, bundle).max_attempts(max_attempts)).await
                         }
                         .scope_boxed()
                     })

@@ -62,7 +62,7 @@ async fn enqueue_is_idempotent_per_tenant_and_key() {
     let again = db
         .transaction(TenantContext::new(a), |tx| {
             async move {
-                let env = insert_envelope(tx.conn(), "same-2").await?;
+                let env = insert_envelope(tx, "same-2").await?;
                 let one = enqueue(tx.conn(), &NewJob::new(env, key("same"))).await?;
                 let two = enqueue_tx(tx, &NewJob::new(env, key("same"))).await?;
                 Ok::<_, QueueError>((one, two))
@@ -102,8 +102,8 @@ async fn enqueue_rolls_back_with_the_callers_transaction_and_needs_a_tenant() {
     let r: Result<(), QueueError> = db
         .transaction(TenantContext::new(t), |tx| {
             async move {
-                let env = insert_envelope(tx.conn(), "rolled-back").await?;
-                enqueue(tx.conn(), &NewJob::new(env, key("rolled-back"))).await?;
+                let env = insert_envelope(tx, "rolled-back").await?;
+                enqueue_tx(tx, &NewJob::new(env, key("rolled-back"))).await?;
                 Err(QueueError::InvalidInput("caller aborts".into()))
             }
             .scope_boxed()

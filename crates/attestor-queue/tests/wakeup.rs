@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use attestor_queue::worker::NOTIFY_CHANNEL;
-use attestor_queue::{enqueue, NewJob};
+use attestor_queue::{enqueue_tx, NewJob};
 use attestor_repo::TenantContext;
 use common::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -60,9 +60,9 @@ async fn enqueue_wakes_listeners_without_the_trigger() {
     // Not due yet, or rolled back: no wake-up.
     db.transaction(TenantContext::new(t), |tx| {
         async move {
-            let env = insert_envelope(tx.conn(), "later").await?;
+            let env = insert_envelope(tx, "later").await?;
             let later = chrono::Utc::now() + chrono::Duration::hours(1);
-            enqueue(tx.conn(), &NewJob::new(env, key("later")).run_at(later)).await
+            enqueue_tx(tx, &NewJob::new(env, key("later")).run_at(later)).await
         }
         .scope_boxed()
     })
@@ -71,8 +71,8 @@ async fn enqueue_wakes_listeners_without_the_trigger() {
     let rolled_back: Result<(), attestor_queue::QueueError> = db
         .transaction(TenantContext::new(t), |tx| {
             async move {
-                let env = insert_envelope(tx.conn(), "rolled back").await?;
-                enqueue(tx.conn(), &NewJob::new(env, key("rolled back"))).await?;
+                let env = insert_envelope(tx, "rolled back").await?;
+                enqueue_tx(tx, &NewJob::new(env, key("rolled back"))).await?;
                 Err(attestor_queue::QueueError::InvalidInput("roll back".into()))
             }
             .scope_boxed()

@@ -1,7 +1,8 @@
 //! Crash-test worker: runs a [`attestor_queue::Worker`] with the fake
 //! submitter until killed (the crash test SIGKILLs it at random moments).
 //!
-//! Usage: `attestor-queue-crash-worker <worker_url> <app_url> <worker_id>`.
+//! Usage: `attestor-queue-crash-worker <worker_url> <app_url> <worker_id> <mode>`,
+//! `<mode>` the app pool's tenant context mode (`set_config` or `set_local`).
 //! Must never be used outside tests: its "log" is a deterministic fake.
 
 use std::sync::Arc;
@@ -13,13 +14,18 @@ use attestor_queue::{Worker, WorkerConfig};
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 4 {
-        eprintln!("usage: attestor-queue-crash-worker <worker_url> <app_url> <worker_id>");
+    if args.len() != 5 {
+        eprintln!(
+            "usage: attestor-queue-crash-worker <worker_url> <app_url> <worker_id> <set_config|set_local>"
+        );
         std::process::exit(2);
     }
-    let app = attestor_repo::Database::connect(attestor_repo::DatabaseConfig::new(args[2].clone()))
-        .await
-        .expect("app database");
+    let mode: attestor_repo::TenantContextMode = args[4].parse().expect("tenant context mode");
+    let app = attestor_repo::Database::connect(
+        attestor_repo::DatabaseConfig::new(args[2].clone()).with_tenant_context_mode(mode),
+    )
+    .await
+    .expect("app database");
     let submitter = Arc::new(FakeSubmitter::new(FakeBehavior::Succeed).with_delay(Duration::from_millis(2)));
     let config = WorkerConfig::new(args[3].clone(), Arc::new(fake_trusted_root()))
         .concurrency(8, 8)
