@@ -10,16 +10,28 @@ use diesel::{Connection, PgConnection, QueryResult, RunQueryDsl};
 use uuid::Uuid;
 
 /// Run `f` in a transaction with `app.tenant_id` set (transaction-local)
-/// to `tenant`, the way the repository guard does it.
+/// to `tenant`, the way the repository guard does it in the mode the test
+/// server needs: `set_config(…, true)` on plain PostgreSQL, `SET LOCAL` on
+/// a Citus coordinator (which passes only `SET LOCAL` on to its shards,
+/// with `citus.propagate_set_commands = 'local'`).
 pub fn in_tenant<T>(
     conn: &mut PgConnection,
     tenant: Uuid,
     f: impl FnOnce(&mut PgConnection) -> QueryResult<T>,
 ) -> QueryResult<T> {
+    let set_local = attestor_testdb::shared().tenant_context_needs_set_local();
+    if set_local {
+        diesel::sql_query("SET citus.propagate_set_commands = 'local'").execute(conn)?;
+    }
     conn.transaction(|c| {
-        diesel::sql_query("SELECT set_config('app.tenant_id', $1, true)")
-            .bind::<Text, _>(tenant.to_string())
-            .execute(c)?;
+        if set_local {
+            // A UUID's text has no quote to escape.
+            diesel::sql_query(format!("SET LOCAL app.tenant_id = '{tenant}'")).execute(c)?;
+        } else {
+            diesel::sql_query("SELECT set_config('app.tenant_id', $1, true)")
+                .bind::<Text, _>(tenant.to_string())
+                .execute(c)?;
+        }
         f(c)
     })
 }
@@ -50,4 +62,16 @@ pub fn attestor_tables(conn: &mut PgConnection) -> Vec<String> {
         "SELECT c.relname::text AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = 'attestor' AND c.relkind IN ('r', 'p')",
     )
+}
+
+/// A repository pool configuration for `url` in the tenant context mode the
+/// test server needs (`SetLocal` on a Citus coordinator, `SetConfig`
+/// elsewhere; one mode per pool, as in [`in_tenant`]).
+pub fn pool_config(url: impl Into<String>) -> attestor_repo::DatabaseConfig {
+    let mode = if attestor_testdb::shared().tenant_context_needs_set_local() {
+        attestor_repo::TenantContextMode::SetLocal
+    } else {
+        attestor_repo::TenantContextMode::SetConfig
+    };
+    attestor_repo::DatabaseConfig::new(url).with_tenant_context_mode(mode)
 }

@@ -64,6 +64,7 @@ const SUITES: &[(&str, &str, &str)] = &[
     ("attestor-queue", "worker", "queue worker runtime"),
     ("attestor-queue", "model", "queue model test"),
     ("attestor-queue", "crash", "workers killed, server restarted"),
+    ("attestor-queue", "wakeup", "enqueue wakes idle workers at commit"),
     (
         "attestor-rls",
         "citus",

@@ -42,12 +42,18 @@ async fn enqueue_wakes_listeners_without_the_trigger() {
     let tdb = attestor_testdb::shared().test_database().unwrap();
     let db = app_db(&tdb.app_url()).await;
     let mut admin = connect(&tdb.admin_url()).await;
-    // What a shard does: no notification from the table.
-    admin_exec(
-        &mut admin,
-        "ALTER TABLE attestor.rekor_submission_queue DISABLE TRIGGER notify_queue_insert",
-    )
-    .await;
+    // What a shard does: no notification from the table. On a Citus
+    // coordinator that is so already (the rows, and their trigger, are on
+    // the workers, which a listener on the coordinator does not hear; Citus
+    // also refuses ALTER TABLE … TRIGGER on a distributed table); elsewhere
+    // the trigger is disabled.
+    if tdb.server().citus().is_none() {
+        admin_exec(
+            &mut admin,
+            "ALTER TABLE attestor.rekor_submission_queue DISABLE TRIGGER notify_queue_insert",
+        )
+        .await;
+    }
     let mut listen = listener(&tdb.worker_url()).await;
     let t = tenant();
 

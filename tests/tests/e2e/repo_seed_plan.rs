@@ -11,7 +11,7 @@ use attestor_repo::scoped_futures::{ScopedBoxFuture, ScopedFutureExt as _};
 use attestor_repo::verdict_ledger::{Decision, NewVerdict};
 use attestor_repo::{
     audit_log, dsse_envelopes, rekor_entries, sbom_entries, spines, trust_anchors, verdict_ledger, Database,
-    DatabaseConfig, PageRequest, RepoError, TenantContext, TenantId, TenantTx,
+    PageRequest, RepoError, TenantContext, TenantId, TenantTx,
 };
 use attestor_testdb::shared;
 use attestor_transparency::testlog::{self, Style, TestLog};
@@ -171,7 +171,7 @@ async fn seed(db: &Database, a: TenantId) -> Seeded {
 fn tenant_a_entities_are_invisible_to_tenant_b() {
     let tdb = shared().test_database().unwrap();
     runtime().block_on(async {
-        let db = Database::connect(DatabaseConfig::new(tdb.app_url()).with_max_connections(2)).await.unwrap();
+        let db = Database::connect(attestor_e2e::pool_config(tdb.app_url()).with_max_connections(2)).await.unwrap();
         let (a, b) = (TenantId::new_random(), TenantId::new_random());
         let s = seed(&db, a).await;
         // Raw SQL without any tenant filter: only RLS stands between B and A's rows.
@@ -278,7 +278,7 @@ fn required_columns_are_present_and_filled() {
         }
     }
     runtime().block_on(async {
-        let db = Database::connect(DatabaseConfig::new(tdb.app_url()).with_max_connections(1))
+        let db = Database::connect(attestor_e2e::pool_config(tdb.app_url()).with_max_connections(1))
             .await
             .unwrap();
         let a = TenantId::new_random();
@@ -308,7 +308,7 @@ fn required_columns_are_present_and_filled() {
 fn verdict_ledger_entry_is_persisted_with_the_right_tenant() {
     let tdb = shared().test_database().unwrap();
     runtime().block_on(async {
-        let db = Database::connect(DatabaseConfig::new(tdb.app_url()).with_max_connections(2))
+        let db = Database::connect(attestor_e2e::pool_config(tdb.app_url()).with_max_connections(2))
             .await
             .unwrap();
         let (a, b) = (TenantId::new_random(), TenantId::new_random());
@@ -356,7 +356,7 @@ fn verdict_ledger_entry_is_persisted_with_the_right_tenant() {
 fn jsonb_predicates_are_stored_and_read_back_exactly() {
     let tdb = shared().test_database().unwrap();
     runtime().block_on(async {
-        let db = Database::connect(DatabaseConfig::new(tdb.app_url()).with_max_connections(1)).await.unwrap();
+        let db = Database::connect(attestor_e2e::pool_config(tdb.app_url()).with_max_connections(1)).await.unwrap();
         let a = TenantId::new_random();
         let mut predicates = vec![
             json!({"z": 1, "a": {"nested": [1, 2.5, -3, null, true, "é ☃ \"q\""]}, "big": 9007199254740993u64,
@@ -427,7 +427,7 @@ fn schema_has_rls_enabled_and_forced_with_isolation_policies() {
 fn audit_log_records_create_and_update_with_tenant_and_actor() {
     let tdb = shared().test_database().unwrap();
     runtime().block_on(async {
-        let db = Database::connect(DatabaseConfig::new(tdb.app_url()).with_max_connections(1))
+        let db = Database::connect(attestor_e2e::pool_config(tdb.app_url()).with_max_connections(1))
             .await
             .unwrap();
         let (a, b) = (TenantId::new_random(), TenantId::new_random());
