@@ -15,6 +15,23 @@
 //! Everything happens inside the caller's transaction, which is always
 //! rolled back; each probe runs in its own sub-transaction. It must never
 //! commit, and never read tenant rows as a superuser to decide a proof.
+//!
+//! On a Citus coordinator the rows live in shards on the workers, and the
+//! statements of the proof run there, under the shards' own policies. Two
+//! things differ there. The tenant is set with `SET LOCAL app.tenant_id`
+//! after `SET LOCAL citus.propagate_set_commands = 'local'`
+//! ([`Db::set_tenant`]), the only form Citus forwards to the workers (as the
+//! application's SetLocal pools do). And Citus refuses, in one transaction,
+//! a statement on a shard placement that another user modified, so the rows
+//! are always written by the role being proven: the app in its login
+//! session, or the owner session as the app (`SET LOCAL ROLE`), never by the
+//! superuser; the worker's TD017 runs in its own login session. A probe
+//! Citus still refuses that way is reported as not run (exit 3), never
+//! passed. Citus' own refusals count where they prove the same thing: TD008
+//! accepts Citus' refusal to change a distribution column (the row cannot
+//! move to another tenant at all), TD012 an INSERT failing on the helper's
+//! cast of the empty setting (Citus evaluates it before routing the row).
+//! Everything is still rolled back.
 
 use std::collections::BTreeMap;
 
