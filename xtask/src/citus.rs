@@ -149,7 +149,7 @@ pub fn run(args: CitusTestArgs) -> Result<ExitCode> {
             }
         }
         if distributed {
-            lane.verify_rls("verify-rls on the coordinator", &url, &logs);
+            lane.verify_rls("verify-rls on the coordinator", &server, &logs);
             // The documented procedure for growing the cluster, then what it
             // says to re-run.
             let third = CitusCluster::start_node(&binaries, &ClusterOptions::default());
@@ -173,7 +173,7 @@ pub fn run(args: CitusTestArgs) -> Result<ExitCode> {
                         ))
                     };
                     lane.step("add a worker", moved);
-                    lane.verify_rls("verify-rls after adding a worker", &url, &logs);
+                    lane.verify_rls("verify-rls after adding a worker", &server, &logs);
                     lane.step("db up after adding a worker", db_up(&url, false));
                     extra = Some(node);
                 }
@@ -369,24 +369,36 @@ impl Lane {
         }
     }
 
-    fn verify_rls(&mut self, name: &str, url: &str, logs: &std::path::Path) {
+    /// verify-rls on the coordinator's `attestor` as an operator runs it:
+    /// the catalog and the proof in real login sessions of every module's
+    /// app and worker roles, the superuser only as the owner session.
+    fn verify_rls(&mut self, name: &str, server: &Server, logs: &std::path::Path) {
         let result = (|| -> Result<attestor_rls::Report> {
             let options = attestor_rls::VerifyOptions {
                 modules: xtask::util::rls_modules()?,
                 config: attestor_rls::Config::load(&xtask::util::rls_config_path())?,
                 dynamic: true,
             };
-            Ok(attestor_rls::verify(url, &options)?)
+            Ok(attestor_rls::cli::verify_on(server, DATABASE, &options)?)
         })();
         match result {
             Ok(report) => {
                 let file = format!("{}.txt", name.replace(' ', "-"));
                 let _ = std::fs::write(logs.join(&file), report.to_human());
                 if report.is_clean() {
-                    println!("ok      {name}: clean");
+                    let proven = report.proofs.values().map(Vec::len).sum::<usize>();
+                    println!(
+                        "ok      {name}: clean, {proven} probes proven on {} objects ({})",
+                        report.proofs.len(),
+                        report.sessions.join("; ")
+                    );
                 } else {
                     self.failed = true;
-                    println!("FAILED  {name}: {} findings (see {file})", report.findings.len());
+                    println!(
+                        "FAILED  {name}: {} findings, {} probes not run (see {file})",
+                        report.findings.len(),
+                        report.not_run.len()
+                    );
                     for f in report.findings.iter().take(20) {
                         println!(
                             "          [{}] {}: {}",
@@ -394,6 +406,9 @@ impl Lane {
                             f.object,
                             f.message.replace('\n', " ")
                         );
+                    }
+                    for n in report.not_run.iter().take(10) {
+                        println!("          not run [{}] {}: {}", n.rule, n.object, n.reason);
                     }
                 }
             }

@@ -18,6 +18,8 @@ use crate::error::{Error, Result};
 /// One connection.
 pub struct Db {
     conn: PgConnection,
+    /// Whether the session is on a Citus coordinator, once asked.
+    citus: Option<bool>,
 }
 
 #[derive(QueryableByName)]
@@ -55,7 +57,56 @@ impl Db {
             url: redact(url),
             source,
         })?;
-        Ok(Db { conn })
+        Ok(Db { conn, citus: None })
+    }
+
+    /// Whether this session is on a Citus coordinator (the `citus`
+    /// extension installed and this node in group 0): the shards of its
+    /// distributed tables live on the workers, which see only what the
+    /// session forwards to them.
+    pub fn citus_coordinator(&mut self) -> Result<bool> {
+        if let Some(c) = self.citus {
+            return Ok(c);
+        }
+        let installed = self.text(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus')::text AS v",
+        )?;
+        let c = if installed.as_deref() == Some("true") {
+            self.text("SELECT ((SELECT groupid FROM pg_catalog.pg_dist_local_group) = 0)::text AS v")?
+        } else {
+            None
+        };
+        let c = c.as_deref() == Some("true");
+        self.citus = Some(c);
+        Ok(c)
+    }
+
+    /// The tenant context for the rest of the transaction, set the way the
+    /// application's pools set it on this server: `set_config(…, true)` on
+    /// plain PostgreSQL; on a Citus coordinator `SET LOCAL` with
+    /// `citus.propagate_set_commands = 'local'` (the SetLocal pools' mode),
+    /// the only form Citus forwards to the workers holding the shards, so the
+    /// policies on the shards see the same tenant as the coordinator.
+    pub fn set_tenant(&mut self, tenant: &str) -> Result<()> {
+        let lit = crate::lit(tenant);
+        if self.citus_coordinator()? {
+            self.exec(&format!(
+                "SET LOCAL citus.propagate_set_commands = 'local'; SET LOCAL app.tenant_id = {lit}"
+            ))
+        } else {
+            self.exec(&format!("SELECT set_config('app.tenant_id', {lit}, true)"))
+        }
+    }
+
+    /// No tenant for the rest of the transaction, as a session that never
+    /// set one has it: the value the login session started with (its role's
+    /// and database's defaults), on the coordinator and on the workers.
+    pub fn unset_tenant(&mut self) -> Result<()> {
+        if self.citus_coordinator()? {
+            self.exec("SET LOCAL citus.propagate_set_commands = 'local'; SET LOCAL app.tenant_id TO DEFAULT")
+        } else {
+            self.exec("SET LOCAL app.tenant_id TO DEFAULT")
+        }
     }
 
     /// Run one or more statements.

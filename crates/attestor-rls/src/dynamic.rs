@@ -15,6 +15,23 @@
 //! Everything happens inside the caller's transaction, which is always
 //! rolled back; each probe runs in its own sub-transaction. It must never
 //! commit, and never read tenant rows as a superuser to decide a proof.
+//!
+//! On a Citus coordinator the rows live in shards on the workers, and the
+//! statements of the proof run there, under the shards' own policies. Two
+//! things differ there. The tenant is set with `SET LOCAL app.tenant_id`
+//! after `SET LOCAL citus.propagate_set_commands = 'local'`
+//! ([`Db::set_tenant`]), the only form Citus forwards to the workers (as the
+//! application's SetLocal pools do). And Citus refuses, in one transaction,
+//! a statement on a shard placement that another user modified, so the rows
+//! are always written by the role being proven: the app in its login
+//! session, or the owner session as the app (`SET LOCAL ROLE`), never by the
+//! superuser; the worker's TD017 runs in its own login session. A probe
+//! Citus still refuses that way is reported as not run (exit 3), never
+//! passed. Citus' own refusals count where they prove the same thing: TD008
+//! accepts Citus' refusal to change a distribution column (the row cannot
+//! move to another tenant at all), TD012 an INSERT failing on the helper's
+//! cast of the empty setting (Citus evaluates it before routing the row).
+//! Everything is still rolled back.
 
 use std::collections::BTreeMap;
 
@@ -108,10 +125,16 @@ pub fn run(
         if !app_done {
             match sessions.owner.as_deref_mut() {
                 Some(owner) => {
+                    // On a Citus coordinator the app writes the rows itself
+                    // (by SET ROLE): Citus refuses a statement on a shard
+                    // placement that another user modified in the same
+                    // transaction, so rows the superuser wrote could not be
+                    // read by the app at all.
                     let superuser = owner
                         .text("SELECT current_setting('is_superuser') AS v")?
                         .as_deref()
-                        == Some("on");
+                        == Some("on")
+                        && !owner.citus_coordinator()?;
                     let can = owner.try_text(&format!("SET LOCAL ROLE {}", ident(&m.app_role())))?;
                     match can {
                         Ok(_) => {
@@ -152,7 +175,10 @@ pub fn run(
             }
         }
         if let Some(worker) = sessions.worker.as_deref_mut() {
-            worker_probes(worker, catalog, m, config, report, in_owner_session)?;
+            // On a Citus coordinator the owner session never proves TD017
+            // (see `prove_table`): the worker's own session must.
+            let citus = worker.citus_coordinator()?;
+            worker_probes(worker, catalog, m, config, report, in_owner_session && !citus)?;
         } else if !in_owner_session {
             for t in ordered_tables(catalog, m) {
                 report.not_run(
@@ -308,7 +334,6 @@ fn module(
         .text("SELECT gen_random_uuid()::text AS v")?
         .unwrap_or_default();
     let app = m.app_role();
-    let set_tenant = |t: &str| format!("SELECT set_config('app.tenant_id', {}, true)", lit(t));
 
     // 1. Rows for both tenants, parents first.
     let mut parents_a: BTreeMap<String, RowJson> = BTreeMap::new();
@@ -414,7 +439,7 @@ fn module(
         let Some(fx) = fixtures.get(&t.key()) else {
             continue;
         };
-        prove_table(db, catalog, m, config, t, fx, &a, &b, report, &set_tenant, mode)?;
+        prove_table(db, catalog, m, config, t, fx, &a, &b, report, mode)?;
     }
     if mode != Mode::Login {
         db.exec("SET LOCAL ROLE NONE")?;
@@ -453,10 +478,7 @@ pub(crate) fn insert_row(
             db.exec(&format!("SET LOCAL ROLE {}", ident(app)))?;
         }
         if as_app {
-            db.exec(&format!(
-                "SELECT set_config('app.tenant_id', {}, true)",
-                lit(tenant)
-            ))?;
+            db.set_tenant(tenant)?;
         }
         let result = db.try_text(&sql)?;
         if switch {
@@ -488,6 +510,27 @@ fn row_predicate(t: &Table, pk: &[String], row: &RowJson) -> String {
     )
 }
 
+/// Citus refused the statement because another user modified a shard
+/// placement it touches earlier in the transaction: the probe did not run.
+fn placement_of_another_user(o: &Outcome) -> bool {
+    o.sqlstate.as_deref() == Some("25001")
+        && o.message
+            .contains("modified in this transaction by a different user")
+}
+
+/// Why a probe refused by [`placement_of_another_user`] proves nothing.
+const ANOTHER_USER: &str = "on a Citus coordinator a shard placement modified by one user cannot be read by another in \
+     the same transaction, so the probe could not run; the rows must be written by the role that is proven (give the \
+     app role INSERT on the table, or its login session)";
+
+/// Citus refuses any UPDATE of a distributed table's distribution column to
+/// another value: the row cannot move to another tenant at all.
+fn partition_value_refused(o: &Outcome) -> bool {
+    o.sqlstate.as_deref() == Some("0A000")
+        && o.message
+            .contains("modifying the partition value of rows is not allowed")
+}
+
 /// Refused with insufficient_privilege: an RLS WITH CHECK violation or a missing grant.
 fn refused(o: &Outcome) -> bool {
     o.sqlstate.as_deref() == Some("42501")
@@ -512,7 +555,6 @@ fn prove_table(
     a: &str,
     b: &str,
     report: &mut Report,
-    set_tenant: &dyn Fn(&str) -> String,
     mode: Mode,
 ) -> Result<()> {
     let key = t.key();
@@ -549,9 +591,10 @@ fn prove_table(
     let filler = Filler::new(catalog, t);
 
     let mut passed: Vec<&'static str> = Vec::new();
+    let citus = db.citus_coordinator()?;
 
     // In B's context.
-    db.exec(&set_tenant(b))?;
+    db.set_tenant(b)?;
     let probes: Vec<Probe> = vec![
         (
             &TD002,
@@ -597,7 +640,9 @@ fn prove_table(
             &TD008,
             format!("UPDATE {q} SET tenant_id = {}::uuid WHERE {pred_b}", lit(a)),
             false,
-            Box::new(|o: &Outcome| refused(o) || (o.ok() && o.rows == 0)),
+            Box::new(move |o: &Outcome| {
+                refused(o) || (o.ok() && o.rows == 0) || (citus && partition_value_refused(o))
+            }),
         ),
         (
             &TD009,
@@ -627,6 +672,8 @@ fn prove_table(
         let o = db.probe(sql, *count)?;
         if ok(&o) {
             passed.push(probe.id);
+        } else if placement_of_another_user(&o) {
+            report.not_run(probe.id, &key, ANOTHER_USER);
         } else {
             failed(report, config, probe, &key, o.describe(), None);
         }
@@ -638,7 +685,7 @@ fn prove_table(
         |o: &Outcome| o.sqlstate.as_deref() == Some("42501") && o.message.contains("permission denied");
     // "No tenant" as a session that never set one has it: the value the
     // login session started with (its role's and database's defaults).
-    db.exec("SET LOCAL app.tenant_id TO DEFAULT")?;
+    db.unset_tenant()?;
     let statements = [
         (&TD011, format!("SELECT 1 FROM {q}"), true),
         (&TD012, filler.plain_insert(&fx.b2), false),
@@ -652,23 +699,37 @@ fn prove_table(
     for (probe, sql, count) in &statements {
         report.examine(&key, probe.id);
         let o = db.probe(sql, *count)?;
-        if no_tenant(&o) || (!count && no_privilege(&o)) {
+        // On a Citus coordinator an INSERT's stable expressions, the
+        // helper's cast of the (empty) setting among them, are evaluated
+        // before the row is routed, so the INSERT fails on that cast
+        // before the helper can raise AT001. It is still refused; TI002
+        // and TI004 prove the policy calls the helper, TD011 that the
+        // helper raises AT001.
+        let cast_first = citus
+            && probe.id == TD012.id
+            && o.sqlstate.as_deref() == Some("22P02")
+            && o.message == "invalid input syntax for type uuid: \"\"";
+        if no_tenant(&o) || (!count && no_privilege(&o)) || cast_first {
             passed.push(probe.id);
+        } else if placement_of_another_user(&o) {
+            report.not_run(probe.id, &key, ANOTHER_USER);
         } else {
             failed(report, config, probe, &key, o.describe(), None);
         }
     }
-    db.exec(&set_tenant("not-a-uuid"))?;
+    db.set_tenant("not-a-uuid")?;
     let o = db.probe(&format!("SELECT 1 FROM {q}"), true)?;
     report.examine(&key, TD015.id);
     if o.sqlstate.as_deref() == Some("AT002") {
         passed.push(TD015.id);
+    } else if placement_of_another_user(&o) {
+        report.not_run(TD015.id, &key, ANOTHER_USER);
     } else {
         failed(report, config, &TD015, &key, o.describe(), None);
     }
 
     // Back in A's context: A's row is still there, unchanged.
-    db.exec(&set_tenant(a))?;
+    db.set_tenant(a)?;
     let o = db.probe(
         &format!("SELECT 1 FROM {q} AS x WHERE {pred_a} AND to_jsonb(x) = {a_json}::jsonb"),
         true,
@@ -676,6 +737,8 @@ fn prove_table(
     report.examine(&key, TD016.id);
     if o.ok() && o.rows == 1 {
         passed.push(TD016.id);
+    } else if placement_of_another_user(&o) {
+        report.not_run(TD016.id, &key, ANOTHER_USER);
     } else {
         failed(
             report,
@@ -700,14 +763,21 @@ fn prove_table(
         ))?
         .as_deref()
         == Some("true");
-    if !declared_for_worker && worker_exists && mode != Mode::Login {
+    // Not on a Citus coordinator: with `citus.propagate_set_commands` on,
+    // Citus forwards `SET LOCAL ROLE` to the app's connections to the
+    // workers, which may not become the worker role, and the worker could
+    // not read placements the app modified anyway; the worker's own login
+    // session proves TD017 there.
+    if !declared_for_worker && worker_exists && mode != Mode::Login && !citus {
         db.exec("SET LOCAL ROLE NONE")?;
         db.exec(&format!("SET LOCAL ROLE {}", ident(&worker)))?;
-        db.exec(&set_tenant(b))?;
+        db.set_tenant(b)?;
         report.examine(&key, TD017.id);
         let o = db.probe(&format!("SELECT 1 FROM {q}"), true)?;
         if (o.ok() && o.rows == 0) || no_privilege(&o) {
             passed.push(TD017.id);
+        } else if placement_of_another_user(&o) {
+            report.not_run(TD017.id, &key, ANOTHER_USER);
         } else {
             failed(report, config, &TD017, &key, o.describe(), None);
         }

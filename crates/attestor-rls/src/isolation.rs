@@ -287,10 +287,7 @@ fn tenant_context_in_login(
         .text("SELECT gen_random_uuid()::text AS v")?
         .unwrap_or_default();
     db.exec("SAVEPOINT rls_module_tenant")?;
-    db.exec(&format!(
-        "SELECT set_config('app.tenant_id', {}, true)",
-        lit(&tenant)
-    ))?;
+    db.set_tenant(&tenant)?;
     let mut rows_needed = false;
     for o in others {
         for t in catalog.tenant_tables(&o.schema) {
@@ -366,10 +363,7 @@ fn tenant_context_with_rows(
             );
             return Ok(());
         }
-        owner.exec(&format!(
-            "SELECT set_config('app.tenant_id', {}, true)",
-            lit(&tenant)
-        ))?;
+        owner.set_tenant(&tenant)?;
         let mut all_passed = !filled.is_empty();
         for q in &filled {
             report.examine(&object, TD025.id);

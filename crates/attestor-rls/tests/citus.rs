@@ -322,3 +322,37 @@ fn readiness_passes_the_module_and_citus_distributes_a_table_it_passes() {
             .unwrap();
     }
 }
+
+/// Row-Level Security disabled on every shard placement of
+/// `attestor.trust_anchors`, directly on the workers (the coordinator's
+/// table still shows it enabled and forced): TI026 names the placements,
+/// and the dynamic proof, whose statements from the app's login session run
+/// on the shards, sees B read A's row there.
+#[test]
+fn flaw_rls_disabled_on_every_shard_and_the_proof_sees_the_leak() {
+    if !on_citus() {
+        // Nothing to plant: without Citus there are no placements.
+        let err = Db::connect(&shared().test_database().unwrap().admin_url())
+            .unwrap()
+            .exec("SELECT run_command_on_placements('attestor.trust_anchors', 'SELECT 1')")
+            .expect_err("run_command_on_placements exists only with Citus");
+        return assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+    let r = planted(
+        "SELECT count(*) FROM run_command_on_placements('attestor.trust_anchors', \
+           'ALTER TABLE %s DISABLE ROW LEVEL SECURITY') WHERE success",
+    )
+    .unwrap();
+    assert_ti026(
+        &r,
+        "attestor.trust_anchors",
+        "32 of 32 shard placements do not carry the coordinator's RLS",
+    );
+    assert!(
+        r.findings_of("TD002")
+            .any(|f| f.object == "attestor.trust_anchors"
+                && f.message == "A's rows are invisible to B: succeeded (1 rows)"),
+        "the proof must see B read A's row on the shards:\n{}",
+        show(&r)
+    );
+}

@@ -68,7 +68,8 @@ probe! {
 }
 probe! {
     /// B cannot move its own row to tenant A with an UPDATE of `tenant_id`
-    /// (refused by WITH CHECK or by a missing column grant).
+    /// (refused by WITH CHECK or by a missing column grant; on a Citus
+    /// coordinator also by Citus, which never changes a distribution column).
     TD008, "move-to-other-tenant", "UPDATE of B's row to tenant A is refused", RLS_FIX
 }
 probe! {
@@ -92,7 +93,8 @@ probe! {
 }
 probe! {
     /// With no tenant set, an INSERT fails with AT001 (or is refused for lack of a
-    /// grant).
+    /// grant). On a Citus coordinator, which evaluates the helper's cast of the
+    /// empty setting before it routes the row, it fails on that cast (22P02).
     TD012, "insert-without-tenant", "INSERT without a tenant fails with AT001",
     "the policies must call the helper: run `cargo xtask gen-rls` and fix TI002 and TI004"
 }
