@@ -16,6 +16,7 @@ mod guard;
 mod guard_cost;
 mod peers;
 mod queue;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -46,7 +47,8 @@ enum Benchmark {
     /// mechanics (claim + fenced completion, nothing stored) and pipeline
     /// (workers, no-op submitter, entry and audit row stored); HOT share of
     /// the queue's updates, its size after the run; fairness p99 of small
-    /// tenants behind a big backlog; peak worker RSS.
+    /// tenants behind a big backlog; peak worker RSS. `queue soak`: a
+    /// steady run of 1M jobs, the table's size and the claim's p99 over it.
     Queue(queue::Args),
 }
 

@@ -68,9 +68,12 @@ impl Submitter for Noop {
     }
 }
 
-/// `queue`'s options.
+/// `queue`'s options (the burn-down), or the `soak` mode with its own.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    #[command(subcommand)]
+    mode: Option<Mode>,
     /// Jobs burnt down per batch size.
     #[arg(long, default_value_t = 100_000)]
     jobs: i64,
@@ -99,8 +102,19 @@ pub struct Args {
     pub(crate) peers: crate::peers::PeerArgs,
 }
 
+/// `queue`'s other modes.
+#[derive(Debug, clap::Subcommand)]
+enum Mode {
+    /// A steady run (default 1,000,000 jobs at 1,000 jobs/s, enqueue paced,
+    /// mechanics draining, retention purging): the queue table's size with
+    /// its indexes and the claim's p99 after the first 100k jobs, at the
+    /// middle and at the end (module `soak`).
+    Soak(crate::soak::Args),
+}
+
 pub fn run(args: Args) -> Result<()> {
     let Args {
+        mode,
         jobs,
         tenants,
         workers,
@@ -111,6 +125,9 @@ pub fn run(args: Args) -> Result<()> {
         no_fsync,
         peers,
     } = args;
+    if let Some(Mode::Soak(soak)) = mode {
+        return crate::soak::run(soak);
+    }
     let batches: Vec<u32> = batches
         .split(',')
         .map(|b| b.trim().parse().context("--batches: comma-separated integers"))
@@ -280,7 +297,6 @@ async fn mechanics(
     batch: u32,
     chunk: u32,
 ) -> Result<(u64, Duration)> {
-    use diesel::sql_types::{Array, Uuid as SqlUuid};
     use diesel_async::AsyncConnection;
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -298,24 +314,8 @@ async fn mechanics(
                 if jobs.is_empty() {
                     return anyhow::Ok(());
                 }
-                let (t, j, k): (Vec<_>, Vec<_>, Vec<_>) = jobs
-                    .iter()
-                    .map(|c| (c.lease.tenant_id, c.lease.job_id, c.lease.token))
-                    .fold((vec![], vec![], vec![]), |mut acc, (t, j, k)| {
-                        acc.0.push(t);
-                        acc.1.push(j);
-                        acc.2.push(k);
-                        acc
-                    });
-                let n = diesel_async::RunQueryDsl::execute(
-                    diesel::sql_query(MECHANICS_COMPLETE_SQL)
-                        .bind::<Array<SqlUuid>, _>(t)
-                        .bind::<Array<SqlUuid>, _>(j)
-                        .bind::<Array<SqlUuid>, _>(k),
-                    &mut conn,
-                )
-                .await?;
-                done.fetch_add(n as u64, Ordering::Relaxed);
+                let n = complete_fenced(&mut conn, &jobs).await?;
+                done.fetch_add(n, Ordering::Relaxed);
             }
         });
     }
@@ -323,6 +323,33 @@ async fn mechanics(
         r??;
     }
     Ok((done.load(Ordering::Relaxed), started.elapsed()))
+}
+
+/// Complete `jobs` in one fenced statement that stores nothing (the
+/// `mechanics` completion); returns how many still held their lease.
+pub(crate) async fn complete_fenced(
+    conn: &mut diesel_async::AsyncPgConnection,
+    jobs: &[attestor_queue::ClaimedJob],
+) -> Result<u64> {
+    use diesel::sql_types::{Array, Uuid as SqlUuid};
+    let (t, j, k): (Vec<_>, Vec<_>, Vec<_>) = jobs
+        .iter()
+        .map(|c| (c.lease.tenant_id, c.lease.job_id, c.lease.token))
+        .fold((vec![], vec![], vec![]), |mut acc, (t, j, k)| {
+            acc.0.push(t);
+            acc.1.push(j);
+            acc.2.push(k);
+            acc
+        });
+    let n = diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(MECHANICS_COMPLETE_SQL)
+            .bind::<Array<SqlUuid>, _>(t)
+            .bind::<Array<SqlUuid>, _>(j)
+            .bind::<Array<SqlUuid>, _>(k),
+        conn,
+    )
+    .await?;
+    Ok(n as u64)
 }
 
 /// The queue table's update counters and size (`pg_stat_user_tables`,
@@ -363,7 +390,7 @@ fn table_stats(server: &attestor_testdb::Server, database: &str) -> Result<Table
     .context("reading pg_stat_user_tables")
 }
 
-fn round(x: f64) -> f64 {
+pub(crate) fn round(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
