@@ -136,14 +136,7 @@ pub fn run(args: Args) -> Result<()> {
     // Installed (or found) before anything runs: a missing tool fails fast.
     let peers = crate::peers::prepare(&peers)?;
     let mut ours = Vec::new();
-    let server = match std::env::var("DATABASE_URL") {
-        Ok(u) if !u.trim().is_empty() => attestor_testdb::Server::from_url(&u)?,
-        _ => attestor_testdb::Server::embedded(&attestor_testdb::cluster::ClusterOptions {
-            durable: !no_fsync,
-            settings: vec![("max_connections".into(), "400".into())],
-            ..Default::default()
-        })?,
-    };
+    let server = bench_server(no_fsync)?;
     let pgbench = server
         .cluster()
         .map(|c| c.binaries().program("pgbench"))
@@ -392,6 +385,20 @@ fn table_stats(server: &attestor_testdb::Server, database: &str) -> Result<Table
 
 pub(crate) fn round(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
+}
+
+/// The server a queue bench runs on: `DATABASE_URL`'s when set, else a
+/// throwaway cluster (durable commits unless `no_fsync`) with room for the
+/// workers' and pgbench's connections.
+pub(crate) fn bench_server(no_fsync: bool) -> Result<attestor_testdb::Server> {
+    Ok(match std::env::var("DATABASE_URL") {
+        Ok(u) if !u.trim().is_empty() => attestor_testdb::Server::from_url(&u)?,
+        _ => attestor_testdb::Server::embedded(&attestor_testdb::cluster::ClusterOptions {
+            durable: !no_fsync,
+            settings: vec![("max_connections".into(), "400".into())],
+            ..Default::default()
+        })?,
+    })
 }
 
 fn round3(x: f64) -> f64 {

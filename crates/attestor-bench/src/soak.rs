@@ -213,14 +213,7 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--rate, --tenants, --workers and --batch must be positive");
     }
     let checkpoints = Checkpoints::new(jobs, window)?;
-    let server = match std::env::var("DATABASE_URL") {
-        Ok(u) if !u.trim().is_empty() => attestor_testdb::Server::from_url(&u)?,
-        _ => attestor_testdb::Server::embedded(&attestor_testdb::cluster::ClusterOptions {
-            durable: !no_fsync,
-            settings: vec![("max_connections".into(), "400".into())],
-            ..Default::default()
-        })?,
-    };
+    let server = crate::queue::bench_server(no_fsync)?;
     let pg = server.version()?.to_string();
     let db = server.test_database()?;
     // The purge as a worker runs it: its interval and batch are the
