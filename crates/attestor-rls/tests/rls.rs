@@ -972,7 +972,8 @@ fn flaw_public_execute() {
 #[test]
 fn flaw_view_without_security_invoker() {
     let r = verify_flawed(
-        "CREATE VIEW attestor.envelope_ids AS SELECT tenant_id, id FROM attestor.dsse_envelopes",
+        "CREATE VIEW attestor.envelope_ids AS SELECT tenant_id, id FROM attestor.dsse_envelopes;
+         ALTER VIEW attestor.envelope_ids OWNER TO attestor_owner",
         "",
     );
     assert_finding(
@@ -988,7 +989,8 @@ fn flaw_view_without_security_invoker() {
 fn flaw_materialized_view_over_tenant_rows() {
     let r = verify_flawed(
         "CREATE MATERIALIZED VIEW attestor.spine_counts AS
-             SELECT tenant_id, count(*) AS n FROM attestor.spines GROUP BY tenant_id",
+             SELECT tenant_id, count(*) AS n FROM attestor.spines GROUP BY tenant_id;
+         ALTER MATERIALIZED VIEW attestor.spine_counts OWNER TO attestor_owner",
         "",
     );
     assert_finding(
@@ -1004,7 +1006,8 @@ fn flaw_materialized_view_over_tenant_rows() {
 fn flaw_security_definer_function() {
     let flaw = "CREATE FUNCTION attestor_app.count_spines() RETURNS bigint LANGUAGE sql SECURITY DEFINER
                     SET search_path = pg_catalog, pg_temp AS 'SELECT count(*) FROM attestor.spines';
-                REVOKE ALL ON FUNCTION attestor_app.count_spines() FROM PUBLIC";
+                REVOKE ALL ON FUNCTION attestor_app.count_spines() FROM PUBLIC;
+                ALTER FUNCTION attestor_app.count_spines() OWNER TO attestor_owner";
     let r = verify_flawed(flaw, "");
     assert_finding(
         &r,
@@ -1051,13 +1054,13 @@ fn flaw_leakproof_function() {
 #[test]
 fn flaw_function_without_search_path() {
     let r = verify_flawed(
-        "ALTER FUNCTION attestor_app.current_actor() RESET search_path",
+        "ALTER FUNCTION attestor_app.set_updated_at() RESET search_path",
         "",
     );
     assert_finding(
         &r,
         "TI014",
-        "attestor_app.current_actor()",
+        "attestor_app.set_updated_at()",
         "function without a fixed search_path: callers can hijack the names it resolves",
     );
     assert_only(&r, &["TI014"]);
