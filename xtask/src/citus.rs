@@ -4,8 +4,12 @@
 //! coordinator and two workers, each its own directory and unix socket,
 //! under the throwaway clusters' watchdog), does the operator's part on it
 //! (the `attestor` database on every node with the extension, the workers
-//! registered), migrates and distributes it the way `cargo xtask db up`
-//! does against a coordinator, then runs the test suites against it (each
+//! registered), migrates every migration but the last and distributes,
+//! then runs `cargo xtask db up` against the distributed coordinator, which
+//! runs the last migration after distribution (the upgrade an operator's
+//! database goes through: migrations from `DDL_AS_MIGRATOR_SINCE` on must
+//! work there), verify-rls and `db up` again, then runs the test suites
+//! against it (each
 //! test binary with `DATABASE_URL` set to the coordinator, so the harness
 //! makes every test database on every node) and verify-rls on `attestor`.
 //! It prints one line per step and suite, and for each failing test the
@@ -23,6 +27,8 @@ use anyhow::{Context, Result};
 use attestor_testdb::citus::CitusExtension;
 use attestor_testdb::cluster::ClusterOptions;
 use attestor_testdb::{CitusCluster, PgBinaries, Server};
+use diesel::migration::{Migration, MigrationSource};
+use diesel::pg::Pg;
 
 use xtask::cli::CitusTestArgs;
 
@@ -132,8 +138,20 @@ pub fn run(args: CitusTestArgs) -> Result<ExitCode> {
     // The operator's command, as an operator runs it: `cargo xtask db up`
     // with DATABASE_URL at the coordinator's `attestor` migrates and
     // distributes; run again, it must find nothing left to do.
+    // The upgrade: distributed with all but the last migration, `db up`
+    // runs the last one on the distributed coordinator.
     let url = server.admin(DATABASE).url();
-    let distributed = prepared_ok && lane.step("db up", db_up(&url, true));
+    let distributed = prepared_ok
+        && lane.step(
+            "distribute all but the last migration",
+            distribute_but_last(&server, DATABASE),
+        );
+    let distributed = distributed
+        && lane.step(
+            "db up (the last migration, after distribution)",
+            db_up(&url, true),
+        );
+    let distributed = distributed && lane.verify_rls("verify-rls after the upgrade", &server, &logs);
     let distributed = distributed && lane.step("db up again", db_up(&url, false));
 
     if distributed || args.keep_going {
@@ -199,6 +217,48 @@ pub fn run(args: CitusTestArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The migrations of `S` but the last one (in version order).
+struct AllButLast<S>(S);
+
+impl<S: MigrationSource<Pg>> MigrationSource<Pg> for AllButLast<S> {
+    fn migrations(&self) -> diesel::migration::Result<Vec<Box<dyn Migration<Pg>>>> {
+        let mut all = self.0.migrations()?;
+        all.sort_by_key(|m| m.name().version().to_string());
+        all.pop();
+        Ok(all)
+    }
+}
+
+/// Migrates `database` with every migration but the last and distributes
+/// it: the state of a database distributed before the last migration was
+/// written.
+fn distribute_but_last(server: &Server, database: &str) -> Result<String> {
+    let all = MigrationSource::<Pg>::migrations(&attestor_schema::MIGRATIONS)
+        .map_err(|e| anyhow::anyhow!("reading the migrations: {e}"))?;
+    let last = all
+        .iter()
+        .map(|m| m.name().to_string())
+        .max()
+        .context("no migrations")?;
+    let ran = server.migrate(database, AllButLast(attestor_schema::MIGRATIONS))?;
+    if ran.len() + 1 != all.len() {
+        anyhow::bail!(
+            "{} of {} migrations ran, not all but the last",
+            ran.len(),
+            all.len()
+        );
+    }
+    let done = server.distribute(database)?;
+    if done.is_empty() {
+        anyhow::bail!("the distribution step distributed nothing");
+    }
+    Ok(format!(
+        "{} migrations run (all but {last}); distributed {} objects",
+        ran.len(),
+        done.len()
+    ))
 }
 
 /// Runs this executable's `db up` with `DATABASE_URL` set to `url`. The
@@ -372,7 +432,7 @@ impl Lane {
     /// verify-rls on the coordinator's `attestor` as an operator runs it:
     /// the catalog and the proof in real login sessions of every module's
     /// app and worker roles, the superuser only as the owner session.
-    fn verify_rls(&mut self, name: &str, server: &Server, logs: &std::path::Path) {
+    fn verify_rls(&mut self, name: &str, server: &Server, logs: &std::path::Path) -> bool {
         let result = (|| -> Result<attestor_rls::Report> {
             let options = attestor_rls::VerifyOptions {
                 modules: xtask::util::rls_modules()?,
@@ -411,10 +471,12 @@ impl Lane {
                         println!("          not run [{}] {}: {}", n.rule, n.object, n.reason);
                     }
                 }
+                report.is_clean()
             }
             Err(e) => {
                 self.failed = true;
                 println!("FAILED  {name}: could not run: {e:#}");
+                false
             }
         }
     }

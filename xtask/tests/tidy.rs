@@ -3,10 +3,13 @@
 //!   module doc saying what it owns (generated schema files excepted: their
 //!   text belongs to `diesel print-schema`);
 //! - nothing cites an issue number or a design document outside the
-//!   repository: the code and the docs state each rule themselves.
+//!   repository: the code and the docs state each rule themselves;
+//! - no migration from `DDL_AS_MIGRATOR_SINCE` on switches roles: its DDL
+//!   runs as the migrator and hands what it creates to the owner role.
 
 use std::path::{Path, PathBuf};
 
+use attestor_rls::generate::{ddl_as_migrator, migration_dirs, DDL_AS_MIGRATOR_SINCE};
 use xtask::util::root;
 
 /// Folders never scanned: build output, installed tools, VCS metadata.
@@ -143,5 +146,84 @@ fn every_source_file_opens_with_its_module_doc() {
         missing.is_empty(),
         "these files need a `//!` doc saying what they own and what they must never do:\n{}",
         missing.join("\n")
+    );
+}
+
+/// Statements of `sql` that switch the session's role (`SET [LOCAL|SESSION]
+/// ROLE`, `SET SESSION AUTHORIZATION`), with their line numbers; `--`
+/// comments are not statements.
+fn role_switches(sql: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (n, line) in sql.lines().enumerate() {
+        let code = line.split("--").next().unwrap_or("");
+        let words: Vec<String> = code
+            .split(|c: char| c.is_whitespace() || c == ';')
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect();
+        let hit = words.windows(2).enumerate().any(|(i, w)| {
+            if w[0] != "set" {
+                return false;
+            }
+            match w[1].as_str() {
+                "role" => true,
+                "local" | "session" => matches!(
+                    words.get(i + 2).map(String::as_str),
+                    Some("role" | "authorization")
+                ),
+                _ => false,
+            }
+        });
+        if hit {
+            out.push((n + 1, line.trim().to_owned()));
+        }
+    }
+    out
+}
+
+#[test]
+fn role_switch_check_catches_what_it_must() {
+    for switch in [
+        "SET LOCAL ROLE attestor_owner;",
+        "set role attestor_owner;",
+        "  SET SESSION ROLE x; SELECT 1;",
+        "SET SESSION AUTHORIZATION attestor_owner;",
+        "SELECT 1; SET LOCAL ROLE NONE;",
+    ] {
+        assert_eq!(role_switches(switch).len(), 1, "not caught: {switch}");
+    }
+    for ok in [
+        "-- runs without SET LOCAL ROLE attestor_owner",
+        "ALTER FUNCTION attestor_app.f() OWNER TO attestor_owner;",
+        "ALTER TABLE attestor.t SET (fillfactor = 50);",
+        "ALTER ROLE attestor_app SET search_path = pg_catalog;",
+        "SELECT set_config('role', 'x', true) AS setting;",
+    ] {
+        assert!(role_switches(ok).is_empty(), "false positive: {ok}");
+    }
+}
+
+#[test]
+fn migrations_from_the_cutoff_run_their_ddl_as_the_migrator() {
+    let dirs = migration_dirs(&root().join("migrations")).unwrap();
+    assert!(dirs.len() > 10, "only {} migrations found", dirs.len());
+    let mut found = Vec::new();
+    for dir in dirs.iter().filter(|d| ddl_as_migrator(&d.name)) {
+        for file in ["up.sql", "down.sql"] {
+            let path = dir.path.join(file);
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            for (line, snippet) in role_switches(&text) {
+                found.push(format!("{}:{line}: {snippet}", path.display()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "a migration from version {DDL_AS_MIGRATOR_SINCE} on runs its DDL as the migrator (on a Citus \
+         coordinator the NOLOGIN owner role cannot carry DDL to the workers): drop the role switch and hand \
+         each object it creates to the owner with ALTER … OWNER TO <module>_owner:\n{}",
+        found.join("\n")
     );
 }

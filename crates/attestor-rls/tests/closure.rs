@@ -581,6 +581,53 @@ fn flaw_helper_schema_and_type_owned_by_another_role() {
     assert_only(&r, &["TI024"]);
 }
 
+/// What a migration that runs as the migrator leaves when it forgets the
+/// `ALTER … OWNER TO attestor_owner` of an object it creates.
+#[test]
+fn flaw_objects_left_to_the_migrating_superuser() {
+    let superuser = admin().text("SELECT current_user::text AS v").unwrap().unwrap();
+    let r = local(
+        "CREATE FUNCTION attestor_app.tenant_label() RETURNS text LANGUAGE sql STABLE RETURN 'tenant';
+         REVOKE ALL ON FUNCTION attestor_app.tenant_label() FROM PUBLIC;
+         CREATE SEQUENCE attestor.label_seq",
+    );
+    assert_finding(
+        &r,
+        "TI024",
+        "attestor_app.tenant_label()",
+        &format!(
+            "owned by {superuser}, not by the module's owner role attestor_owner: a migration that ran as the \
+             migrator did not hand it over, and what a superuser owns (a view, a SECURITY DEFINER function) runs \
+             with a superuser's rights, past every policy"
+        ),
+    );
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.rule == "TI024" && f.object == "attestor_app.tenant_label()")
+        .unwrap();
+    assert_eq!(
+        f.fix,
+        "ALTER FUNCTION attestor_app.tenant_label() OWNER TO attestor_owner"
+    );
+    assert_finding_starts(
+        &r,
+        "TI024",
+        "attestor.label_seq",
+        &format!("owned by {superuser}, not by"),
+    );
+    assert_only(&r, &["TI024"]);
+    // Handed over, as a migration from the cutoff on does, it is clean.
+    let r = local(
+        "CREATE FUNCTION attestor_app.tenant_label() RETURNS text LANGUAGE sql STABLE RETURN 'tenant';
+         REVOKE ALL ON FUNCTION attestor_app.tenant_label() FROM PUBLIC;
+         ALTER FUNCTION attestor_app.tenant_label() OWNER TO attestor_owner;
+         CREATE SEQUENCE attestor.label_seq;
+         ALTER SEQUENCE attestor.label_seq OWNER TO attestor_owner",
+    );
+    assert!(r.is_clean(), "{}", show(&r));
+}
+
 // --- default privileges ----------------------------------------------------------
 
 #[test]

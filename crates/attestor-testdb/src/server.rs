@@ -229,7 +229,9 @@ impl Server {
     }
 
     /// Run every pending migration of `source` in `database` as the
-    /// superuser (the migrations themselves `SET LOCAL ROLE attestor_owner`).
+    /// superuser (the migrations before the cutoff `SET LOCAL ROLE
+    /// attestor_owner`; later ones run as this superuser and hand what they
+    /// create to the owner).
     /// Returns the versions that ran.
     ///
     /// Runs are serialised within the process: the first migration creates

@@ -2,12 +2,13 @@
 -- `cargo xtask module new {{module}}` from the template that mirrors the
 -- `attestor` module's first migration (same attributes, same grants).
 --
--- Runs as a SUPERUSER (the only migration of the module that does): it
+-- Runs as a SUPERUSER (the only migration of the module that must): it
 -- creates or normalises the cluster-wide roles, grants CONNECT on the current
 -- database and creates the two module schemas, both owned by {{module}}_owner.
--- Every later migration of the module starts with
--- `SET LOCAL ROLE {{module}}_owner` so that the owner owns every object it
--- creates.
+-- Every later migration of the module runs as the migrator, without a role
+-- switch (on a Citus coordinator, DDL on distributed objects goes to the
+-- workers as the current role, and {{module}}_owner may not log in), and
+-- hands every object it creates to {{module}}_owner with ALTER … OWNER TO.
 --
 --   {{module}}_owner   NOLOGIN; owns every object of the module.
 --   {{module}}_app     LOGIN, NOINHERIT; the tenant-scoped application role.

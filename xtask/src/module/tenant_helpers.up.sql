@@ -18,9 +18,9 @@
 --   AT002  app.tenant_id is set but is not a valid tenant: not a UUID, or the nil UUID
 --   AT003  UPDATE / DELETE / TRUNCATE on an append-only table
 --
--- Every function is SECURITY INVOKER; all but the helper have a fixed
--- search_path, and the helper's SQL-standard body binds its names when it is
--- created. EXECUTE: only the helper, its slow path and current_actor() are
+-- Every function is SECURITY INVOKER; the helper and current_actor() have
+-- SQL-standard bodies, which bind their names when they are created (and are
+-- inlined), the others a fixed search_path. EXECUTE: only the helper, its slow path and current_actor() are
 -- granted, to this module's runtime roles only. Trigger functions need no
 -- grant: PostgreSQL checks EXECUTE on a trigger function only when CREATE
 -- TRIGGER runs (done by the owner).
@@ -29,7 +29,11 @@
 -- crates/attestor-rls/src/require_current_tenant.sql and
 -- tenant_context_error.plpgsql, the texts this file was made from.
 
-SET LOCAL ROLE {{module}}_owner;
+-- Runs as the migrator (the role that runs `db up`), without a role switch:
+-- on a Citus coordinator whose objects are already distributed, DDL is sent
+-- to the workers as the current role, and {{module}}_owner may not log in.
+-- Every function is handed to {{module}}_owner below. The migrator's default
+-- privileges would let PUBLIC execute them: the revokes below take that back.
 
 -- tenant_context_error ------------------------------------------------------
 
@@ -73,13 +77,11 @@ CREATE FUNCTION {{module}}_app.current_actor()
     STABLE
     SECURITY INVOKER
     PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT NULLIF(current_setting('app.actor', true), '')
-$$;
+RETURN NULLIF(pg_catalog.current_setting('app.actor', true), '');
 
 COMMENT ON FUNCTION {{module}}_app.current_actor() IS
-    'Actor of the current transaction (GUC app.actor, set with set_config(..., true)); NULL when unset.';
+    'Actor of the current transaction (GUC app.actor, set with set_config(..., true) or SET LOCAL); '
+    'NULL when unset. Inlinable: keep it a single SQL-standard expression without SET clauses.';
 
 -- set_updated_at ------------------------------------------------------------
 
@@ -137,6 +139,10 @@ GRANT EXECUTE ON FUNCTION {{module}}_app.tenant_context_error(text) TO {{module}
 GRANT EXECUTE ON FUNCTION {{module}}_app.require_current_tenant()   TO {{module}}_app, {{module}}_worker;
 GRANT EXECUTE ON FUNCTION {{module}}_app.current_actor()            TO {{module}}_app, {{module}}_worker;
 
--- Diesel records the migration in this same transaction, as the connecting
--- user: give the role back before it does.
-SET LOCAL ROLE NONE;
+-- Ownership ---------------------------------------------------------------------
+
+ALTER FUNCTION {{module}}_app.tenant_context_error(text) OWNER TO {{module}}_owner;
+ALTER FUNCTION {{module}}_app.require_current_tenant()   OWNER TO {{module}}_owner;
+ALTER FUNCTION {{module}}_app.current_actor()            OWNER TO {{module}}_owner;
+ALTER FUNCTION {{module}}_app.set_updated_at()           OWNER TO {{module}}_owner;
+ALTER FUNCTION {{module}}_app.refuse_mutation()          OWNER TO {{module}}_owner;
