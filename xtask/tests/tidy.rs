@@ -150,8 +150,9 @@ fn every_source_file_opens_with_its_module_doc() {
 }
 
 /// Statements of `sql` that switch the session's role (`SET [LOCAL|SESSION]
-/// ROLE`, `SET SESSION AUTHORIZATION`), with their line numbers; `--`
-/// comments are not statements.
+/// ROLE`, `SET SESSION AUTHORIZATION`, or the same settings through
+/// `set_config('role' | 'session_authorization', …)`), with their line
+/// numbers; `--` comments are not statements.
 fn role_switches(sql: &str) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     for (n, line) in sql.lines().enumerate() {
@@ -174,7 +175,11 @@ fn role_switches(sql: &str) -> Vec<(usize, String)> {
                 _ => false,
             }
         });
-        if hit {
+        let squeezed: String = code.to_lowercase().split_whitespace().collect();
+        let by_function = ["set_config('role'", "set_config('session_authorization'"]
+            .iter()
+            .any(|f| squeezed.contains(f));
+        if hit || by_function {
             out.push((n + 1, line.trim().to_owned()));
         }
     }
@@ -189,6 +194,8 @@ fn role_switch_check_catches_what_it_must() {
         "  SET SESSION ROLE x; SELECT 1;",
         "SET SESSION AUTHORIZATION attestor_owner;",
         "SELECT 1; SET LOCAL ROLE NONE;",
+        "SELECT set_config('role', 'attestor_owner', true);",
+        "SELECT pg_catalog.set_config( 'session_authorization', 'x', false);",
     ] {
         assert_eq!(role_switches(switch).len(), 1, "not caught: {switch}");
     }
@@ -197,7 +204,7 @@ fn role_switch_check_catches_what_it_must() {
         "ALTER FUNCTION attestor_app.f() OWNER TO attestor_owner;",
         "ALTER TABLE attestor.t SET (fillfactor = 50);",
         "ALTER ROLE attestor_app SET search_path = pg_catalog;",
-        "SELECT set_config('role', 'x', true) AS setting;",
+        "SELECT set_config('app.tenant_id', 'x', true) AS setting;",
     ] {
         assert!(role_switches(ok).is_empty(), "false positive: {ok}");
     }
