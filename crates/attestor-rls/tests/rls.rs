@@ -63,6 +63,17 @@ fn citus_refuses(steps: &[&str]) -> String {
     }
 }
 
+/// `generate::plan` on the shared server. It makes its databases from
+/// `template0`, which on a Citus coordinator registers the nodes
+/// (`citus_add_node`, which copies the cluster's roles to each): it holds
+/// [`CLUSTER_ROLES`] for reading, so that no role is created or dropped
+/// meanwhile (`citus_add_node` has failed intermittently beside the role
+/// tests with "failure on connection marked as essential").
+fn gen_plan(inputs: &GenInputs) -> Vec<generate::Drift> {
+    let _roles = roles_read();
+    generate::plan(shared(), inputs).unwrap()
+}
+
 // --- the clean project schema ---------------------------------------------------
 
 #[test]
@@ -122,7 +133,7 @@ fn gen_rls_check_passes_on_the_project() {
         config_path: workspace_config_path(),
         modules: workspace_modules(),
     };
-    let drifts = generate::plan(shared(), &inputs).unwrap();
+    let drifts = gen_plan(&inputs);
     assert!(
         drifts.is_empty(),
         "gen-rls --check fails on the project: {:?}",
@@ -1601,7 +1612,7 @@ fn a_new_tenant_table_gets_its_policy_from_gen_rls() {
     let server = shared();
 
     // --check fails before, naming the table.
-    let drifts = generate::plan(server, &inputs).unwrap();
+    let drifts = gen_plan(&inputs);
     assert_eq!(drifts.len(), 1, "{drifts:?}");
     assert_eq!(drifts[0].migration, "2099-01-01-000100_rls");
     assert_eq!(drifts[0].tables, vec!["attestor.widgets".to_owned()]);
@@ -1609,7 +1620,11 @@ fn a_new_tenant_table_gets_its_policy_from_gen_rls() {
     // Before gen-rls, verify-rls fails on the table too.
     let name = format!("attestor_genrls_test_{}", std::process::id());
     server.drop_database(&name).unwrap();
-    server.create_database(&name, Some("template0")).unwrap();
+    {
+        // As in `gen_plan`.
+        let _roles = roles_read();
+        server.create_database(&name, Some("template0")).unwrap();
+    }
     server
         .migrate(&name, generate::MigrationsBefore::new(&migrations, None).unwrap())
         .unwrap();
@@ -1643,7 +1658,7 @@ fn a_new_tenant_table_gets_its_policy_from_gen_rls() {
     // Past DDL_AS_MIGRATOR_SINCE, like the table's migration: no role switch.
     assert!(!up.contains("SET LOCAL ROLE"), "{up}");
     // ... after which --check passes and the output is stable.
-    assert!(generate::plan(server, &inputs).unwrap().is_empty());
+    assert!(gen_plan(&inputs).is_empty());
 
     // Applying it makes verify-rls pass, with the new table proven isolated.
     server
@@ -1735,7 +1750,7 @@ fn gen_rls_check_names_a_stale_generated_migration() {
         config_path: workspace_config_path(),
         modules: workspace_modules(),
     };
-    let drifts = generate::plan(shared(), &inputs).unwrap();
+    let drifts = gen_plan(&inputs);
     assert_eq!(
         drifts.len(),
         1,
