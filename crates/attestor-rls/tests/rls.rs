@@ -23,6 +23,57 @@ use attestor_testdb::shared;
 mod common;
 use common::*;
 
+/// Whether the tests run against a Citus coordinator (the Citus lane, with
+/// `DATABASE_URL` at the coordinator): every test database is then
+/// distributed like the project's.
+fn on_citus() -> bool {
+    shared().citus().is_some()
+}
+
+/// [`verify_flawed`] with the flaw as separate statements, each sent on its
+/// own (the same end state on plain PostgreSQL). On a Citus coordinator a
+/// policy's DDL on a distributed table goes to the shards with the text the
+/// client sent, which Citus refuses when it holds more than one command
+/// ("cannot insert multiple commands into a prepared statement").
+fn verify_flawed_steps(steps: &[&str], extra_config: &str) -> Report {
+    let server = shared();
+    let db = server.test_database().unwrap();
+    let mut admin = Db::connect(&db.admin_url()).unwrap();
+    for step in steps {
+        admin.exec(step).unwrap();
+    }
+    drop(admin);
+    verify_as_operator(db.server(), db.name(), extra_config)
+}
+
+/// On a Citus coordinator, in a fresh database: every statement of `steps`
+/// but the last succeeds, and Citus refuses the last. Returns its message.
+#[track_caller]
+fn citus_refuses(steps: &[&str]) -> String {
+    assert!(on_citus(), "only a Citus coordinator refuses these");
+    let db = shared().test_database().unwrap();
+    let mut admin = Db::connect(&db.admin_url()).unwrap();
+    let (last, before) = steps.split_last().expect("a statement");
+    for step in before {
+        admin.exec(step).unwrap();
+    }
+    match admin.exec(last) {
+        Ok(()) => panic!("Citus accepted {last}"),
+        Err(e) => e.server_message(),
+    }
+}
+
+/// `generate::plan` on the shared server. It makes its databases from
+/// `template0`, which on a Citus coordinator registers the nodes
+/// (`citus_add_node`, which copies the cluster's roles to each): it holds
+/// [`CLUSTER_ROLES`] for reading, so that no role is created or dropped
+/// meanwhile (`citus_add_node` has failed intermittently beside the role
+/// tests with "failure on connection marked as essential").
+fn gen_plan(inputs: &GenInputs) -> Vec<generate::Drift> {
+    let _roles = roles_read();
+    generate::plan(shared(), inputs).unwrap()
+}
+
 // --- the clean project schema ---------------------------------------------------
 
 #[test]
@@ -82,7 +133,7 @@ fn gen_rls_check_passes_on_the_project() {
         config_path: workspace_config_path(),
         modules: workspace_modules(),
     };
-    let drifts = generate::plan(shared(), &inputs).unwrap();
+    let drifts = gen_plan(&inputs);
     assert!(
         drifts.is_empty(),
         "gen-rls --check fails on the project: {:?}",
@@ -142,8 +193,21 @@ fn flaw_policy_missing() {
         "attestor.sbom_entries",
         "policy sbom_entries_tenant_isolation is missing",
     );
-    // The proof sees it too: B cannot even see its own row.
-    assert_finding_starts(&r, "TD004", "attestor.sbom_entries", "B sees its own row: ");
+    if on_citus() {
+        // The proof sees it too, as the rows it cannot write: on a Citus
+        // coordinator the owner session writes them as the app (see
+        // `dynamic::run`), and the table is deny-all for the app.
+        assert_finding_starts(
+            &r,
+            "TD001",
+            "attestor.sbom_entries",
+            "cannot fill the table with valid rows, so isolation is unproven: INSERT failed: new row violates \
+             row-level security policy for table \"sbom_entries_",
+        );
+    } else {
+        // The proof sees it too: B cannot even see its own row.
+        assert_finding_starts(&r, "TD004", "attestor.sbom_entries", "B sees its own row: ");
+    }
     assert_only(&r, &["TI002", "TD"]);
 }
 
@@ -170,11 +234,13 @@ fn flaw_extra_permissive_policy() {
 
 #[test]
 fn flaw_policy_expression_differs() {
-    let r = verify_flawed(
-        "DROP POLICY spines_tenant_isolation ON attestor.spines;
-         CREATE POLICY spines_tenant_isolation ON attestor.spines FOR ALL TO attestor_app
-             USING (tenant_id = current_setting('app.tenant_id', true)::uuid)
-             WITH CHECK (tenant_id = current_setting('app.tenant_id', true)::uuid)",
+    let r = verify_flawed_steps(
+        &[
+            "DROP POLICY spines_tenant_isolation ON attestor.spines",
+            "CREATE POLICY spines_tenant_isolation ON attestor.spines FOR ALL TO attestor_app
+                 USING (tenant_id = current_setting('app.tenant_id', true)::uuid)
+                 WITH CHECK (tenant_id = current_setting('app.tenant_id', true)::uuid)",
+        ],
         "",
     );
     assert_finding_starts(
@@ -199,17 +265,42 @@ fn flaw_policy_with_a_sub_select_or_a_hand_edited_predicate() {
     // The shape gen-rls wrote before (a sub-select, which Citus refuses on a
     // distributed table) and a hand edit that means the same (operands
     // swapped): neither is the generated policy.
-    let r = verify_flawed(
-        "DROP POLICY spines_tenant_isolation ON attestor.spines;
-         CREATE POLICY spines_tenant_isolation ON attestor.spines FOR ALL TO attestor_app
+    let sub_select = [
+        "DROP POLICY spines_tenant_isolation ON attestor.spines",
+        "CREATE POLICY spines_tenant_isolation ON attestor.spines FOR ALL TO attestor_app
              USING (tenant_id = (SELECT attestor_app.require_current_tenant()))
-             WITH CHECK (tenant_id = (SELECT attestor_app.require_current_tenant()));
-         DROP POLICY sbom_entries_tenant_isolation ON attestor.sbom_entries;
-         CREATE POLICY sbom_entries_tenant_isolation ON attestor.sbom_entries FOR ALL TO attestor_app
+             WITH CHECK (tenant_id = (SELECT attestor_app.require_current_tenant()))",
+    ];
+    let swapped = [
+        "DROP POLICY sbom_entries_tenant_isolation ON attestor.sbom_entries",
+        "CREATE POLICY sbom_entries_tenant_isolation ON attestor.sbom_entries FOR ALL TO attestor_app
              USING (attestor_app.require_current_tenant() = tenant_id)
              WITH CHECK (attestor_app.require_current_tenant() = tenant_id)",
-        "",
-    );
+    ];
+    let hand_edited = |r: &Report| {
+        assert_finding_starts(
+            r,
+            "TI002",
+            "attestor.sbom_entries",
+            "policy sbom_entries_tenant_isolation is not the generated one: found PERMISSIVE FOR ALL TO attestor_app \
+             USING ((require_current_tenant() = tenant_id))",
+        );
+    };
+    if on_citus() {
+        // The sub-select cannot exist on a distributed table: Citus refuses
+        // it (TI018 is what says so before distribution). The hand edit can.
+        let refused = citus_refuses(&sub_select);
+        assert!(
+            refused.contains("unexpected non-SELECT command in SubLink"),
+            "{refused}"
+        );
+        let r = verify_flawed_steps(&swapped, "");
+        hand_edited(&r);
+        // It still isolates: only the catalog rules see it.
+        assert_only(&r, &["TI002"]);
+        return;
+    }
+    let r = verify_flawed_steps(&[sub_select, swapped].concat(), "");
     assert_finding(
         &r,
         "TI002",
@@ -220,13 +311,7 @@ fn flaw_policy_with_a_sub_select_or_a_hand_edited_predicate() {
          expected PERMISSIVE FOR ALL TO attestor_app USING (tenant_id = attestor_app.require_current_tenant()) \
          WITH CHECK (tenant_id = attestor_app.require_current_tenant())",
     );
-    assert_finding_starts(
-        &r,
-        "TI002",
-        "attestor.sbom_entries",
-        "policy sbom_entries_tenant_isolation is not the generated one: found PERMISSIVE FOR ALL TO attestor_app \
-         USING ((require_current_tenant() = tenant_id))",
-    );
+    hand_edited(&r);
     // The sub-select is also what Citus refuses in a distributed table's policy.
     assert_finding(
         &r,
@@ -240,12 +325,14 @@ fn flaw_policy_with_a_sub_select_or_a_hand_edited_predicate() {
 
 #[test]
 fn flaw_restrictive_only_is_deny_all() {
-    let r = verify_flawed(
-        "DROP POLICY trust_anchors_tenant_isolation ON attestor.trust_anchors;
-         CREATE POLICY trust_anchors_tenant_isolation ON attestor.trust_anchors AS RESTRICTIVE FOR ALL
-             TO attestor_app
-             USING (tenant_id = attestor_app.require_current_tenant())
-             WITH CHECK (tenant_id = attestor_app.require_current_tenant())",
+    let r = verify_flawed_steps(
+        &[
+            "DROP POLICY trust_anchors_tenant_isolation ON attestor.trust_anchors",
+            "CREATE POLICY trust_anchors_tenant_isolation ON attestor.trust_anchors AS RESTRICTIVE FOR ALL
+                 TO attestor_app
+                 USING (tenant_id = attestor_app.require_current_tenant())
+                 WITH CHECK (tenant_id = attestor_app.require_current_tenant())",
+        ],
         "",
     );
     assert_finding(
@@ -254,6 +341,25 @@ fn flaw_restrictive_only_is_deny_all() {
         "attestor.trust_anchors",
         "only RESTRICTIVE policies: the table is deny-all for every role",
     );
+    if on_citus() {
+        // Citus 14.0 sends the CREATE POLICY to the shards without its AS
+        // RESTRICTIVE: each shard placement has it PERMISSIVE (so the shards
+        // isolate as before, and the proof, which runs there, sees nothing).
+        // The coordinator's catalog and the shards' disagree, which is TI026's.
+        assert!(
+            r.findings_of("TI026")
+                .any(|f| f.object == "attestor.trust_anchors"
+                    && f.message.starts_with(
+                        "32 of 32 shard placements do not carry the coordinator's RLS and policies"
+                    )
+                    && f.message
+                        .contains("[\"trust_anchors_tenant_isolation\", \"*\", true, ")),
+            "{}",
+            show(&r)
+        );
+        assert_only(&r, &["TI002", "TI026", "TD"]);
+        return;
+    }
     assert_only(&r, &["TI002", "TD"]);
 }
 
@@ -297,16 +403,66 @@ fn app_plan(admin_url: &str) -> String {
              FOR line IN EXECUTE 'EXPLAIN (VERBOSE, COSTS OFF) ' || q LOOP plan := plan || line || E'\\n'; END LOOP;
              RETURN plan;
          END $$;
-         SET LOCAL ROLE attestor_app;
-         SELECT set_config('app.tenant_id', '0b3c5c1e-8f4e-4c59-9d4e-2f1a6f3b9a10', true)",
+         SET LOCAL ROLE attestor_app",
     )
     .unwrap();
+    db.exec(&tenant_context("0b3c5c1e-8f4e-4c59-9d4e-2f1a6f3b9a10"))
+        .unwrap();
     let plan = db
         .text("SELECT pg_temp.plan('SELECT * FROM attestor.sbom_entries') AS v")
         .unwrap()
         .unwrap_or_default();
     db.rollback().unwrap();
-    plan
+    task_plan(plan)
+}
+
+/// The tenant context for the rest of the transaction, as the pools set it
+/// on this server. On a Citus coordinator `SET LOCAL`, which Citus forwards
+/// to the workers: a task's plan is made there, on the shard with the
+/// shard's own policies, and without a tenant the planner's estimate of the
+/// helper raises AT001 ("Could not get remote plan").
+fn tenant_context(tenant: &str) -> String {
+    if on_citus() {
+        format!("SET LOCAL citus.propagate_set_commands = 'local'; SET LOCAL app.tenant_id = '{tenant}'")
+    } else {
+        format!("SELECT set_config('app.tenant_id', '{tenant}', true)")
+    }
+}
+
+/// The plan as it reads against a table. On a Citus coordinator the plan is
+/// a Custom Scan (Citus Adaptive) whose task carries the plan made on the
+/// worker, where the policies apply (the coordinator's query on the shard
+/// has none of them): that plan, with the shard ids Citus appends to the
+/// names of a shard and its indexes removed (`sbom_entries_102136` →
+/// `sbom_entries`). Elsewhere the plan unchanged.
+#[track_caller]
+fn task_plan(plan: String) -> String {
+    if !on_citus() {
+        return plan;
+    }
+    assert!(
+        plan.contains("Custom Scan (Citus Adaptive)") && !plan.contains("Could not get remote plan"),
+        "a Citus plan with the task's remote plan:\n{plan}"
+    );
+    let mut out = String::with_capacity(plan.len());
+    let mut rest = plan.as_str();
+    while let Some(i) = rest.find('_') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        let ends = after[digits..]
+            .chars()
+            .next()
+            .is_none_or(|c| !c.is_alphanumeric() && c != '_');
+        if digits >= 6 && ends {
+            rest = &after[digits..];
+        } else {
+            out.push('_');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Apply `flaw` to a fresh database and return the plan of [`app_plan`].
@@ -335,11 +491,18 @@ fn assert_inlined(plan: &str, inlined: bool) {
 
 /// The plans of `queries` (prepared as `q0`, `q1`, …, with `params`) run as
 /// `attestor_app` in a tenant transaction, with generic plans as the pools
-/// make them; `setup` runs first as the superuser. Rolled back.
+/// make them; `setup` runs first as the superuser. Rolled back (on a Citus
+/// coordinator `setup` is committed first: Citus refuses the app's reads of
+/// shard placements the superuser wrote in the same transaction).
 fn app_plans(admin_url: &str, setup: &str, queries: &[(&str, &str)]) -> Vec<String> {
     let mut db = Db::connect(admin_url).unwrap();
-    db.begin().unwrap();
-    db.exec(setup).unwrap();
+    if on_citus() {
+        db.exec(setup).unwrap();
+        db.begin().unwrap();
+    } else {
+        db.begin().unwrap();
+        db.exec(setup).unwrap();
+    }
     db.exec(
         "CREATE FUNCTION pg_temp.plan(q text) RETURNS text LANGUAGE plpgsql AS $$
          DECLARE line text; plan text := '';
@@ -347,11 +510,18 @@ fn app_plans(admin_url: &str, setup: &str, queries: &[(&str, &str)]) -> Vec<Stri
              FOR line IN EXECUTE 'EXPLAIN (VERBOSE, COSTS OFF) ' || q LOOP plan := plan || line || E'\\n'; END LOOP;
              RETURN plan;
          END $$;
-         SET LOCAL ROLE attestor_app;
-         SET LOCAL plan_cache_mode = force_generic_plan;
-         SELECT set_config('app.tenant_id', '00000000-0000-4000-8000-000000000007', true)",
+         SET LOCAL ROLE attestor_app",
     )
     .unwrap();
+    // Citus makes no generic plan of a statement on a distributed table that
+    // has parameters and no tenant_id predicate ("could not create
+    // distributed plan"); there each task's plan is made on its worker,
+    // with the parameters' values.
+    if !on_citus() {
+        db.exec("SET LOCAL plan_cache_mode = force_generic_plan").unwrap();
+    }
+    db.exec(&tenant_context("00000000-0000-4000-8000-000000000007"))
+        .unwrap();
     let plans = queries
         .iter()
         .enumerate()
@@ -364,6 +534,7 @@ fn app_plans(admin_url: &str, setup: &str, queries: &[(&str, &str)]) -> Vec<Stri
             .unwrap()
             .unwrap_or_default()
         })
+        .map(task_plan)
         .collect();
     db.rollback().unwrap();
     db.exec("DEALLOCATE ALL").unwrap();
@@ -401,7 +572,14 @@ fn point_and_page_reads_use_the_tenant_indexes_with_the_policy_alone() {
         ],
     );
     let expect = [
-        "Index Scan using sbom_entries_pkey on attestor.sbom_entries",
+        if on_citus() {
+            // The task Citus shows is one shard's, planned with that shard's
+            // statistics: the tenant may have no rows there, and then any
+            // index leading with tenant_id is as cheap as the primary key.
+            "Index Scan using sbom_entries_"
+        } else {
+            "Index Scan using sbom_entries_pkey on attestor.sbom_entries"
+        },
         "Index Scan Backward using sbom_entries_created_at_idx on attestor.sbom_entries",
         "Index Scan Backward using sbom_entries_created_at_idx on attestor.sbom_entries",
     ];
@@ -433,7 +611,24 @@ fn flaw_helper_volatile() {
         HELPER,
         "the helper is VOLATILE (it cannot be an index condition, so it runs for every row read), must be STABLE",
     );
-    assert_only(&r, &["TI004"]);
+    if on_citus() {
+        // Citus refuses an UPDATE or DELETE of a distributed table whose
+        // policy calls a volatile function: the proof's probes of both fail
+        // on every tenant table.
+        let refused =
+            "failed with 0A000: functions used in UPDATE queries on distributed tables must not be VOLATILE";
+        for (probe, what) in [("TD005", "UPDATE"), ("TD006", "DELETE")] {
+            assert_finding(
+                &r,
+                probe,
+                "attestor.spines",
+                &format!("{what} of A's rows touches nothing: {refused}"),
+            );
+        }
+        assert_only(&r, &["TI004", "TD005", "TD006"]);
+    } else {
+        assert_only(&r, &["TI004"]);
+    }
 }
 
 #[test]
@@ -606,9 +801,26 @@ fn flaw_slow_path_strict() {
 }
 
 /// verify-rls on the schema as `migration`'s down.sql leaves it.
+///
+/// On a Citus coordinator the down.sql runs in the migrator's form: without
+/// its `SET LOCAL ROLE attestor_owner`, as the superuser. Citus sends DDL on
+/// a distributed function to the workers as the current role, and the owner
+/// may not log in (see "Who runs the DDL" in ARCHITECTURE.md). These
+/// down.sql files only `CREATE OR REPLACE` and drop functions, so the
+/// owner stays attestor_owner; TI024 would name a function left to the
+/// superuser.
 fn verify_reverted(migration: &str) -> Report {
     let path = root().join(format!("migrations/{migration}/down.sql"));
     let down = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let down = if on_citus() {
+        let switches = ["SET LOCAL ROLE attestor_owner;\n", "SET LOCAL ROLE NONE;\n"];
+        for switch in switches {
+            assert_eq!(down.matches(switch).count(), 1, "{}: {switch}", path.display());
+        }
+        switches.iter().fold(down, |sql, switch| sql.replace(switch, ""))
+    } else {
+        down
+    };
     verify_flawed(&format!("BEGIN;\n{down}\nCOMMIT;"), "")
 }
 
@@ -638,7 +850,19 @@ fn the_migration_seven_down_state_is_reported() {
 
 #[test]
 fn flaw_updated_at_trigger_missing() {
-    let r = verify_flawed("DROP TRIGGER set_updated_at ON attestor.spines", "");
+    let flaw = "DROP TRIGGER set_updated_at ON attestor.spines";
+    let r = if on_citus() {
+        // Citus refuses trigger DDL on a distributed table unless
+        // citus.enable_unsafe_triggers is on (as the distribution step has it).
+        let refused = citus_refuses(&[flaw]);
+        assert!(
+            refused.contains("triggers are not supported on distributed tables"),
+            "{refused}"
+        );
+        verify_flawed_steps(&["SET citus.enable_unsafe_triggers = on", flaw], "")
+    } else {
+        verify_flawed(flaw, "")
+    };
     assert_finding(
         &r,
         "TI005",
@@ -650,10 +874,19 @@ fn flaw_updated_at_trigger_missing() {
 
 #[test]
 fn flaw_unique_without_tenant() {
-    let r = verify_flawed(
-        "ALTER TABLE attestor.trust_anchors ADD CONSTRAINT trust_anchors_key_id_key UNIQUE (key_id)",
-        "",
-    );
+    let flaw = "ALTER TABLE attestor.trust_anchors ADD CONSTRAINT trust_anchors_key_id_key UNIQUE (key_id)";
+    if on_citus() {
+        // The flaw cannot exist on a distributed table: Citus refuses a
+        // unique constraint without the distribution column (what TI018
+        // says before distribution).
+        let refused = citus_refuses(&[flaw]);
+        assert!(
+            refused.contains("cannot create constraint on \"trust_anchors\""),
+            "{refused}"
+        );
+        return;
+    }
+    let r = verify_flawed(flaw, "");
     assert_finding(
         &r,
         "TI005",
@@ -687,12 +920,21 @@ fn flaw_index_not_leading_with_tenant() {
 
 #[test]
 fn flaw_foreign_key_without_tenant() {
-    let r = verify_flawed(
-        "CREATE UNIQUE INDEX sbom_entries_id_key ON attestor.sbom_entries (id);
-         ALTER TABLE attestor.spines ADD CONSTRAINT spines_sbom_entry_fkey
-             FOREIGN KEY (sbom_entry_id) REFERENCES attestor.sbom_entries (id)",
-        "",
-    );
+    let unique = "CREATE UNIQUE INDEX sbom_entries_id_key ON attestor.sbom_entries (id)";
+    let fkey = "ALTER TABLE attestor.spines ADD CONSTRAINT spines_sbom_entry_fkey
+             FOREIGN KEY (sbom_entry_id) REFERENCES attestor.sbom_entries (id)";
+    if on_citus() {
+        // The flaw cannot exist between distributed tables: the foreign key
+        // needs a unique index on id alone, which Citus refuses (what TI018
+        // says before distribution).
+        let refused = citus_refuses(&[unique]);
+        assert!(
+            refused.contains("creating unique indexes on non-partition columns is currently unsupported"),
+            "{refused}"
+        );
+        return;
+    }
+    let r = verify_flawed(&format!("{unique};\n         {fkey}"), "");
     assert_finding(
         &r,
         "TI005",
@@ -1070,8 +1312,7 @@ fn flaw_function_without_search_path() {
 
 #[test]
 fn flaw_partition_without_rls() {
-    let r = verify_flawed(
-        "SET ROLE attestor_owner;
+    let flaw = "SET ROLE attestor_owner;
          CREATE TABLE attestor.events (
              id uuid NOT NULL DEFAULT gen_random_uuid(), tenant_id uuid NOT NULL,
              created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now(),
@@ -1088,9 +1329,23 @@ fn flaw_partition_without_rls() {
          CREATE SCHEMA attestor_parts AUTHORIZATION attestor_owner;
          SET ROLE attestor_owner;
          CREATE TABLE attestor_parts.events_0 PARTITION OF attestor.events FOR VALUES WITH (MODULUS 1, REMAINDER 0);
-         RESET ROLE",
-        "",
-    );
+         RESET ROLE";
+    let r = if on_citus() {
+        // Distributed like the module's tables (the distribution step's
+        // call, as the superuser), so the new tenant table is where TI026
+        // wants it and the partition's flaw is on the shards too.
+        verify_flawed_steps(
+            &[
+                flaw,
+                "SET citus.enable_unsafe_triggers = on",
+                "SELECT create_distributed_table('attestor.events', 'tenant_id', \
+                 colocate_with => 'attestor.dsse_envelopes')",
+            ],
+            "",
+        )
+    } else {
+        verify_flawed(flaw, "")
+    };
     assert_finding(
         &r,
         "TI015",
@@ -1122,10 +1377,25 @@ fn flaw_table_without_tenant_id() {
         "table without tenant_id that is not declared global",
     );
     assert_only(&r, &["TI016"]);
-    let r = verify_flawed(
-        SETTINGS,
-        "[[global_table]]\nmodule = \"attestor\"\ntable = \"settings\"\nreason = \"test\"\n",
-    );
+    let global = "[[global_table]]\nmodule = \"attestor\"\ntable = \"settings\"\nreason = \"test\"\n";
+    if on_citus() {
+        // On a coordinator a declared global table must be a reference table.
+        let r = verify_flawed(SETTINGS, global);
+        assert_finding(
+            &r,
+            "TI026",
+            "attestor.settings",
+            "declared global but not a reference table: the shards on the workers cannot join or reference it",
+        );
+        assert_only(&r, &["TI026"]);
+        let r = verify_flawed_steps(
+            &[SETTINGS, "SELECT create_reference_table('attestor.settings')"],
+            global,
+        );
+        assert!(r.is_clean(), "{}", show(&r));
+        return;
+    }
+    let r = verify_flawed(SETTINGS, global);
     assert!(r.is_clean(), "{}", show(&r));
 }
 
@@ -1151,13 +1421,14 @@ fn flaw_privilege_on_another_schema() {
 
 #[test]
 fn flaw_global_table_references_a_tenant_table() {
-    let r = verify_flawed(
-        "SET ROLE attestor_owner;
+    let flaw = "SET ROLE attestor_owner;
          CREATE TABLE attestor.envelope_index (
              id uuid PRIMARY KEY, owner_tenant uuid NOT NULL, envelope uuid NOT NULL,
              CONSTRAINT envelope_index_envelope_fkey FOREIGN KEY (owner_tenant, envelope)
                  REFERENCES attestor.dsse_envelopes (tenant_id, id));
-         RESET ROLE",
+         RESET ROLE";
+    let r = verify_flawed(
+        flaw,
         "[[global_table]]\nmodule = \"attestor\"\ntable = \"envelope_index\"\nreason = \"test\"\n",
     );
     assert_finding(
@@ -1167,6 +1438,27 @@ fn flaw_global_table_references_a_tenant_table() {
         "global table references tenant table attestor.dsse_envelopes through envelope_index_envelope_fkey: \
          a reference table cannot point into a distributed table",
     );
+    if on_citus() {
+        // On a coordinator the table is also not the reference table a
+        // global table must be, and it cannot become one: Citus refuses what
+        // TI018 says.
+        assert_finding(
+            &r,
+            "TI026",
+            "attestor.envelope_index",
+            "declared global but not a reference table: the shards on the workers cannot join or reference it",
+        );
+        assert_only(&r, &["TI018", "TI026"]);
+        let refused = citus_refuses(&[flaw, "SELECT create_reference_table('attestor.envelope_index')"]);
+        assert!(
+            refused.contains(
+                "cannot create foreign key constraint since foreign keys from reference tables and local tables \
+                 to distributed tables are not supported"
+            ),
+            "{refused}"
+        );
+        return;
+    }
     assert_only(&r, &["TI018"]);
 }
 
@@ -1194,13 +1486,44 @@ fn flaw_policy_for_the_wrong_tenant_column_is_proven_leaky() {
     // Canonical names and roles, but USING lets B read A's rows: checks 2 and dyn.
     // (A plain INSERT for A is still refused here, by audit_log's policy on the
     // audit row the trigger writes; ON CONFLICT DO UPDATE gets through.)
-    let r = verify_flawed(
-        "DROP POLICY rekor_entries_tenant_isolation ON attestor.rekor_entries;
-         CREATE POLICY rekor_entries_tenant_isolation ON attestor.rekor_entries FOR ALL TO attestor_app
-             USING ((SELECT attestor_app.require_current_tenant()) IS NOT NULL)
-             WITH CHECK ((SELECT attestor_app.require_current_tenant()) IS NOT NULL)",
-        "",
-    );
+    let drop = "DROP POLICY rekor_entries_tenant_isolation ON attestor.rekor_entries";
+    let sub_select =
+        "CREATE POLICY rekor_entries_tenant_isolation ON attestor.rekor_entries FOR ALL TO attestor_app
+         USING ((SELECT attestor_app.require_current_tenant()) IS NOT NULL)
+         WITH CHECK ((SELECT attestor_app.require_current_tenant()) IS NOT NULL)";
+    let r = if on_citus() {
+        // Citus refuses this policy's sub-select on a distributed table, and
+        // an IS NOT NULL in a policy too (Citus 14.0: "unrecognized node
+        // type: 15"); a clause without a column fails every statement on the
+        // shards ("cannot cope with variable-free clause"). The same leak in
+        // a form Citus takes is what can exist there: true for every row once
+        // a tenant is set (the helper raises when it is not), whatever the
+        // row's tenant_id.
+        let refused = citus_refuses(&[drop, sub_select]);
+        assert!(
+            refused.contains("unexpected non-SELECT command in SubLink"),
+            "{refused}"
+        );
+        let refused = citus_refuses(&[
+            drop,
+            "CREATE POLICY rekor_entries_tenant_isolation ON attestor.rekor_entries FOR ALL TO attestor_app
+                 USING (attestor_app.require_current_tenant() IS NOT NULL)",
+        ]);
+        assert!(refused.contains("unrecognized node type"), "{refused}");
+        verify_flawed_steps(
+            &[
+                drop,
+                "CREATE POLICY rekor_entries_tenant_isolation ON attestor.rekor_entries FOR ALL TO attestor_app
+                     USING (tenant_id = attestor_app.require_current_tenant()
+                            OR tenant_id <> attestor_app.require_current_tenant())
+                     WITH CHECK (tenant_id = attestor_app.require_current_tenant()
+                            OR tenant_id <> attestor_app.require_current_tenant())",
+            ],
+            "",
+        )
+    } else {
+        verify_flawed_steps(&[drop, sub_select], "")
+    };
     for (probe, message) in [
         ("TD002", "A's rows are invisible to B: succeeded (1 rows)"),
         ("TD003", "A's row is invisible by its key: succeeded (1 rows)"),
@@ -1212,7 +1535,18 @@ fn flaw_policy_for_the_wrong_tenant_column_is_proven_leaky() {
     ] {
         assert_finding(&r, probe, "attestor.rekor_entries", message);
     }
-    assert_only(&r, &["TI002", "TI018", "TD"]);
+    if on_citus() {
+        assert_finding_starts(
+            &r,
+            "TI002",
+            "attestor.rekor_entries",
+            "policy rekor_entries_tenant_isolation is not the generated one: ",
+        );
+        // No sub-select, so nothing for the readiness rule.
+        assert_only(&r, &["TI002", "TD"]);
+    } else {
+        assert_only(&r, &["TI002", "TI018", "TD"]);
+    }
 }
 
 // --- gen-rls --------------------------------------------------------------------
@@ -1278,7 +1612,7 @@ fn a_new_tenant_table_gets_its_policy_from_gen_rls() {
     let server = shared();
 
     // --check fails before, naming the table.
-    let drifts = generate::plan(server, &inputs).unwrap();
+    let drifts = gen_plan(&inputs);
     assert_eq!(drifts.len(), 1, "{drifts:?}");
     assert_eq!(drifts[0].migration, "2099-01-01-000100_rls");
     assert_eq!(drifts[0].tables, vec!["attestor.widgets".to_owned()]);
@@ -1286,7 +1620,11 @@ fn a_new_tenant_table_gets_its_policy_from_gen_rls() {
     // Before gen-rls, verify-rls fails on the table too.
     let name = format!("attestor_genrls_test_{}", std::process::id());
     server.drop_database(&name).unwrap();
-    server.create_database(&name, Some("template0")).unwrap();
+    {
+        // As in `gen_plan`.
+        let _roles = roles_read();
+        server.create_database(&name, Some("template0")).unwrap();
+    }
     server
         .migrate(&name, generate::MigrationsBefore::new(&migrations, None).unwrap())
         .unwrap();
@@ -1320,12 +1658,22 @@ fn a_new_tenant_table_gets_its_policy_from_gen_rls() {
     // Past DDL_AS_MIGRATOR_SINCE, like the table's migration: no role switch.
     assert!(!up.contains("SET LOCAL ROLE"), "{up}");
     // ... after which --check passes and the output is stable.
-    assert!(generate::plan(server, &inputs).unwrap().is_empty());
+    assert!(gen_plan(&inputs).is_empty());
 
     // Applying it makes verify-rls pass, with the new table proven isolated.
     server
         .migrate(&name, generate::MigrationsBefore::new(&migrations, None).unwrap())
         .unwrap();
+    if on_citus() {
+        // As `cargo xtask db up` has it on a coordinator: the distribution
+        // step after the migrations (without it every table is left local,
+        // TI026).
+        let distributed = server.distribute(&name).unwrap();
+        assert!(
+            distributed.iter().any(|o| o == "attestor.widgets"),
+            "{distributed:?}"
+        );
+    }
     let after = verify_as_operator(server, &name, "");
     assert!(after.is_clean(), "{}", show(&after));
     assert!(after.proofs.contains_key("attestor.widgets"));
@@ -1335,8 +1683,30 @@ fn a_new_tenant_table_gets_its_policy_from_gen_rls() {
         use diesel_migrations::MigrationHarness;
         let _lock = attestor_testdb::server::migration_lock();
         let mut conn = server.connect_admin(&name).unwrap();
-        conn.revert_last_migration(generate::MigrationsBefore::new(&migrations, None).unwrap())
-            .unwrap();
+        let reverted =
+            conn.revert_last_migration(generate::MigrationsBefore::new(&migrations, None).unwrap());
+        if on_citus() {
+            // Not on a coordinator once the table is distributed: Citus sends
+            // a policy's DDL on a distributed table to the shards with the
+            // text of the whole script, and refuses a text of more than one
+            // command. The revert fails and changes nothing.
+            let err = reverted
+                .expect_err("Citus refuses the multi-statement down.sql")
+                .to_string();
+            assert!(
+                err.contains("cannot insert multiple commands into a prepared statement"),
+                "{err}"
+            );
+        } else {
+            reverted.unwrap();
+        }
+    }
+    if on_citus() {
+        let unchanged = verify_as_operator(server, &name, "");
+        assert!(unchanged.is_clean(), "{}", show(&unchanged));
+        assert!(unchanged.proofs.contains_key("attestor.widgets"));
+        server.drop_database(&name).unwrap();
+        return;
     }
     let reverted = verify_as_operator(server, &name, "");
     assert_finding(
@@ -1380,7 +1750,7 @@ fn gen_rls_check_names_a_stale_generated_migration() {
         config_path: workspace_config_path(),
         modules: workspace_modules(),
     };
-    let drifts = generate::plan(shared(), &inputs).unwrap();
+    let drifts = gen_plan(&inputs);
     assert_eq!(
         drifts.len(),
         1,
@@ -1461,6 +1831,21 @@ fn a_table_the_app_cannot_write_is_reported_as_not_run_not_passed() {
         let _roles = roles_read();
         rls::verify_target(&target, &options("")).unwrap()
     };
+    if on_citus() {
+        // Not on a Citus coordinator: there the owner session writes the
+        // rows as the app (by SET ROLE; Citus refuses the app's reads of
+        // shard placements the superuser wrote in the same transaction), and
+        // the app holds no INSERT, so the rows stay unwritten, as TD001.
+        assert_finding(
+            &r,
+            "TD001",
+            "attestor.trust_anchors",
+            "cannot fill the table with valid rows, so isolation is unproven: INSERT failed: permission denied \
+             for table trust_anchors",
+        );
+        assert_only(&r, &["TD001"]);
+        return;
+    }
     assert!(r.is_clean(), "{}", show(&r));
     assert!(r.proofs["attestor.trust_anchors"].contains(&"TD002"));
 }
