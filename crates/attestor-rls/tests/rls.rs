@@ -30,22 +30,6 @@ fn on_citus() -> bool {
     shared().citus().is_some()
 }
 
-/// [`verify_flawed`] with the flaw as separate statements, each sent on its
-/// own (the same end state on plain PostgreSQL). On a Citus coordinator a
-/// policy's DDL on a distributed table goes to the shards with the text the
-/// client sent, which Citus refuses when it holds more than one command
-/// ("cannot insert multiple commands into a prepared statement").
-fn verify_flawed_steps(steps: &[&str], extra_config: &str) -> Report {
-    let server = shared();
-    let db = server.test_database().unwrap();
-    let mut admin = Db::connect(&db.admin_url()).unwrap();
-    for step in steps {
-        admin.exec(step).unwrap();
-    }
-    drop(admin);
-    verify_as_operator(db.server(), db.name(), extra_config)
-}
-
 /// On a Citus coordinator, in a fresh database: every statement of `steps`
 /// but the last succeeds, and Citus refuses the last. Returns its message.
 #[track_caller]

@@ -48,11 +48,26 @@ pub fn roles_write() -> std::sync::RwLockWriteGuard<'static, ()> {
     CLUSTER_ROLES.write().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The operator's run on a fresh database after `flaw` (SQL, run as the
+/// superuser; empty for none).
 pub fn verify_flawed(flaw: &str, extra_config: &str) -> Report {
+    let steps: &[&str] = if flaw.is_empty() { &[] } else { &[flaw] };
+    verify_flawed_steps(steps, extra_config)
+}
+
+/// [`verify_flawed`] with the flaw as separate statements, each sent on its
+/// own (the same end state on plain PostgreSQL). On a Citus coordinator a
+/// policy's DDL on a distributed table goes to the shards with the text the
+/// client sent, which Citus refuses when it holds more than one command
+/// ("cannot insert multiple commands into a prepared statement").
+pub fn verify_flawed_steps(steps: &[&str], extra_config: &str) -> Report {
     let server = shared();
     let db = server.test_database().unwrap();
-    if !flaw.is_empty() {
-        Db::connect(&db.admin_url()).unwrap().exec(flaw).unwrap();
+    if !steps.is_empty() {
+        let mut admin = Db::connect(&db.admin_url()).unwrap();
+        for step in steps {
+            admin.exec(step).unwrap();
+        }
     }
     verify_as_operator(db.server(), db.name(), extra_config)
 }
