@@ -293,7 +293,8 @@ pub async fn claim(conn: &mut AsyncPgConnection, options: &ClaimOptions) -> Resu
         .bind::<Text, _>(&options.worker_id)
         .bind::<Int4, _>(i32::try_from(options.tenant_chunk.max(1)).unwrap_or(i32::MAX))
         .load(conn)
-        .await?;
+        .await
+        .map_err(refused_by_citus)?;
     Ok(rows
         .into_iter()
         .map(|r| ClaimedJob {
@@ -311,4 +312,20 @@ pub async fn claim(conn: &mut AsyncPgConnection, options: &ClaimOptions) -> Resu
             reclaimed: r.reclaimed,
         })
         .collect())
+}
+
+/// Citus's refusal of the one statement (a recursive CTE without a filter on
+/// the distribution column), as the error that says what to do instead.
+fn refused_by_citus(e: diesel::result::Error) -> QueueError {
+    match &e {
+        diesel::result::Error::DatabaseError(_, info)
+            if info.message().contains("recursive CTEs are only supported when they contain a filter") =>
+        {
+            QueueError::InvalidInput(
+                "the queue table is distributed (Citus): claim by tenant group, ClaimOptions::per_tenant(true)"
+                    .into(),
+            )
+        }
+        _ => e.into(),
+    }
 }

@@ -29,7 +29,7 @@ use uuid::Uuid;
 use crate::claim::Lease;
 use crate::error::{QueueError, Result};
 
-fn lost(lease: &Lease) -> QueueError {
+pub(crate) fn lost(lease: &Lease) -> QueueError {
     QueueError::LeaseLost {
         tenant_id: lease.tenant_id,
         job_id: lease.job_id,
@@ -108,6 +108,10 @@ struct FailRow {
 /// Record a failed attempt (worker connection): back to `queued` after the
 /// backoff, or `dead` when `failure` is permanent or the attempts are
 /// exhausted; `last_error` keeps `error`. Fenced by the token.
+///
+/// The statement's times come from its CTE, which also locks the row:
+/// Citus refuses a non-immutable function (`now()`) inside a `CASE` of an
+/// `UPDATE`, and a column of a CTE is a value.
 pub async fn fail(
     conn: &mut AsyncPgConnection,
     lease: &Lease,
@@ -119,16 +123,21 @@ pub async fn fail(
         Failure::Permanent => (true, Duration::ZERO),
     };
     let rows: Vec<FailRow> = diesel::sql_query(
-        "UPDATE attestor.rekor_submission_queue q
+        "WITH t AS MATERIALIZED (
+             SELECT q.id, now() AS at, now() + make_interval(secs => $5) AS retry_at
+               FROM attestor.rekor_submission_queue q
+              WHERE q.tenant_id = $1 AND q.id = $2 AND q.attempt_token = $3 AND q.status = 'running'
+                FOR UPDATE)
+         UPDATE attestor.rekor_submission_queue q
             SET status = CASE WHEN $4 OR q.attempts >= q.max_attempts THEN 'dead' ELSE 'queued' END,
-                run_at = CASE WHEN $4 OR q.attempts >= q.max_attempts THEN q.run_at
-                              ELSE now() + make_interval(secs => $5) END,
-                finished_at = CASE WHEN $4 OR q.attempts >= q.max_attempts THEN now() END,
+                run_at = CASE WHEN $4 OR q.attempts >= q.max_attempts THEN q.run_at ELSE t.retry_at END,
+                finished_at = CASE WHEN $4 OR q.attempts >= q.max_attempts THEN t.at END,
                 last_error = $6,
                 lease_expires_at = NULL,
                 locked_by = NULL,
                 attempt_token = NULL
-          WHERE q.tenant_id = $1 AND q.id = $2 AND q.attempt_token = $3 AND q.status = 'running'
+           FROM t
+          WHERE q.tenant_id = $1 AND q.id = t.id
       RETURNING q.status, q.run_at, q.attempts",
     )
     .bind::<SqlUuid, _>(lease.tenant_id)
@@ -190,6 +199,47 @@ struct StatusRow {
     status: String,
 }
 
+/// The tenants with expired leases, the oldest expiry first (read-only:
+/// Citus runs it on every shard; no row is locked).
+const EXPIRED_TENANTS_SQL: &str = "\
+SELECT q.tenant_id
+  FROM attestor.rekor_submission_queue q
+ WHERE q.finished_at IS NULL AND q.run_at <= now()
+   AND q.status = 'running' AND q.lease_expires_at < now()
+ GROUP BY q.tenant_id
+ ORDER BY min(q.lease_expires_at)";
+
+/// The reclaim's `UPDATE`, over the rows of a CTE `e (tenant_id, id, at)`
+/// that locked them; `at` is the statement's `now()`, read from the CTE
+/// (Citus refuses `now()` inside a `CASE` of an `UPDATE`).
+const RECLAIM_UPDATE_SQL: &str = "
+UPDATE attestor.rekor_submission_queue q
+   SET status = CASE WHEN q.attempts >= q.max_attempts THEN 'dead' ELSE 'queued' END,
+       run_at = e.at,
+       finished_at = CASE WHEN q.attempts >= q.max_attempts THEN e.at END,
+       last_error = coalesce(q.last_error || '; ', '')
+                    || 'lease expired (worker ' || coalesce(q.locked_by, '?') || ')',
+       lease_expires_at = NULL,
+       locked_by = NULL,
+       attempt_token = NULL
+  FROM e
+ WHERE q.tenant_id = e.tenant_id AND q.id = e.id";
+
+/// The expired leases to reclaim; `$1` limit, and `$2` the one tenant in
+/// the by-tenant form.
+const RECLAIM_PICK_SQL: &str = "\
+WITH e AS MATERIALIZED (
+    SELECT q.tenant_id, q.id, now() AS at
+      FROM attestor.rekor_submission_queue q
+     WHERE q.finished_at IS NULL AND q.run_at <= now()
+       AND q.status = 'running' AND q.lease_expires_at < now()";
+
+#[derive(QueryableByName)]
+struct TenantRow {
+    #[diesel(sql_type = SqlUuid)]
+    tenant_id: Uuid,
+}
+
 /// Put up to `limit` jobs whose lease expired back into the queue (or
 /// dead-letter them when attempts are exhausted), rotating their token away
 /// so the stale holder is fenced off (worker connection). [`mod@crate::claim`]
@@ -197,41 +247,54 @@ struct StatusRow {
 /// maintenance loops. No index is keyed by the lease (a claim and a
 /// heartbeat would then not be HOT updates): it reads the claim index's
 /// unfinished rows, so it costs a scan of the backlog.
+///
+/// On plain PostgreSQL it is one statement, the oldest expiries first. On a
+/// Citus coordinator ([`crate::citus::has_citus`]), which refuses
+/// `FOR UPDATE` over several shards, it is one read-only statement finding
+/// the tenants with expired leases, then one statement per tenant (each
+/// naming its tenant, so it runs on that tenant's shard), tenants with the
+/// oldest expiry first, until `limit` jobs are reclaimed.
 pub async fn reclaim_expired(conn: &mut AsyncPgConnection, limit: u32) -> Result<Reclaimed> {
-    let rows: Vec<StatusRow> = diesel::sql_query(
-        "WITH e AS MATERIALIZED (
-             SELECT q.tenant_id, q.id
-               FROM attestor.rekor_submission_queue q
-              WHERE q.finished_at IS NULL AND q.run_at <= now()
-                AND q.status = 'running' AND q.lease_expires_at < now()
-              ORDER BY q.lease_expires_at
-              LIMIT $1
-                FOR UPDATE SKIP LOCKED)
-         UPDATE attestor.rekor_submission_queue q
-            SET status = CASE WHEN q.attempts >= q.max_attempts THEN 'dead' ELSE 'queued' END,
-                run_at = now(),
-                finished_at = CASE WHEN q.attempts >= q.max_attempts THEN now() END,
-                last_error = coalesce(q.last_error || '; ', '')
-                             || 'lease expired (worker ' || coalesce(q.locked_by, '?') || ')',
-                lease_expires_at = NULL,
-                locked_by = NULL,
-                attempt_token = NULL
-           FROM e
-          WHERE q.tenant_id = e.tenant_id AND q.id = e.id
-      RETURNING q.status",
-    )
-    .bind::<Int4, _>(i32::try_from(limit).unwrap_or(i32::MAX))
-    .load(conn)
-    .await?;
+    let limit = i32::try_from(limit).unwrap_or(i32::MAX);
     let mut out = Reclaimed::default();
-    for r in rows {
-        if r.status == "dead" {
-            out.dead += 1;
-        } else {
-            out.requeued += 1;
+    if !crate::citus::has_citus(conn).await? {
+        let sql = format!(
+            "{RECLAIM_PICK_SQL}\n     ORDER BY q.lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED){RECLAIM_UPDATE_SQL}\n RETURNING q.status"
+        );
+        let rows: Vec<StatusRow> = diesel::sql_query(sql).bind::<Int4, _>(limit).load(conn).await?;
+        out.count(&rows);
+        return Ok(out);
+    }
+    let tenants: Vec<TenantRow> = diesel::sql_query(EXPIRED_TENANTS_SQL).load(conn).await?;
+    let sql = format!(
+        "{RECLAIM_PICK_SQL} AND q.tenant_id = $2\n     ORDER BY q.lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)\
+         {RECLAIM_UPDATE_SQL} AND q.tenant_id = $2\n RETURNING q.status"
+    );
+    for t in tenants {
+        let left = limit - i32::try_from(out.requeued + out.dead).unwrap_or(i32::MAX);
+        if left <= 0 {
+            break;
         }
+        let rows: Vec<StatusRow> = diesel::sql_query(&sql)
+            .bind::<Int4, _>(left)
+            .bind::<SqlUuid, _>(t.tenant_id)
+            .load(conn)
+            .await?;
+        out.count(&rows);
     }
     Ok(out)
+}
+
+impl Reclaimed {
+    fn count(&mut self, rows: &[StatusRow]) {
+        for r in rows {
+            if r.status == "dead" {
+                self.dead += 1;
+            } else {
+                self.requeued += 1;
+            }
+        }
+    }
 }
 
 #[derive(QueryableByName)]
@@ -262,7 +325,7 @@ upgrade AS (
     UPDATE attestor.rekor_entries e
        SET verified_key_sha256 = $17, evidence = $18
       FROM job
-     WHERE e.tenant_id = job.tenant_id AND e.log_id = $4 AND e.log_index = $5 AND e.leaf_hash = $15
+     WHERE e.tenant_id = $1 AND e.log_id = $4 AND e.log_index = $5 AND e.leaf_hash = $15
        AND e.verified_key_sha256 IS NULL
 ),
 ins AS (
@@ -270,7 +333,7 @@ ins AS (
         (tenant_id, envelope_id, log_id, log_index, shard_log_index, entry_uuid, kind, kind_version,
          integrated_time, canonical_body, inclusion_proof, checkpoint, signed_entry_timestamp, leaf_hash,
          verified_key_sha256, evidence)
-    SELECT job.tenant_id, job.envelope_id, $4, $5, $6, $7, $8, $9, to_timestamp($10), $11, $12, $13, $14, $15,
+    SELECT $1, job.envelope_id, $4, $5, $6, $7, $8, $9, to_timestamp($10), $11, $12, $13, $14, $15,
            $17, $18
       FROM job
     ON CONFLICT (tenant_id, log_id, log_index) DO NOTHING
@@ -281,7 +344,7 @@ entry AS MATERIALIZED (
     UNION ALL
     SELECT e.id, e.leaf_hash
       FROM attestor.rekor_entries e JOIN job ON e.tenant_id = job.tenant_id
-     WHERE e.log_id = $4 AND e.log_index = $5 AND NOT EXISTS (SELECT 1 FROM ins)
+     WHERE e.tenant_id = $1 AND e.log_id = $4 AND e.log_index = $5 AND NOT EXISTS (SELECT 1 FROM ins)
 ),
 done AS (
     UPDATE attestor.rekor_submission_queue q
@@ -294,7 +357,7 @@ done AS (
            locked_by = NULL,
            attempt_token = NULL
       FROM job, entry
-     WHERE q.tenant_id = job.tenant_id AND q.id = job.id AND entry.leaf_hash = $15
+     WHERE q.tenant_id = $1 AND q.id = job.id AND entry.leaf_hash = $15
  RETURNING q.id
 )
 SELECT (SELECT count(*) FROM job) AS held,
@@ -381,7 +444,9 @@ pub(crate) struct CompleteManyRow {
 /// nothing for that job and do not affect the others. `$16` (text, may be
 /// NULL) is a transaction-local `synchronous_commit` for the statement's
 /// transaction; `$17`, `$18` the verifying keys' SHA-256 and the evidence of
-/// the (verified) entries. Returns one
+/// the (verified) entries; `$19` the jobs' tenant, named in every predicate
+/// on a table (so that on Citus the statement runs on that tenant's shard;
+/// the tenant helper still has to agree). Returns one
 /// result per item, in order. A database error fails
 /// the whole call (roll back).
 pub const COMPLETE_MANY_SQL: &str = "\
@@ -400,14 +465,15 @@ job AS MATERIALIZED (
     SELECT q.tenant_id, q.id, q.envelope_id, i.ord
       FROM attestor.rekor_submission_queue q
       JOIN input i ON q.id = i.job_id AND q.attempt_token = i.token
-     WHERE q.tenant_id = (SELECT attestor_app.require_current_tenant()) AND q.status = 'running'
+     WHERE q.tenant_id = $19 AND q.tenant_id = (SELECT attestor_app.require_current_tenant())
+       AND q.status = 'running'
        FOR UPDATE OF q
 ),
 upgrade AS (
     UPDATE attestor.rekor_entries e
        SET verified_key_sha256 = i.verified_key_sha256, evidence = i.evidence
       FROM job JOIN input i ON i.ord = job.ord
-     WHERE e.tenant_id = job.tenant_id AND e.log_id = i.log_id AND e.log_index = i.log_index
+     WHERE e.tenant_id = $19 AND e.log_id = i.log_id AND e.log_index = i.log_index
        AND e.leaf_hash = i.leaf_hash AND e.verified_key_sha256 IS NULL
 ),
 ins AS (
@@ -415,7 +481,7 @@ ins AS (
         (tenant_id, envelope_id, log_id, log_index, shard_log_index, entry_uuid, kind, kind_version,
          integrated_time, canonical_body, inclusion_proof, checkpoint, signed_entry_timestamp, leaf_hash,
          verified_key_sha256, evidence)
-    SELECT job.tenant_id, job.envelope_id, i.log_id, i.log_index, i.shard_log_index, i.entry_uuid, i.kind,
+    SELECT $19, job.envelope_id, i.log_id, i.log_index, i.shard_log_index, i.entry_uuid, i.kind,
            i.kind_version, to_timestamp(i.integrated_time), i.canonical_body, i.inclusion_proof, i.checkpoint,
            i.set, i.leaf_hash, i.verified_key_sha256, i.evidence
       FROM job JOIN input i ON i.ord = job.ord
@@ -429,7 +495,7 @@ entry AS MATERIALIZED (
       JOIN input i ON i.ord = job.ord
       LEFT JOIN ins ON ins.log_id = i.log_id AND ins.log_index = i.log_index
       LEFT JOIN attestor.rekor_entries e
-             ON ins.id IS NULL AND e.tenant_id = job.tenant_id AND e.log_id = i.log_id AND e.log_index = i.log_index
+             ON ins.id IS NULL AND e.tenant_id = $19 AND e.log_id = i.log_id AND e.log_index = i.log_index
 ),
 done AS (
     UPDATE attestor.rekor_submission_queue q
@@ -444,7 +510,7 @@ done AS (
       FROM job
       JOIN input i ON i.ord = job.ord
       JOIN entry ON entry.ord = job.ord
-     WHERE q.tenant_id = job.tenant_id AND q.id = job.id AND entry.leaf_hash = i.leaf_hash
+     WHERE q.tenant_id = $19 AND q.id = job.id AND entry.leaf_hash = i.leaf_hash
  RETURNING q.id
 )
 SELECT i.ord, job.id IS NOT NULL AS held, entry.id AS entry_id, done.id IS NOT NULL AS completed
@@ -454,17 +520,43 @@ SELECT i.ord, job.id IS NOT NULL AS held, entry.id AS entry_id, done.id IS NOT N
   LEFT JOIN done ON done.id = job.id
  ORDER BY i.ord";
 
-/// See [`COMPLETE_MANY_SQL`].
+/// See [`COMPLETE_MANY_SQL`]. On a Citus coordinator
+/// ([`crate::citus::has_citus`]) it completes one item after the other in
+/// the same transaction, each with router statements
+/// ([`crate::routed_complete`]): Citus runs the one statement's CTEs as
+/// separate subplans and fails reading their intermediate results back
+/// (`invalid input syntax for type uuid: "PGCOPY"`, Citus 14.0).
 pub async fn complete_many(
     conn: &mut AsyncPgConnection,
     items: &[(Lease, &VerifiedTlogEntry, &serde_json::Value)],
 ) -> Result<Vec<Result<Uuid>>> {
+    if !items.is_empty() && crate::citus::has_citus(conn).await? {
+        return complete_each(conn, items).await;
+    }
     let mut plan = CompleteMany::plan(items);
     let rows = match plan.statement.take() {
         Some(statement) => statement.into_query().load(conn).await?,
         None => Vec::new(),
     };
     Ok(plan.finish(items, rows))
+}
+
+/// [`crate::routed_complete::complete_routed`] (a Citus coordinator's
+/// [`complete`]) for each item in turn: a job-level refusal (lease lost, a
+/// different entry) is that item's result and writes nothing; a database
+/// error fails the whole call (roll back), as in [`complete_many`].
+pub(crate) async fn complete_each(
+    conn: &mut AsyncPgConnection,
+    items: &[(Lease, &VerifiedTlogEntry, &serde_json::Value)],
+) -> Result<Vec<Result<Uuid>>> {
+    let mut out = Vec::with_capacity(items.len());
+    for (lease, entry, value) in items {
+        match crate::routed_complete::complete_routed(conn, lease, entry, value).await {
+            Err(e @ QueueError::Repo(_)) => return Err(e),
+            r => out.push(r),
+        }
+    }
+    Ok(out)
 }
 
 /// [`complete_many`] in parts, for callers that run the statement their own
@@ -496,6 +588,10 @@ pub(crate) struct CompleteManyStatement {
     results: Vec<serde_json::Value>,
     keys: Vec<Vec<u8>>,
     evidence: Vec<&'static str>,
+    /// The tenant every predicate of the statement names: the first
+    /// item's (a job of another tenant is not held, as in a transaction of
+    /// another tenant).
+    tenant: Uuid,
     /// `synchronous_commit` for this statement's transaction only
     /// (`set_config(…, true)`); `None` leaves the session's setting.
     synchronous_commit: Option<&'static str>,
@@ -516,7 +612,7 @@ impl CompleteManyStatement {
         self
     }
 
-    /// The statement with its 17 array parameters (and one scalar) bound.
+    /// The statement with its 17 array parameters (and two scalars) bound.
     pub(crate) fn into_query(
         self,
     ) -> diesel::query_builder::BoxedSqlQuery<'static, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
@@ -540,6 +636,7 @@ impl CompleteManyStatement {
             .bind::<Nullable<Text>, _>(self.synchronous_commit)
             .bind::<Array<Bytea>, _>(self.keys)
             .bind::<Array<Text>, _>(self.evidence)
+            .bind::<SqlUuid, _>(self.tenant)
     }
 }
 
@@ -567,6 +664,7 @@ impl CompleteMany {
             results: vec![],
             keys: vec![],
             evidence: vec![],
+            tenant: items[0].0.tenant_id,
             synchronous_commit: None,
         };
         for (lease, verified, result) in items {
@@ -632,7 +730,7 @@ impl CompleteMany {
     }
 }
 
-fn proof_json(p: &attestor_formats::InclusionProof) -> serde_json::Value {
+pub(crate) fn proof_json(p: &attestor_formats::InclusionProof) -> serde_json::Value {
     serde_json::json!({
         "logIndex": p.log_index,
         "treeSize": p.tree_size,

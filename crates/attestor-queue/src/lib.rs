@@ -16,7 +16,10 @@
 //!   ([`complete`], or [`complete_many`] for several jobs of one tenant in
 //!   one statement), and only an entry that verified against the worker's
 //!   trusted root ([`attestor_transparency::VerifiedTlogEntry`]);
+//! * [`routed_complete`] — completion as one-table statements naming the
+//!   tenant, for a Citus coordinator;
 //! * [`backoff`] — exponential backoff with jitter;
+//! * [`citus`] — whether the queue runs on a Citus coordinator;
 //! * [`dead`] — list and requeue dead-lettered jobs;
 //! * [`retention`] — finished jobs leave the table after their retention
 //!   (small `SKIP LOCKED` batches that never block a claim);
@@ -34,6 +37,7 @@
 //! that is not evidence under the worker's trusted root.
 
 pub mod backoff;
+pub mod citus;
 pub mod claim;
 pub mod dead;
 pub mod enqueue;
@@ -41,6 +45,7 @@ pub mod error;
 pub mod lease;
 pub mod rekor;
 pub mod retention;
+pub mod routed_complete;
 pub mod stats;
 pub mod submitter;
 pub mod tenant_claim;

@@ -22,7 +22,7 @@
 //! failed (retry/dead), released, or fenced off (`LeaseLost`); and never
 //! complete a job with an entry that did not verify.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -244,6 +244,8 @@ struct Ctx<S> {
     metrics: Arc<Metrics>,
     limits: Limits,
     completer: mpsc::UnboundedSender<Completion>,
+    /// Set once the claim loop found a Citus coordinator.
+    distributed: Arc<AtomicBool>,
 }
 
 /// A running worker.
@@ -281,11 +283,13 @@ impl<S: Submitter> Worker<S> {
         let wake = Arc::new(Notify::new());
         let pool = worker_pool(&self.worker_url, self.config.pool_size);
         let (completer, completions) = mpsc::unbounded_channel();
+        let distributed = Arc::new(AtomicBool::new(false));
         tokio::spawn(completion_batcher(
             self.app.clone(),
             self.config.worker_id.clone(),
             self.config.completion_linger,
             completions,
+            distributed.clone(),
         ));
         let listener = self
             .config
@@ -299,6 +303,7 @@ impl<S: Submitter> Worker<S> {
             metrics: metrics.clone(),
             limits: Limits::default(),
             completer,
+            distributed,
         });
         let purger = ctx
             .config
@@ -424,6 +429,7 @@ async fn claim_loop<S: Submitter>(
     let mut options = ClaimOptions::new(ctx.config.worker_id.clone(), ctx.config.batch, ctx.config.lease)
         .tenant_chunk(ctx.config.tenant_chunk);
     let mut per_tenant = ctx.config.per_tenant_claims;
+    let mut citus = None;
     let low_water = (ctx.config.batch as usize)
         .min(ctx.config.concurrency)
         .div_ceil(2)
@@ -459,10 +465,20 @@ async fn claim_loop<S: Submitter>(
         let want = permits.len();
         let claimed = async {
             let mut conn = ctx.pool.get().await?;
-            if per_tenant.is_none() {
-                let citus = has_citus(&mut conn).await?;
-                per_tenant = Some(citus);
-                options = options.clone().per_tenant(citus);
+            if citus.is_none() {
+                let found = crate::citus::has_citus(&mut conn).await?;
+                citus = Some(found);
+                ctx.distributed.store(found, Ordering::Relaxed);
+                if per_tenant.is_none() {
+                    per_tenant = Some(found);
+                    options = options.clone().per_tenant(found);
+                }
+            }
+            if citus == Some(true) {
+                // Claim nothing that could not be completed: a job whose
+                // entry the log accepted but the app pool cannot store is
+                // submitted again after its lease.
+                app_pool_fits_citus(&ctx.app)?;
             }
             claim(
                 &mut conn,
@@ -509,21 +525,27 @@ async fn claim_loop<S: Submitter>(
     while jobs.join_next().await.is_some() {}
 }
 
-#[derive(QueryableByName)]
-struct HasCitus {
-    #[diesel(sql_type = diesel::sql_types::Bool)]
-    citus: bool,
-}
-
-/// Whether the database has the `citus` extension (its queue table is then
-/// distributed by tenant, and refuses the one-statement claim).
-async fn has_citus(conn: &mut AsyncPgConnection) -> Result<bool> {
-    let row: HasCitus = diesel::sql_query(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus') AS citus",
-    )
-    .get_result(conn)
-    .await?;
-    Ok(row.citus)
+/// Refuses an app pool that cannot complete jobs on a Citus coordinator:
+/// only `SET LOCAL` reaches the shards, and Citus cannot plan the
+/// completion statement as a generic plan (see
+/// [`attestor_repo::DatabaseConfig::on_citus`]).
+fn app_pool_fits_citus(app: &Database) -> Result<()> {
+    if app.tenant_context_mode() != attestor_repo::TenantContextMode::SetLocal {
+        return Err(QueueError::InvalidInput(
+            "on a Citus coordinator the app pool must send the tenant context with SET LOCAL \
+             (DatabaseConfig::on_citus): set_config does not reach the shards"
+                .into(),
+        ));
+    }
+    if app.plan_cache_mode() == attestor_repo::PlanCacheMode::ForceGenericPlan {
+        return Err(QueueError::InvalidInput(
+            "on a Citus coordinator the app pool's plan_cache_mode must not be force_generic_plan \
+             (DatabaseConfig::on_citus): Citus cannot plan the completion statement without its \
+             parameter values"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 enum Outcome {
@@ -792,11 +814,16 @@ const MAX_COMPLETIONS_PER_TX: usize = 64;
 /// groups' commits: their jobs were never reported completed, their leases
 /// expire and they run again (at-least-once delivery; the completion stays
 /// exactly-once, and storing the same entry again is idempotent).
+///
+/// On a Citus coordinator each group is instead one tenant transaction that
+/// completes its jobs one statement each ([`lease::complete_each`]) and
+/// commits durably ([`Durability::OnItsOwnNode`]).
 async fn completion_batcher(
     app: Database,
     actor: String,
     linger: Duration,
     mut rx: mpsc::UnboundedReceiver<Completion>,
+    distributed: Arc<AtomicBool>,
 ) {
     let mut rounds_in_flight = JoinSet::new();
     while let Some(first) = rx.recv().await {
@@ -821,21 +848,35 @@ async fn completion_batcher(
                 groups.push(std::mem::replace(&mut group, rest));
             }
         }
-        rounds_in_flight.spawn(complete_round(app.clone(), actor.clone(), groups));
+        let on_citus = AtomicBool::load(&distributed, Ordering::Relaxed);
+        rounds_in_flight.spawn(complete_round(app.clone(), actor.clone(), groups, on_citus));
         while rounds_in_flight.try_join_next().is_some() {}
     }
     while rounds_in_flight.join_next().await.is_some() {}
 }
 
 /// One round of groups, one durable commit (see [`completion_batcher`]).
-async fn complete_round(app: Database, actor: String, mut groups: Vec<Vec<Completion>>) {
+/// On a Citus coordinator (`distributed`) every group commits durably: the
+/// groups' tenants live on different nodes, and one node's WAL flush makes
+/// no other node's commit durable.
+async fn complete_round(app: Database, actor: String, mut groups: Vec<Vec<Completion>>, distributed: bool) {
     let Some(last) = groups.pop() else { return };
+    let early_durability = if distributed {
+        Durability::OnItsOwnNode
+    } else {
+        Durability::Later
+    };
+    let last_durability = if distributed {
+        Durability::OnItsOwnNode
+    } else {
+        Durability::Now
+    };
     let early: Vec<_> = groups
         .into_iter()
-        .map(|g| complete_group(app.clone(), actor.clone(), g, Durability::Later))
+        .map(|g| complete_group(app.clone(), actor.clone(), g, early_durability))
         .collect();
     let early = futures_util::future::join_all(early).await;
-    let last = complete_group(app, actor, last, Durability::Now).await;
+    let last = complete_group(app, actor, last, last_durability).await;
     for replies in early.into_iter().chain([last]) {
         for (reply, r) in replies {
             let _ = reply.send(r);
@@ -851,6 +892,10 @@ enum Durability {
     /// `synchronous_commit = off`: a later durable commit of the same round
     /// flushes it.
     Later,
+    /// Durable, on a Citus coordinator: one tenant transaction completing
+    /// each job with router statements ([`crate::routed_complete`]; the
+    /// set-based statement does not run there, see [`lease::complete_many`]).
+    OnItsOwnNode,
 }
 
 type Replies = Vec<(oneshot::Sender<Result<Uuid>>, Result<Uuid>)>;
@@ -864,7 +909,25 @@ async fn complete_group(
 ) -> Replies {
     // Even a group of one job goes as the set-based statement, so that it
     // too commits durably only when it is the round's last group.
-    if !group.is_empty() {
+    if !group.is_empty() && durability == Durability::OnItsOwnNode {
+        let items: Vec<_> = group.iter().map(|c| (c.lease, &*c.entry, &*c.value)).collect();
+        let tenant = TenantId::try_from(group[0].lease.tenant_id);
+        let results = match tenant {
+            Ok(tenant) => {
+                let context = TenantContext::new(tenant).with_actor(actor.clone());
+                app.transaction(context, |tx| {
+                    let items = &items;
+                    async move { lease::complete_each(tx.conn(), items).await }.scope_boxed()
+                })
+                .await
+            }
+            Err(e) => Err(e.into()),
+        };
+        if let Ok(results) = results {
+            drop(items);
+            return group.into_iter().map(|c| c.reply).zip(results).collect();
+        }
+    } else if !group.is_empty() {
         let items: Vec<_> = group.iter().map(|c| (c.lease, &*c.entry, &*c.value)).collect();
         let mut plan = lease::CompleteMany::plan(&items);
         let rows = match plan.statement.take() {

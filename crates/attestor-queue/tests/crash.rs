@@ -33,6 +33,7 @@ fn spawn_worker(tdb: &TestDatabase<'_>, id: usize) -> Child {
         .arg(tdb.app_url())
         .arg(format!("crash-worker-{id}"))
         .arg(match mode() {
+            _ if attestor_testdb::shared().citus().is_some() => "citus",
             attestor_repo::TenantContextMode::SetConfig => "set_config",
             attestor_repo::TenantContextMode::SetLocal => "set_local",
         })

@@ -163,9 +163,9 @@ async fn run_case(ops: Vec<Op>) {
                     .jobs
                     .iter()
                     .any(|j| matches!(j.st, St::Running { expired: true, .. }) && j.attempts >= j.max);
-                let got = claim(&mut w, &ClaimOptions::new("model", n, lease_for))
-                    .await
-                    .unwrap();
+                let options = ClaimOptions::new("model", n, lease_for)
+                    .per_tenant(attestor_testdb::shared().citus().is_some());
+                let got = claim(&mut w, &options).await.unwrap();
                 assert!(got.len() <= n as usize, "claim returned more than asked");
                 if !eligible.is_empty() && !exhausted {
                     assert!(!got.is_empty(), "claim returned nothing although jobs were due");

@@ -651,3 +651,90 @@ async fn complete_many_fences_each_job_on_its_own() {
         2
     );
 }
+
+/// The completion a Citus coordinator uses (router statements, one table
+/// each) keeps `complete`'s contract on either server: a stale token is
+/// refused and writes nothing, an entry already stored is reused, a
+/// different entry at the same index is refused and writes nothing, and
+/// the job ends succeeded with its entry.
+#[tokio::test]
+async fn routed_completion_keeps_completes_contract() {
+    let tdb = attestor_testdb::shared().test_database().unwrap();
+    let db = app_db(&tdb.app_url()).await;
+    let t = tenant();
+    for label in ["r0", "r1", "r2"] {
+        enqueue_one(&db, t, label, 5).await;
+    }
+    let mut w = connect(&tdb.worker_url()).await;
+    let mut admin = connect(&tdb.admin_url()).await;
+    let mut leases: Vec<_> = claim(&mut w, &opts(3))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.lease)
+        .collect();
+    leases.sort_by_key(|l| l.job_id);
+    let routed = |lease: Lease, entry: VerifiedTlogEntry, value: serde_json::Value| {
+        let db = db.clone();
+        async move {
+            db.transaction(TenantContext::new(t).with_actor("routed".to_owned()), |tx| {
+                let (entry, value) = (&entry, &value);
+                async move { routed_complete::complete_routed(tx.conn(), &lease, entry, value).await }
+                    .scope_boxed()
+            })
+            .await
+        }
+    };
+    let value = fake_rekor_entry(uuid::Uuid::new_v4(), 7);
+    let entry = fake_verified(&value);
+    let entries = "SELECT count(*) AS n FROM attestor.rekor_entries";
+
+    let stale = Lease {
+        token: uuid::Uuid::new_v4(),
+        ..leases[0]
+    };
+    let err = routed(stale, entry.clone(), value.clone()).await.unwrap_err();
+    assert!(matches!(err, QueueError::LeaseLost { .. }), "{err:?}");
+    assert_eq!(count(&mut admin, entries).await, 0);
+
+    let a = routed(leases[0], entry.clone(), value.clone()).await.unwrap();
+    let b = routed(leases[1], entry.clone(), value.clone()).await.unwrap();
+    assert_eq!(a, b, "the entry already stored is reused");
+    let other = fake_rekor_entry(uuid::Uuid::new_v4(), 7);
+    let err = routed(leases[2], fake_verified(&other), other).await.unwrap_err();
+    assert!(err.to_string().contains("different entry"), "{err}");
+    assert_eq!(count(&mut admin, entries).await, 1);
+    assert_eq!(job_state(&mut admin, leases[2].job_id).await.status, "running");
+    for l in &leases[..2] {
+        let done = job_state(&mut admin, l.job_id).await;
+        assert_eq!(
+            (done.status.as_str(), done.rekor_entry_id),
+            ("succeeded", Some(a))
+        );
+    }
+    // The token is spent with the completion.
+    let err = routed(leases[0], entry, value).await.unwrap_err();
+    assert!(matches!(err, QueueError::LeaseLost { .. }), "{err:?}");
+}
+
+/// The one-statement claim works on plain PostgreSQL; a Citus coordinator
+/// refuses it, and the error says to claim by tenant group.
+#[tokio::test]
+async fn the_one_statement_claim_works_or_says_what_to_use() {
+    let tdb = attestor_testdb::shared().test_database().unwrap();
+    let db = app_db(&tdb.app_url()).await;
+    enqueue_one(&db, tenant(), "one", 5).await;
+    let mut w = connect(&tdb.worker_url()).await;
+    let one_statement = ClaimOptions::new("w", 5, Duration::from_secs(30)).per_tenant(false);
+    let got = claim(&mut w, &one_statement).await;
+    if attestor_testdb::shared().citus().is_none() {
+        assert_eq!(got.unwrap().len(), 1);
+        return;
+    }
+    let err = got.unwrap_err();
+    assert!(
+        matches!(&err, QueueError::InvalidInput(m) if m.contains("ClaimOptions::per_tenant(true)")),
+        "{err:?}"
+    );
+    assert_eq!(claim(&mut w, &opts(5)).await.unwrap().len(), 1);
+}

@@ -39,7 +39,8 @@ pub struct DatabaseConfig {
     /// Largest document (envelope, bundle, SBOM, Rekor response) accepted, in bytes (default 16 MiB).
     pub max_document_bytes: usize,
     /// How the server plans this pool's prepared statements, set once per
-    /// connection when it is opened (default [`PlanCacheMode::ForceGenericPlan`]).
+    /// connection when it is opened (default [`PlanCacheMode::ForceGenericPlan`];
+    /// never that on a Citus coordinator, see [`Self::on_citus`]).
     pub plan_cache_mode: PlanCacheMode,
     /// How the guard sends the tenant context (default
     /// [`TenantContextMode::SetConfig`]); one mechanism for every connection
@@ -194,6 +195,19 @@ impl DatabaseConfig {
     pub fn with_tenant_context_mode(mut self, mode: TenantContextMode) -> Self {
         self.tenant_context_mode = mode;
         self
+    }
+
+    /// The settings a pool on a Citus coordinator needs:
+    /// [`TenantContextMode::SetLocal`] (only `SET LOCAL` reaches the shards)
+    /// and [`PlanCacheMode::Auto`]. Citus plans a statement that is more
+    /// than one table's simple filter (a CTE, a join, `INSERT … SELECT`: the
+    /// queue's completion) only with its parameter values; as a generic
+    /// plan it fails with "could not create distributed plan". Under `auto`
+    /// every unnamed statement is planned with its values, and a cached
+    /// statement that turns generic is one Citus prunes at execution.
+    pub fn on_citus(self) -> Self {
+        self.with_tenant_context_mode(TenantContextMode::SetLocal)
+            .with_plan_cache_mode(PlanCacheMode::Auto)
     }
 
     /// Sets [`Self::max_document_bytes`].

@@ -83,7 +83,7 @@ use futures_util::future::BoxFuture;
 use scoped_futures::ScopedBoxFuture;
 use tracing::Instrument as _;
 
-use crate::config::{DatabaseConfig, TenantContextMode};
+use crate::config::{DatabaseConfig, PlanCacheMode, TenantContextMode};
 use crate::error::RepoError;
 use crate::tenant::{TenantContext, TenantId, MAX_ACTOR_BYTES};
 use crate::wire::{self, Splice};
@@ -225,6 +225,7 @@ struct PoolCore {
     limits: Limits,
     statement_timeout: Option<Duration>,
     mode: TenantContextMode,
+    plan_cache_mode: PlanCacheMode,
 }
 
 impl PoolCore {
@@ -234,6 +235,7 @@ impl PoolCore {
             limits: config.limits(),
             statement_timeout: config.statement_timeout,
             mode: config.tenant_context_mode,
+            plan_cache_mode: config.plan_cache_mode,
         })
     }
 
@@ -885,6 +887,16 @@ impl Database {
     /// The document limits of this database's configuration.
     pub fn limits(&self) -> &Limits {
         &self.core.limits
+    }
+
+    /// How this pool sends the tenant context.
+    pub fn tenant_context_mode(&self) -> TenantContextMode {
+        self.core.mode
+    }
+
+    /// The `plan_cache_mode` this pool sets on its connections.
+    pub fn plan_cache_mode(&self) -> PlanCacheMode {
+        self.core.plan_cache_mode
     }
 }
 

@@ -21,14 +21,19 @@ pub fn mode() -> TenantContextMode {
     }
 }
 
+/// The app pool's configuration for the test server
+/// ([`DatabaseConfig::on_citus`] on a coordinator).
+pub fn app_config(url: &str) -> DatabaseConfig {
+    let config = DatabaseConfig::new(url.to_owned()).with_max_connections(16);
+    if attestor_testdb::shared().citus().is_some() {
+        config.on_citus()
+    } else {
+        config.with_tenant_context_mode(mode())
+    }
+}
+
 pub async fn app_db(url: &str) -> Database {
-    Database::connect(
-        DatabaseConfig::new(url.to_owned())
-            .with_tenant_context_mode(mode())
-            .with_max_connections(16),
-    )
-    .await
-    .expect("app database")
+    Database::connect(app_config(url)).await.expect("app database")
 }
 
 pub async fn connect(url: &str) -> AsyncPgConnection {
