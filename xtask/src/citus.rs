@@ -72,6 +72,17 @@ const SUITES: &[(&str, &str, &str)] = &[
     ("attestor-queue", "crash", "workers killed, server restarted"),
     ("attestor-queue", "wakeup", "enqueue wakes idle workers at commit"),
     (
+        "attestor-queue",
+        "retention",
+        "finished jobs purged, dead jobs kept",
+    ),
+    (
+        "attestor-queue",
+        "rekor",
+        "the Rekor submitter against a fake log",
+    ),
+    ("attestor-queue", "evidence", "only verified entries are stored"),
+    (
         "attestor-rls",
         "citus",
         "verify-rls's Citus rules: distribution, placements, readiness",

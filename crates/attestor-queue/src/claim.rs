@@ -119,7 +119,10 @@ pub struct ClaimOptions {
     /// Claim by tenant group ([`mod@crate::tenant_claim`]): one statement
     /// per picked tenant, each naming its tenant, instead of the one
     /// statement. For a queue table distributed by `tenant_id` (Citus),
-    /// which refuses the one statement; same fairness and fencing.
+    /// which refuses the one statement; same fairness and fencing. Left
+    /// `false` there, each claim first has the one statement refused
+    /// (while Citus plans it: nothing is locked) and then claims by tenant
+    /// group.
     pub per_tenant: bool,
 }
 
@@ -287,14 +290,18 @@ pub async fn claim(conn: &mut AsyncPgConnection, options: &ClaimOptions) -> Resu
     if options.per_tenant {
         return crate::tenant_claim::claim(conn, options, batch).await;
     }
-    let rows: Vec<ClaimRow> = diesel::sql_query(CLAIM_SQL)
+    let rows: Vec<ClaimRow> = match diesel::sql_query(CLAIM_SQL)
         .bind::<Int4, _>(batch)
         .bind::<Double, _>(options.lease.as_secs_f64())
         .bind::<Text, _>(&options.worker_id)
         .bind::<Int4, _>(i32::try_from(options.tenant_chunk.max(1)).unwrap_or(i32::MAX))
         .load(conn)
         .await
-        .map_err(refused_by_citus)?;
+    {
+        Ok(rows) => rows,
+        Err(e) if refused_by_citus(&e) => return crate::tenant_claim::claim(conn, options, batch).await,
+        Err(e) => return Err(e.into()),
+    };
     Ok(rows
         .into_iter()
         .map(|r| ClaimedJob {
@@ -314,18 +321,11 @@ pub async fn claim(conn: &mut AsyncPgConnection, options: &ClaimOptions) -> Resu
         .collect())
 }
 
-/// Citus's refusal of the one statement (a recursive CTE without a filter on
-/// the distribution column), as the error that says what to do instead.
-fn refused_by_citus(e: diesel::result::Error) -> QueueError {
-    match &e {
-        diesel::result::Error::DatabaseError(_, info)
-            if info.message().contains("recursive CTEs are only supported when they contain a filter") =>
-        {
-            QueueError::InvalidInput(
-                "the queue table is distributed (Citus): claim by tenant group, ClaimOptions::per_tenant(true)"
-                    .into(),
-            )
-        }
-        _ => e.into(),
-    }
+/// Whether `e` is Citus's refusal of the one statement (a recursive CTE
+/// without a filter on the distribution column): the queue table is
+/// distributed, and the claim by tenant group is the one that runs there.
+/// Citus refuses it while planning, before anything is locked or written.
+fn refused_by_citus(e: &diesel::result::Error) -> bool {
+    matches!(e, diesel::result::Error::DatabaseError(_, info)
+        if info.message().contains("recursive CTEs are only supported when they contain a filter"))
 }

@@ -55,22 +55,37 @@ impl Purged {
     }
 }
 
-/// The purge statement; `$1` succeeded retention, `$2` dead retention (both
-/// seconds, float8), `$3` batch size (int).
-pub const PURGE_SQL: &str = "\
-WITH doomed AS MATERIALIZED (
-    SELECT q.tenant_id, q.id
+/// The rows past their retention; `$1` succeeded retention, `$2` dead
+/// retention (both seconds, float8).
+const DOOMED_SQL: &str = "
       FROM attestor.rekor_submission_queue q
      WHERE q.finished_at IS NOT NULL
        AND ((q.status = 'succeeded' AND q.finished_at < now() - make_interval(secs => $1))
-         OR (q.status = 'dead' AND q.finished_at < now() - make_interval(secs => $2)))
+         OR (q.status = 'dead' AND q.finished_at < now() - make_interval(secs => $2)))";
+
+/// The purge statement, at most `$3` (int) rows; `tenant`: only tenant
+/// `$4`'s (a Citus coordinator, where the statement then runs on that
+/// tenant's node and its `FOR UPDATE` is allowed).
+fn purge_sql(tenant: bool) -> String {
+    let only = if tenant { " AND q.tenant_id = $4" } else { "" };
+    format!(
+        "WITH doomed AS MATERIALIZED (
+    SELECT q.tenant_id, q.id{DOOMED_SQL}{only}
      LIMIT $3
        FOR UPDATE SKIP LOCKED
 )
 DELETE FROM attestor.rekor_submission_queue q
  USING doomed d
- WHERE q.tenant_id = d.tenant_id AND q.id = d.id AND q.status IN ('succeeded', 'dead')
-RETURNING q.status";
+ WHERE q.tenant_id = d.tenant_id AND q.id = d.id AND q.status IN ('succeeded', 'dead'){only}
+RETURNING q.status"
+    )
+}
+
+#[derive(QueryableByName)]
+struct TenantRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    tenant_id: uuid::Uuid,
+}
 
 #[derive(QueryableByName)]
 struct StatusRow {
@@ -80,24 +95,59 @@ struct StatusRow {
 
 /// Delete at most `limit` finished jobs whose retention has ended (worker
 /// connection, outside a transaction: one short statement that commits on
-/// its own). Call it in a loop until it returns fewer than `limit`.
+/// its own). Call it in a loop until it returns fewer than `limit`. On a
+/// Citus coordinator ([`crate::citus::has_citus`]), which refuses
+/// `FOR UPDATE` over several shards, one read-only statement finds the
+/// tenants with such jobs and the purge runs tenant by tenant.
 pub async fn purge(conn: &mut AsyncPgConnection, retention: &Retention, limit: u32) -> Result<Purged> {
     if limit == 0 {
         return Err(QueueError::InvalidInput("purge limit must be at least 1".into()));
     }
-    let rows: Vec<StatusRow> = diesel::sql_query(PURGE_SQL)
-        .bind::<Double, _>(retention.succeeded.as_secs_f64())
-        .bind::<Double, _>(retention.dead.as_secs_f64())
-        .bind::<Int4, _>(i32::try_from(limit).unwrap_or(i32::MAX))
-        .load(conn)
-        .await?;
+    let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+    let (succeeded, dead) = (retention.succeeded.as_secs_f64(), retention.dead.as_secs_f64());
     let mut out = Purged::default();
-    for r in rows {
-        if r.status == "dead" {
-            out.dead += 1;
-        } else {
-            out.succeeded += 1;
+    if !crate::citus::has_citus(conn).await? {
+        let rows: Vec<StatusRow> = diesel::sql_query(purge_sql(false))
+            .bind::<Double, _>(succeeded)
+            .bind::<Double, _>(dead)
+            .bind::<Int4, _>(limit)
+            .load(conn)
+            .await?;
+        out.count(&rows);
+        return Ok(out);
+    }
+    let tenants: Vec<TenantRow> =
+        diesel::sql_query(format!("SELECT q.tenant_id{DOOMED_SQL}\n GROUP BY q.tenant_id"))
+            .bind::<Double, _>(succeeded)
+            .bind::<Double, _>(dead)
+            .load(conn)
+            .await?;
+    let sql = purge_sql(true);
+    for t in tenants {
+        let left = limit - i32::try_from(out.total()).unwrap_or(i32::MAX);
+        if left <= 0 {
+            break;
         }
+        let rows: Vec<StatusRow> = diesel::sql_query(&sql)
+            .bind::<Double, _>(succeeded)
+            .bind::<Double, _>(dead)
+            .bind::<Int4, _>(left)
+            .bind::<diesel::sql_types::Uuid, _>(t.tenant_id)
+            .load(conn)
+            .await?;
+        out.count(&rows);
     }
     Ok(out)
+}
+
+impl Purged {
+    fn count(&mut self, rows: &[StatusRow]) {
+        for r in rows {
+            if r.status == "dead" {
+                self.dead += 1;
+            } else {
+                self.succeeded += 1;
+            }
+        }
+    }
 }

@@ -33,6 +33,20 @@ fn retention() -> Retention {
 
 fn opts(batch: u32) -> ClaimOptions {
     ClaimOptions::new("retention-test", batch, Duration::from_secs(30))
+        .per_tenant(attestor_testdb::shared().citus().is_some())
+}
+
+/// The HOT updates the test's statements made, as this connection's
+/// transaction counts them: on a Citus coordinator the rows live and are
+/// updated on the workers, so the coordinator counts none (its shards are
+/// plain PostgreSQL tables with the same indexes: the plain-PostgreSQL run
+/// of these tests is the proof that the updates are HOT).
+fn expected_hot(n: i64) -> (i64, i64) {
+    if attestor_testdb::shared().citus().is_some() {
+        (0, 0)
+    } else {
+        (n, n)
+    }
 }
 
 /// Claim exactly `job` (the only queued job of the database when called).
@@ -438,7 +452,7 @@ async fn a_claim_and_a_release_are_hot_updates() {
     let claimed = xact_updates(&mut w).await;
     assert_eq!(
         (claimed.0 - before.0, claimed.1 - before.1),
-        (HOT_JOBS as i64, HOT_JOBS as i64),
+        expected_hot(HOT_JOBS as i64),
         "a claim changes no indexed column: every row is updated in place"
     );
     for j in &jobs {
@@ -447,7 +461,7 @@ async fn a_claim_and_a_release_are_hot_updates() {
     let released = xact_updates(&mut w).await;
     assert_eq!(
         (released.0 - claimed.0, released.1 - claimed.1),
-        (HOT_JOBS as i64, HOT_JOBS as i64),
+        expected_hot(HOT_JOBS as i64),
         "a release keeps run_at and changes no indexed column"
     );
     diesel::sql_query("COMMIT").execute(&mut w).await.unwrap();
@@ -485,7 +499,7 @@ async fn a_heartbeat_is_a_hot_update() {
     // No indexed column changes and room on the page: every heartbeat is HOT.
     assert_eq!(
         (after.0 - before.0, after.1 - before.1),
-        (HOT_JOBS as i64, HOT_JOBS as i64)
+        expected_hot(HOT_JOBS as i64)
     );
     diesel::sql_query("ROLLBACK").execute(&mut w).await.unwrap();
 }
