@@ -38,6 +38,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use attestor_queue::prepared::{Bind, Prepared};
 use attestor_queue::submitter::BoxFuture;
 use attestor_queue::testing::{fake_rekor_entry, fake_trusted_root};
 use attestor_queue::{SubmitError, SubmitRequest, Submitter, Worker, WorkerConfig};
@@ -89,6 +90,9 @@ pub struct Args {
     /// Batch sizes (B) to run, comma-separated.
     #[arg(long, default_value = "1,100")]
     batches: String,
+    /// Modes to run, comma-separated (`mechanics`, `pipeline`).
+    #[arg(long, default_value = "mechanics,pipeline")]
+    modes: String,
     /// One JSON object per line instead of the table.
     #[arg(long)]
     json: bool,
@@ -120,6 +124,7 @@ pub fn run(args: Args) -> Result<()> {
         workers,
         big_backlog: big,
         batches,
+        modes,
         json,
         tenant_chunk: chunk,
         no_fsync,
@@ -132,6 +137,11 @@ pub fn run(args: Args) -> Result<()> {
         .split(',')
         .map(|b| b.trim().parse().context("--batches: comma-separated integers"))
         .collect::<Result<_>>()?;
+    let modes: Vec<&str> = modes.split(',').map(str::trim).collect();
+    if let Some(m) = modes.iter().find(|m| !matches!(**m, "mechanics" | "pipeline")) {
+        bail!("--modes: unknown mode {m:?} (mechanics, pipeline)");
+    }
+    let run_mode = |m: &str| modes.contains(&m);
 
     // Installed (or found) before anything runs: a missing tool fails fast.
     let peers = crate::peers::prepare(&peers)?;
@@ -155,7 +165,7 @@ pub fn run(args: Args) -> Result<()> {
     );
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    for &batch in &batches {
+    for &batch in batches.iter().filter(|_| run_mode("mechanics")) {
         // mechanics: claim with lease and token, fenced completion, nothing stored.
         reset(&server, db.name())?;
         let before = table_stats(&server, db.name())?;
@@ -191,7 +201,7 @@ pub fn run(args: Args) -> Result<()> {
             jobs_per_s,
         });
     }
-    for &batch in &batches {
+    for &batch in batches.iter().filter(|_| run_mode("pipeline")) {
         reset(&server, db.name())?;
         let before = table_stats(&server, db.name())?;
         let (done, elapsed) = runtime.block_on(burn_down(&db, workers, batch, chunk, jobs))?;
@@ -335,10 +345,14 @@ pub(crate) async fn complete_fenced(
             acc
         });
     let n = diesel_async::RunQueryDsl::execute(
-        diesel::sql_query(MECHANICS_COMPLETE_SQL)
-            .bind::<Array<SqlUuid>, _>(t)
-            .bind::<Array<SqlUuid>, _>(j)
-            .bind::<Array<SqlUuid>, _>(k),
+        Prepared::new(
+            MECHANICS_COMPLETE_SQL,
+            (
+                Bind::<Array<SqlUuid>, _>::new(t),
+                Bind::<Array<SqlUuid>, _>::new(j),
+                Bind::<Array<SqlUuid>, _>::new(k),
+            ),
+        ),
         conn,
     )
     .await?;
