@@ -1,6 +1,7 @@
 //! `queue`: throughput, fairness and memory of the Rekor submission queue.
 //!
-//! Two modes per batch size B (`--batches`, default 1 and 100), each on the
+//! Two modes per batch size B (`--batches`, default 1 and 100; `--modes`
+//! picks one or both, default both), each on the
 //! same `--jobs` jobs over `--tenants` tenants, on a cluster with durable
 //! commits (`fsync`/`synchronous_commit` on), each against its own pgbench
 //! speed-of-light baseline (the same SQL from `pgbench` of the same
@@ -284,10 +285,13 @@ fn report(
 
 /// The fenced completion of the `mechanics` mode, as the worker role: the
 /// claimed jobs whose token still matches become succeeded; nothing else
-/// is stored. `$1..$3` tenants, jobs, tokens.
+/// is stored. It sets `updated_at = now()` itself, as the claim does, so
+/// the table's updated_at trigger skips its call. `$1..$3` tenants, jobs,
+/// tokens.
 const MECHANICS_COMPLETE_SQL: &str = "\
 UPDATE attestor.rekor_submission_queue q
-   SET status = 'succeeded', finished_at = now(), lease_expires_at = NULL, locked_by = NULL, attempt_token = NULL
+   SET status = 'succeeded', finished_at = now(), updated_at = now(), lease_expires_at = NULL, locked_by = NULL,
+       attempt_token = NULL
   FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS c(tenant_id, id, token)
  WHERE q.tenant_id = c.tenant_id AND q.id = c.id AND q.attempt_token = c.token AND q.status = 'running'";
 
@@ -529,8 +533,8 @@ fn mechanics_script(batch: u32, chunk: u32) -> String {
     format!(
         "\\set batch {batch}\n{claim};\n\
          UPDATE attestor.rekor_submission_queue\n\
-            SET status = 'succeeded', finished_at = now(), lease_expires_at = NULL, locked_by = NULL,\n\
-                attempt_token = NULL\n\
+            SET status = 'succeeded', finished_at = now(), updated_at = now(), lease_expires_at = NULL,\n\
+                locked_by = NULL, attempt_token = NULL\n\
           WHERE status = 'running' AND locked_by = 'pgbench-' || :client_id;\n",
         claim = pgbench_claim(chunk)
     )

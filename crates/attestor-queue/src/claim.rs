@@ -43,7 +43,10 @@
 //! 6. `claimed`: one UPDATE sets status `running`, `attempts + 1`, a lease,
 //!    `locked_by` and a fresh `attempt_token = gen_random_uuid()`; a
 //!    reclaimed job whose attempts are exhausted is dead-lettered instead
-//!    (not returned).
+//!    (not returned). It sets `updated_at = now()` itself, the value the
+//!    table's `set_updated_at` trigger would store, so the trigger's
+//!    condition (`WHEN (NEW.updated_at IS DISTINCT FROM now())`) skips the
+//!    PL/pgSQL call for its rows.
 //!
 //! # Prepared once per connection
 //!
@@ -241,7 +244,8 @@ chosen AS MATERIALIZED (
 ),
 claimed AS (
     UPDATE attestor.rekor_submission_queue q
-       SET status = CASE WHEN c.reclaimed AND q.attempts >= q.max_attempts THEN 'dead' ELSE 'running' END,
+       SET updated_at = now(),
+           status = CASE WHEN c.reclaimed AND q.attempts >= q.max_attempts THEN 'dead' ELSE 'running' END,
            attempts = CASE WHEN c.reclaimed AND q.attempts >= q.max_attempts THEN q.attempts ELSE q.attempts + 1 END,
            lease_expires_at = CASE WHEN c.reclaimed AND q.attempts >= q.max_attempts THEN NULL
                                    ELSE now() + make_interval(secs => $2) END,
