@@ -1,6 +1,7 @@
 //! `queue`: throughput, fairness and memory of the Rekor submission queue.
 //!
-//! Two modes per batch size B (`--batches`, default 1 and 100), each on the
+//! Two modes per batch size B (`--batches`, default 1 and 100; `--modes`
+//! picks one or both, default both), each on the
 //! same `--jobs` jobs over `--tenants` tenants, on a cluster with durable
 //! commits (`fsync`/`synchronous_commit` on), each against its own pgbench
 //! speed-of-light baseline (the same SQL from `pgbench` of the same
@@ -38,6 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use attestor_queue::prepared::{Bind, Prepared};
 use attestor_queue::submitter::BoxFuture;
 use attestor_queue::testing::{fake_rekor_entry, fake_trusted_root};
 use attestor_queue::{SubmitError, SubmitRequest, Submitter, Worker, WorkerConfig};
@@ -89,6 +91,9 @@ pub struct Args {
     /// Batch sizes (B) to run, comma-separated.
     #[arg(long, default_value = "1,100")]
     batches: String,
+    /// Modes to run, comma-separated (`mechanics`, `pipeline`).
+    #[arg(long, default_value = "mechanics,pipeline")]
+    modes: String,
     /// One JSON object per line instead of the table.
     #[arg(long)]
     json: bool,
@@ -120,6 +125,7 @@ pub fn run(args: Args) -> Result<()> {
         workers,
         big_backlog: big,
         batches,
+        modes,
         json,
         tenant_chunk: chunk,
         no_fsync,
@@ -132,6 +138,11 @@ pub fn run(args: Args) -> Result<()> {
         .split(',')
         .map(|b| b.trim().parse().context("--batches: comma-separated integers"))
         .collect::<Result<_>>()?;
+    let modes: Vec<&str> = modes.split(',').map(str::trim).collect();
+    if let Some(m) = modes.iter().find(|m| !matches!(**m, "mechanics" | "pipeline")) {
+        bail!("--modes: unknown mode {m:?} (mechanics, pipeline)");
+    }
+    let run_mode = |m: &str| modes.contains(&m);
 
     // Installed (or found) before anything runs: a missing tool fails fast.
     let peers = crate::peers::prepare(&peers)?;
@@ -155,7 +166,7 @@ pub fn run(args: Args) -> Result<()> {
     );
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    for &batch in &batches {
+    for &batch in batches.iter().filter(|_| run_mode("mechanics")) {
         // mechanics: claim with lease and token, fenced completion, nothing stored.
         reset(&server, db.name())?;
         let before = table_stats(&server, db.name())?;
@@ -191,7 +202,7 @@ pub fn run(args: Args) -> Result<()> {
             jobs_per_s,
         });
     }
-    for &batch in &batches {
+    for &batch in batches.iter().filter(|_| run_mode("pipeline")) {
         reset(&server, db.name())?;
         let before = table_stats(&server, db.name())?;
         let (done, elapsed) = runtime.block_on(burn_down(&db, workers, batch, chunk, jobs))?;
@@ -274,10 +285,13 @@ fn report(
 
 /// The fenced completion of the `mechanics` mode, as the worker role: the
 /// claimed jobs whose token still matches become succeeded; nothing else
-/// is stored. `$1..$3` tenants, jobs, tokens.
+/// is stored. It sets `updated_at = now()` itself, as the claim does, so
+/// the table's updated_at trigger skips its call. `$1..$3` tenants, jobs,
+/// tokens.
 const MECHANICS_COMPLETE_SQL: &str = "\
 UPDATE attestor.rekor_submission_queue q
-   SET status = 'succeeded', finished_at = now(), lease_expires_at = NULL, locked_by = NULL, attempt_token = NULL
+   SET status = 'succeeded', finished_at = now(), updated_at = now(), lease_expires_at = NULL, locked_by = NULL,
+       attempt_token = NULL
   FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS c(tenant_id, id, token)
  WHERE q.tenant_id = c.tenant_id AND q.id = c.id AND q.attempt_token = c.token AND q.status = 'running'";
 
@@ -335,10 +349,14 @@ pub(crate) async fn complete_fenced(
             acc
         });
     let n = diesel_async::RunQueryDsl::execute(
-        diesel::sql_query(MECHANICS_COMPLETE_SQL)
-            .bind::<Array<SqlUuid>, _>(t)
-            .bind::<Array<SqlUuid>, _>(j)
-            .bind::<Array<SqlUuid>, _>(k),
+        Prepared::new(
+            MECHANICS_COMPLETE_SQL,
+            (
+                Bind::<Array<SqlUuid>, _>::new(t),
+                Bind::<Array<SqlUuid>, _>::new(j),
+                Bind::<Array<SqlUuid>, _>::new(k),
+            ),
+        ),
         conn,
     )
     .await?;
@@ -515,8 +533,8 @@ fn mechanics_script(batch: u32, chunk: u32) -> String {
     format!(
         "\\set batch {batch}\n{claim};\n\
          UPDATE attestor.rekor_submission_queue\n\
-            SET status = 'succeeded', finished_at = now(), lease_expires_at = NULL, locked_by = NULL,\n\
-                attempt_token = NULL\n\
+            SET status = 'succeeded', finished_at = now(), updated_at = now(), lease_expires_at = NULL,\n\
+                locked_by = NULL, attempt_token = NULL\n\
           WHERE status = 'running' AND locked_by = 'pgbench-' || :client_id;\n",
         claim = pgbench_claim(chunk)
     )

@@ -29,6 +29,8 @@
 //!   counters; [`submitter`] is its seam to the log and [`rekor`] the real
 //!   HTTP submitter; `testing` (feature `test-support`) holds
 //!   deterministic fakes and the log that signs them;
+//! * [`prepared`] — hand-written SQL that diesel-async prepares once per
+//!   connection (the claim's statement);
 //! * [`error`] — [`QueueError`].
 //!
 //! This crate must never use a role with BYPASSRLS, never run tenant SQL
@@ -43,6 +45,7 @@ pub mod dead;
 pub mod enqueue;
 pub mod error;
 pub mod lease;
+pub mod prepared;
 pub mod rekor;
 pub mod retention;
 pub mod routed_complete;

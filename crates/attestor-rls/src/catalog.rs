@@ -110,6 +110,14 @@ pub struct Trigger {
     /// `pg_trigger.tgenabled`: `O` fires on origin and local sessions (the
     /// default), `A` always, `R` only when the session is a replica, `D` never.
     pub enabled: String,
+    /// The trigger's `WHEN` condition as `pg_get_triggerdef` prints it
+    /// (without the `WHEN (…)` around it), `None` when it fires unconditionally.
+    #[serde(default)]
+    pub when: Option<String>,
+    /// Whether it is an `UPDATE OF column, …` trigger (fires only when one
+    /// of those columns is a target of the UPDATE).
+    #[serde(default)]
+    pub update_of_columns: bool,
 }
 
 impl Trigger {
@@ -298,7 +306,10 @@ impl Catalog {
         let triggers = db.json(&format!(
             "SELECT n.nspname AS schema, cl.relname AS table, t.tgname AS name, p.proname AS function,
                     pn.nspname AS function_schema, t.tgtype::int AS tgtype,
-                    t.tgenabled::text AS enabled
+                    t.tgenabled::text AS enabled,
+                    CASE WHEN t.tgqual IS NOT NULL
+                         THEN substring(pg_get_triggerdef(t.oid) FROM ' WHEN \\((.*)\\) EXECUTE ') END AS \"when\",
+                    cardinality(t.tgattr::int2[]) > 0 AS update_of_columns
              FROM pg_trigger t
              JOIN pg_class cl ON cl.oid = t.tgrelid
              JOIN pg_namespace n ON n.oid = cl.relnamespace

@@ -856,6 +856,65 @@ fn flaw_updated_at_trigger_missing() {
     assert_only(&r, &["TI005"]);
 }
 
+/// The updated_at trigger on attestor.spines replaced by one with `condition`
+/// (as the superuser; on Citus with unsafe triggers allowed, as the
+/// distribution step has them).
+fn verify_updated_at_trigger(condition: &str) -> Report {
+    let flaw = format!(
+        "DROP TRIGGER set_updated_at ON attestor.spines;
+         CREATE TRIGGER set_updated_at BEFORE UPDATE ON attestor.spines
+             FOR EACH ROW {condition} EXECUTE FUNCTION attestor_app.set_updated_at()"
+    );
+    if on_citus() {
+        verify_flawed_steps(&["SET citus.enable_unsafe_triggers = on", &flaw], "")
+    } else {
+        verify_flawed(&flaw, "")
+    }
+}
+
+#[test]
+fn flaw_updated_at_trigger_that_can_be_skipped() {
+    // WHEN (false) never calls the function; a condition the statement's
+    // own values satisfy lets a writer keep updated_at as it wrote it.
+    for condition in [
+        "WHEN (false)",
+        "WHEN (NEW.updated_at IS NULL)",
+        "WHEN (NEW.updated_at IS DISTINCT FROM OLD.updated_at)",
+    ] {
+        let r = verify_updated_at_trigger(condition);
+        assert_finding_starts(
+            &r,
+            "TI005",
+            "attestor.spines",
+            "trigger set_updated_at does not keep updated_at current on every UPDATE (WHEN ",
+        );
+        assert_only(&r, &["TI005"]);
+    }
+    // UPDATE OF a column: an UPDATE of any other column skips it.
+    let flaw = "DROP TRIGGER set_updated_at ON attestor.spines;
+         CREATE TRIGGER set_updated_at BEFORE UPDATE OF updated_at ON attestor.spines
+             FOR EACH ROW EXECUTE FUNCTION attestor_app.set_updated_at()";
+    let r = if on_citus() {
+        verify_flawed_steps(&["SET citus.enable_unsafe_triggers = on", flaw], "")
+    } else {
+        verify_flawed(flaw, "")
+    };
+    assert_finding(
+        &r,
+        "TI005",
+        "attestor.spines",
+        "trigger set_updated_at does not keep updated_at current on every UPDATE (UPDATE OF columns)",
+    );
+    assert_only(&r, &["TI005"]);
+}
+
+#[test]
+fn updated_at_trigger_may_skip_only_a_call_that_changes_nothing() {
+    // The queue table's condition (migration 2026-12-05-100001), on another table.
+    let r = verify_updated_at_trigger("WHEN (NEW.updated_at IS DISTINCT FROM now())");
+    assert_only(&r, &[]);
+}
+
 #[test]
 fn flaw_unique_without_tenant() {
     let flaw = "ALTER TABLE attestor.trust_anchors ADD CONSTRAINT trust_anchors_key_id_key UNIQUE (key_id)";

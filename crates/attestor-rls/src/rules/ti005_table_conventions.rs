@@ -19,6 +19,13 @@ rule! {
     /// foreign key without `tenant_id → tenant_id` lets a row point at another
     /// tenant's row. Indexes that do not lead with `tenant_id` make every tenant's
     /// query scan all tenants' entries.
+    ///
+    /// The updated_at trigger (`FOR EACH ROW EXECUTE FUNCTION set_updated_at()`) must
+    /// fire on every UPDATE: no `UPDATE OF` column list, and no `WHEN` condition but
+    /// `NEW.updated_at IS DISTINCT FROM now()`, which skips only a call that would
+    /// store the value the row already has. Any other condition (`WHEN (false)`, one
+    /// that a statement's own values satisfy) lets an UPDATE leave updated_at as the
+    /// statement wrote it.
     pub static RULE = {
         id: "TI005",
         name: "table-conventions",
@@ -28,6 +35,11 @@ rule! {
         kind: Kind::Static(check),
     };
 }
+
+/// The one condition the updated_at trigger may carry, as
+/// `pg_get_triggerdef` prints it: skip the call when the new row's
+/// updated_at already is `now()`, the value the function would store.
+pub(crate) const SKIP_WHEN_CURRENT: &str = "(new.updated_at IS DISTINCT FROM now())";
 
 fn check(cx: &mut Ctx<'_>) -> Result<()> {
     let (catalog, m) = (cx.catalog, cx.module);
@@ -66,10 +78,34 @@ fn check(cx: &mut Ctx<'_>) -> Result<()> {
                 _ => {}
             }
         }
-        let has_trigger = catalog
+        let updated_at_triggers: Vec<_> = catalog
             .triggers_of(t)
-            .any(|tr| tr.is_row() && tr.is_before() && tr.on_update() && tr.function == "set_updated_at");
-        if !has_trigger {
+            .filter(|tr| tr.is_row() && tr.is_before() && tr.on_update() && tr.function == "set_updated_at")
+            .collect();
+        // A condition or a column list can keep the trigger from firing: only
+        // the condition that skips a call which would change nothing counts.
+        let keeps_current = |tr: &&crate::catalog::Trigger| {
+            !tr.update_of_columns && tr.when.as_deref().is_none_or(|w| w == SKIP_WHEN_CURRENT)
+        };
+        for tr in updated_at_triggers.iter().filter(|tr| !keeps_current(tr)) {
+            add(
+                format!(
+                    "trigger {} does not keep updated_at current on every UPDATE ({})",
+                    tr.name,
+                    match &tr.when {
+                        Some(w) if !tr.update_of_columns => format!("WHEN {w}"),
+                        Some(w) => format!("UPDATE OF columns, WHEN {w}"),
+                        None => "UPDATE OF columns".into(),
+                    }
+                ),
+                format!(
+                    "DROP TRIGGER {name} ON {q}; CREATE TRIGGER {name} BEFORE UPDATE ON {q} FOR EACH ROW EXECUTE FUNCTION {}.set_updated_at()",
+                    m.helper_schema(),
+                    name = ident(&tr.name),
+                ),
+            );
+        }
+        if updated_at_triggers.is_empty() {
             add(
                 "no BEFORE UPDATE row trigger keeps updated_at current".into(),
                 format!(
