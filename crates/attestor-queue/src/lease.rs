@@ -385,24 +385,12 @@ pub async fn complete(
     result: &serde_json::Value,
 ) -> Result<Uuid> {
     let entry = verified.entry();
-    let proof = entry.inclusion_proof.as_ref().map(proof_json);
-    let checkpoint = entry.inclusion_proof.as_ref().and_then(|p| p.checkpoint.clone());
-    let row: CompleteRow = diesel::sql_query(COMPLETE_SQL)
+    let query = diesel::sql_query(COMPLETE_SQL)
+        .into_boxed()
         .bind::<SqlUuid, _>(lease.tenant_id)
         .bind::<SqlUuid, _>(lease.job_id)
-        .bind::<SqlUuid, _>(lease.token)
-        .bind::<Text, _>(&entry.log_id)
-        .bind::<Int8, _>(entry.log_index)
-        .bind::<Nullable<Int8>, _>(entry.shard_log_index)
-        .bind::<Nullable<Text>, _>(entry.entry_uuid.as_deref())
-        .bind::<Text, _>(&entry.kind)
-        .bind::<Text, _>(&entry.kind_version)
-        .bind::<Nullable<Double>, _>(entry.integrated_time.map(|t| t as f64))
-        .bind::<Bytea, _>(&entry.canonical_body)
-        .bind::<Nullable<Jsonb>, _>(proof)
-        .bind::<Nullable<Text>, _>(checkpoint)
-        .bind::<Nullable<Bytea>, _>(entry.signed_entry_timestamp.as_deref())
-        .bind::<Bytea, _>(entry.leaf_hash.to_vec())
+        .bind::<SqlUuid, _>(lease.token);
+    let row: CompleteRow = bind_entry(query, entry)
         .bind::<Jsonb, _>(result)
         .bind::<Bytea, _>(verified.key_sha256().as_slice())
         .bind::<Text, _>(verified.evidence().as_str())
@@ -730,7 +718,32 @@ impl CompleteMany {
     }
 }
 
-pub(crate) fn proof_json(p: &attestor_formats::InclusionProof) -> serde_json::Value {
+/// `query` with the entry's twelve columns bound in the table's order:
+/// `log_id, log_index, shard_log_index, entry_uuid, kind, kind_version,
+/// integrated_time` (seconds, for `to_timestamp`), `canonical_body,
+/// inclusion_proof, checkpoint, signed_entry_timestamp, leaf_hash`.
+pub(crate) fn bind_entry<'a>(
+    query: diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery>,
+    entry: &'a attestor_formats::TlogEntry,
+) -> diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
+    let proof = entry.inclusion_proof.as_ref().map(proof_json);
+    let checkpoint = entry.inclusion_proof.as_ref().and_then(|p| p.checkpoint.clone());
+    query
+        .bind::<Text, _>(&entry.log_id)
+        .bind::<Int8, _>(entry.log_index)
+        .bind::<Nullable<Int8>, _>(entry.shard_log_index)
+        .bind::<Nullable<Text>, _>(entry.entry_uuid.as_deref())
+        .bind::<Text, _>(&entry.kind)
+        .bind::<Text, _>(&entry.kind_version)
+        .bind::<Nullable<Double>, _>(entry.integrated_time.map(|t| t as f64))
+        .bind::<Bytea, _>(&entry.canonical_body)
+        .bind::<Nullable<Jsonb>, _>(proof)
+        .bind::<Nullable<Text>, _>(checkpoint)
+        .bind::<Nullable<Bytea>, _>(entry.signed_entry_timestamp.as_deref())
+        .bind::<Bytea, _>(entry.leaf_hash.to_vec())
+}
+
+fn proof_json(p: &attestor_formats::InclusionProof) -> serde_json::Value {
     serde_json::json!({
         "logIndex": p.log_index,
         "treeSize": p.tree_size,

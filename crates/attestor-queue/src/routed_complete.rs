@@ -23,7 +23,7 @@
 //! the tenant, or write before the job is locked by its token.
 
 use attestor_transparency::VerifiedTlogEntry;
-use diesel::sql_types::{Bool, Bytea, Double, Int8, Jsonb, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Bool, Bytea, Int8, Jsonb, Text, Uuid as SqlUuid};
 use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -112,23 +112,11 @@ pub async fn complete_routed(
     let id = match stored(conn, lease, verified).await? {
         Some(id) => id,
         None => {
-            let proof = entry.inclusion_proof.as_ref().map(crate::lease::proof_json);
-            let checkpoint = entry.inclusion_proof.as_ref().and_then(|p| p.checkpoint.clone());
-            let inserted: Option<IdRow> = diesel::sql_query(INSERT_SQL)
+            let query = diesel::sql_query(INSERT_SQL)
+                .into_boxed()
                 .bind::<SqlUuid, _>(lease.tenant_id)
-                .bind::<SqlUuid, _>(job.envelope_id)
-                .bind::<Text, _>(&entry.log_id)
-                .bind::<Int8, _>(entry.log_index)
-                .bind::<Nullable<Int8>, _>(entry.shard_log_index)
-                .bind::<Nullable<Text>, _>(entry.entry_uuid.as_deref())
-                .bind::<Text, _>(&entry.kind)
-                .bind::<Text, _>(&entry.kind_version)
-                .bind::<Nullable<Double>, _>(entry.integrated_time.map(|t| t as f64))
-                .bind::<Bytea, _>(&entry.canonical_body)
-                .bind::<Nullable<Jsonb>, _>(proof)
-                .bind::<Nullable<Text>, _>(checkpoint)
-                .bind::<Nullable<Bytea>, _>(entry.signed_entry_timestamp.as_deref())
-                .bind::<Bytea, _>(entry.leaf_hash.to_vec())
+                .bind::<SqlUuid, _>(job.envelope_id);
+            let inserted: Option<IdRow> = crate::lease::bind_entry(query, entry)
                 .bind::<Bytea, _>(verified.key_sha256().as_slice())
                 .bind::<Text, _>(verified.evidence().as_str())
                 .get_result(conn)
