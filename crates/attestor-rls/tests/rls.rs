@@ -856,20 +856,25 @@ fn flaw_updated_at_trigger_missing() {
     assert_only(&r, &["TI005"]);
 }
 
-/// The updated_at trigger on attestor.spines replaced by one with `condition`
-/// (as the superuser; on Citus with unsafe triggers allowed, as the
-/// distribution step has them).
-fn verify_updated_at_trigger(condition: &str) -> Report {
-    let flaw = format!(
-        "DROP TRIGGER set_updated_at ON attestor.spines;
-         CREATE TRIGGER set_updated_at BEFORE UPDATE ON attestor.spines
-             FOR EACH ROW {condition} EXECUTE FUNCTION attestor_app.set_updated_at()"
-    );
+/// The updated_at trigger on attestor.spines replaced by one created with
+/// `create` (as the superuser, one statement at a time; on Citus with unsafe
+/// triggers allowed, as the distribution step has them).
+fn verify_replaced_updated_at_trigger(create: &str) -> Report {
+    let drop = "DROP TRIGGER set_updated_at ON attestor.spines";
     if on_citus() {
-        verify_flawed_steps(&["SET citus.enable_unsafe_triggers = on", &flaw], "")
+        verify_flawed_steps(&["SET citus.enable_unsafe_triggers = on", drop, create], "")
     } else {
-        verify_flawed(&flaw, "")
+        verify_flawed_steps(&[drop, create], "")
     }
+}
+
+/// [`verify_replaced_updated_at_trigger`] with a trigger on every UPDATE
+/// under `condition`.
+fn verify_updated_at_trigger(condition: &str) -> Report {
+    verify_replaced_updated_at_trigger(&format!(
+        "CREATE TRIGGER set_updated_at BEFORE UPDATE ON attestor.spines
+             FOR EACH ROW {condition} EXECUTE FUNCTION attestor_app.set_updated_at()"
+    ))
 }
 
 #[test]
@@ -891,14 +896,10 @@ fn flaw_updated_at_trigger_that_can_be_skipped() {
         assert_only(&r, &["TI005"]);
     }
     // UPDATE OF a column: an UPDATE of any other column skips it.
-    let flaw = "DROP TRIGGER set_updated_at ON attestor.spines;
-         CREATE TRIGGER set_updated_at BEFORE UPDATE OF updated_at ON attestor.spines
-             FOR EACH ROW EXECUTE FUNCTION attestor_app.set_updated_at()";
-    let r = if on_citus() {
-        verify_flawed_steps(&["SET citus.enable_unsafe_triggers = on", flaw], "")
-    } else {
-        verify_flawed(flaw, "")
-    };
+    let r = verify_replaced_updated_at_trigger(
+        "CREATE TRIGGER set_updated_at BEFORE UPDATE OF updated_at ON attestor.spines
+             FOR EACH ROW EXECUTE FUNCTION attestor_app.set_updated_at()",
+    );
     assert_finding(
         &r,
         "TI005",
