@@ -816,7 +816,8 @@ const MAX_COMPLETIONS_PER_TX: usize = 64;
 /// exactly-once, and storing the same entry again is idempotent).
 ///
 /// On a Citus coordinator each group is instead one tenant transaction that
-/// completes its jobs one statement each ([`lease::complete_each`]) and
+/// completes its jobs one after the other with router statements
+/// ([`lease::complete_each`], [`crate::routed_complete`]) and
 /// commits durably ([`Durability::OnItsOwnNode`]).
 async fn completion_batcher(
     app: Database,
