@@ -4,14 +4,14 @@
 //! coordinator and two workers, each its own directory and unix socket,
 //! under the throwaway clusters' watchdog), does the operator's part on it
 //! (the `attestor` database on every node with the extension, the workers
-//! registered), migrates every migration but the last and distributes,
-//! then runs `cargo xtask db up` against the distributed coordinator, which
-//! runs the last migration after distribution (the upgrade an operator's
-//! database goes through: migrations from `DDL_AS_MIGRATOR_SINCE` on must
-//! work there), verify-rls and `db up` again, then runs the test suites
-//! against it (each
-//! test binary with `DATABASE_URL` set to the coordinator, so the harness
-//! makes every test database on every node) and verify-rls on `attestor`.
+//! registered), migrates the migrations before `DDL_AS_MIGRATOR_SINCE` and
+//! distributes, then runs `cargo xtask db up` against the distributed
+//! coordinator, which runs every later migration after distribution (the
+//! upgrade an operator's database goes through: every migration from the
+//! cutoff on must apply there), verify-rls and `db up` again, then runs the
+//! test suites against it (each test binary with `DATABASE_URL` set to the
+//! coordinator, so the harness makes every test database on every node) and
+//! verify-rls on `attestor`.
 //! It prints one line per step and suite, and for each failing test the
 //! first line of its failure; full logs go to `target/citus-lane/`.
 //!
@@ -31,6 +31,8 @@ use diesel::migration::{Migration, MigrationSource};
 use diesel::pg::Pg;
 
 use xtask::cli::CitusTestArgs;
+
+use attestor_rls::generate::{ddl_as_migrator, DDL_AS_MIGRATOR_SINCE};
 
 use crate::db::DATABASE;
 use crate::util::root;
@@ -149,17 +151,17 @@ pub fn run(args: CitusTestArgs) -> Result<ExitCode> {
     // The operator's command, as an operator runs it: `cargo xtask db up`
     // with DATABASE_URL at the coordinator's `attestor` migrates and
     // distributes; run again, it must find nothing left to do.
-    // The upgrade: distributed with all but the last migration, `db up`
-    // runs the last one on the distributed coordinator.
+    // The upgrade: distributed with the migrations before the cutoff, `db
+    // up` runs every later one on the distributed coordinator.
     let url = server.admin(DATABASE).url();
     let distributed = prepared_ok
         && lane.step(
-            "distribute all but the last migration",
-            distribute_but_last(&server, DATABASE),
+            "distribute the migrations before DDL_AS_MIGRATOR_SINCE",
+            distribute_before_the_cutoff(&server, DATABASE),
         );
     let distributed = distributed
         && lane.step(
-            "db up (the last migration, after distribution)",
+            "db up (the later migrations, after distribution)",
             db_up(&url, true),
         );
     let distributed = distributed && lane.verify_rls("verify-rls after the upgrade", &server, &logs);
@@ -230,35 +232,40 @@ pub fn run(args: CitusTestArgs) -> Result<ExitCode> {
     })
 }
 
-/// The migrations of `S` but the last one (in version order).
-struct AllButLast<S>(S);
+/// The migrations that run as the owner role: those before
+/// `DDL_AS_MIGRATOR_SINCE`, the oldest state a database may be distributed
+/// in.
+struct BeforeTheCutoff<S>(S);
 
-impl<S: MigrationSource<Pg>> MigrationSource<Pg> for AllButLast<S> {
+impl<S: MigrationSource<Pg>> MigrationSource<Pg> for BeforeTheCutoff<S> {
     fn migrations(&self) -> diesel::migration::Result<Vec<Box<dyn Migration<Pg>>>> {
         let mut all = self.0.migrations()?;
-        all.sort_by_key(|m| m.name().version().to_string());
-        all.pop();
+        all.retain(|m| !ddl_as_migrator(&m.name().to_string()));
         Ok(all)
     }
 }
 
-/// Migrates `database` with every migration but the last and distributes
-/// it: the state of a database distributed before the last migration was
-/// written.
-fn distribute_but_last(server: &Server, database: &str) -> Result<String> {
+/// Migrates `database` with every migration before `DDL_AS_MIGRATOR_SINCE`
+/// and distributes it: the oldest database an operator may distribute, so
+/// that `db up` then runs every later migration on a distributed
+/// coordinator, as an upgrade does.
+fn distribute_before_the_cutoff(server: &Server, database: &str) -> Result<String> {
     let all = MigrationSource::<Pg>::migrations(&attestor_schema::MIGRATIONS)
         .map_err(|e| anyhow::anyhow!("reading the migrations: {e}"))?;
-    let last = all
+    let later = all
         .iter()
-        .map(|m| m.name().to_string())
-        .max()
-        .context("no migrations")?;
-    let ran = server.migrate(database, AllButLast(attestor_schema::MIGRATIONS))?;
-    if ran.len() + 1 != all.len() {
+        .filter(|m| ddl_as_migrator(&m.name().to_string()))
+        .count();
+    if later == 0 {
+        anyhow::bail!("no migration from DDL_AS_MIGRATOR_SINCE on: the upgrade would run nothing");
+    }
+    let ran = server.migrate(database, BeforeTheCutoff(attestor_schema::MIGRATIONS))?;
+    if ran.len() + later != all.len() {
         anyhow::bail!(
-            "{} of {} migrations ran, not all but the last",
+            "{} of {} migrations ran, not the {} before the cutoff",
             ran.len(),
-            all.len()
+            all.len(),
+            all.len() - later
         );
     }
     let done = server.distribute(database)?;
@@ -266,7 +273,8 @@ fn distribute_but_last(server: &Server, database: &str) -> Result<String> {
         anyhow::bail!("the distribution step distributed nothing");
     }
     Ok(format!(
-        "{} migrations run (all but {last}); distributed {} objects",
+        "{} migrations run (all before {DDL_AS_MIGRATOR_SINCE}, {later} left for db up); distributed {} \
+         objects",
         ran.len(),
         done.len()
     ))

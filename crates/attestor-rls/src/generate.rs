@@ -225,11 +225,21 @@ pub fn policy_matches(
     Ok(have.using == want_using && have.with_check == want_check)
 }
 
+/// The dollar-quote tag of the `DO` block that holds a generated
+/// migration's DDL in the migrator's form (see [`render`]).
+pub const DO_TAG: &str = "$gen_rls$";
+
 /// The migration text for a delta: `(up.sql, down.sql)`, for the migration
 /// named `migration` (its version decides the form: [`ddl_as_migrator`]).
 /// Policies and RLS flags have no owner of their own (they belong to their
-/// table), so the migrator's form hands nothing over: it only leaves out
-/// the `SET LOCAL ROLE` blocks.
+/// table), so the migrator's form hands nothing over: it leaves out the
+/// `SET LOCAL ROLE` blocks, and it puts all of the file's DDL in one `DO`
+/// block, so that each file is a single statement. On a Citus coordinator
+/// DDL on a distributed table is sent to the shards with the text of the
+/// statement it came in, and a query string of several commands is refused
+/// ("cannot insert multiple commands into a prepared statement"); inside
+/// the block each statement is its own text, so a generated migration
+/// applies (and reverts) on a database distributed before it.
 pub fn render(deltas: &[(TableSpec, TableDelta)], config_name: &str, migration: &str) -> (String, String) {
     let as_migrator = ddl_as_migrator(migration);
     let header = format!(
@@ -247,6 +257,10 @@ pub fn render(deltas: &[(TableSpec, TableDelta)], config_name: &str, migration: 
                     -- table: there is no object to hand to the owner.\n";
         up.push_str(note);
         down.push_str(note);
+        let block = "-- All of it is one statement, a DO block: a Citus coordinator refuses DDL on a\n\
+                     -- distributed table among several commands of one query string.\n";
+        up.push_str(block);
+        down.push_str(block);
     }
     let mut by_module: BTreeMap<String, Vec<&(TableSpec, TableDelta)>> = BTreeMap::new();
     for d in deltas.iter().filter(|(_, d)| !d.is_empty()) {
@@ -257,6 +271,7 @@ pub fn render(deltas: &[(TableSpec, TableDelta)], config_name: &str, migration: 
         down.push_str("SELECT 1;\n");
         return (up, down);
     }
+    let (body_start_up, body_start_down) = (up.len(), down.len());
     for (key, items) in &by_module {
         let owner = format!("{key}_owner");
         if as_migrator {
@@ -322,7 +337,25 @@ pub fn render(deltas: &[(TableSpec, TableDelta)], config_name: &str, migration: 
             down.push_str("\nSET LOCAL ROLE NONE;\n");
         }
     }
+    if as_migrator {
+        up = one_statement(&up, body_start_up);
+        down = one_statement(&down, body_start_down);
+    }
     (up, down)
+}
+
+/// `text` with everything from byte `body_start` on wrapped in a `DO`
+/// block (the header comments stay outside it), tagged [`DO_TAG`], or
+/// `$gen_rls_<n>$` for the first `n` whose tag the body does not contain
+/// (a reviewed exception's expression may hold dollar quotes).
+fn one_statement(text: &str, body_start: usize) -> String {
+    let (head, body) = text.split_at(body_start);
+    let body = body.trim_matches('\n');
+    let tag = std::iter::once(DO_TAG.to_owned())
+        .chain((1..).map(|n| format!("$gen_rls_{n}$")))
+        .find(|t| !body.contains(t.as_str()))
+        .expect("some tag is free");
+    format!("{head}\nDO {tag}\nBEGIN\n{body}\nEND\n{tag};\n")
 }
 
 fn wrap(text: &str, width: usize) -> Vec<String> {
@@ -629,6 +662,28 @@ mod tests {
             down.contains("DROP POLICY widgets_tenant_isolation ON attestor.widgets;"),
             "{down}"
         );
+        // One statement each: the DDL sits in one DO block after the header.
+        for text in [&up, &down] {
+            let code: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
+                .collect();
+            assert_eq!(code.first(), Some(&"DO $gen_rls$"), "{text}");
+            assert_eq!(code.get(1), Some(&"BEGIN"), "{text}");
+            assert_eq!(&code[code.len() - 2..], ["END", "$gen_rls$;"], "{text}");
+            assert_eq!(text.matches("$gen_rls$").count(), 2, "{text}");
+        }
+    }
+
+    #[test]
+    fn the_do_block_tag_never_occurs_in_its_body() {
+        let mut deltas = one_table();
+        let odd = "(tenant_id = attestor_app.require_current_tenant() AND $gen_rls$x$gen_rls$ <> '')";
+        deltas[0].1.create[0].using = Some(odd.into());
+        let (up, _) = render(&deltas, "rls.toml", "2026-12-04-200002_rls");
+        assert!(up.contains("\nDO $gen_rls_1$\nBEGIN\n"), "{up}");
+        assert!(up.ends_with("\nEND\n$gen_rls_1$;\n"), "{up}");
+        assert!(up.contains(odd), "{up}");
     }
 
     #[test]
