@@ -1,4 +1,4 @@
--- Distribution of the `attestor` module on a Citus coordinator.
+-- Distribution of every module of the database on a Citus coordinator.
 --
 -- Runs after the migrations, as a superuser, in one transaction
 -- (`cargo xtask db up` against a coordinator, and the test harness on one).
@@ -9,26 +9,33 @@
 -- __diesel_schema_migrations: owned by the superuser; no module role has
 -- any privilege on it).
 --
---   1. Anywhere but a Citus coordinator it raises and changes nothing.
---   2. Every function of the module's schemas (attestor, attestor_app) goes
+-- A module is found by the convention every module's first migration
+-- follows: a schema <m> owned by the role <m>_owner, next to a schema
+-- <m>_app with the same owner (`attestor` and `attestor_app`, and each
+-- module `cargo xtask module new` adds).
+--
+--   1. Anywhere but a Citus coordinator it raises and changes nothing; so
+--      it does where it finds no module.
+--   2. Every function of the modules' schemas (<m> and <m>_app) goes
 --      to the workers with create_distributed_function(), sent by the
---      superuser. The migrations create them as attestor_owner, which may
+--      superuser. The migrations create them as <m>_owner, which may
 --      not log in, so Citus cannot send them as their creator; and the
 --      dependencies Citus finds by itself miss a function that is only
 --      called from a PL/pgSQL body (current_actor() from audit_row()).
 --      Citus replays a function's grants on the workers but not the revoke
 --      of PUBLIC's default EXECUTE, so PUBLIC's EXECUTE is revoked again,
 --      on every node, wherever the coordinator's copy does not grant it.
---   3. Every table of schema `attestor` is distributed by tenant_id, parents
---      before the tables whose foreign keys point at them, all in the
---      colocation group of the first one (or of the module table already
---      distributed), so that a tenant's rows of every table share a node.
+--   3. Every table of a module schema <m> is distributed by tenant_id,
+--      parents before the tables whose foreign keys point at them, all of
+--      every module in the colocation group of the first one (or of the
+--      module table already distributed), so that a tenant's rows of every
+--      table of every module share a node.
 --      Every table has triggers, which Citus accepts only with
 --      citus.enable_unsafe_triggers on (here, for this transaction): they
 --      fire on the shards and run the workers' copies of the functions.
 --   4. A table without tenant_id, a module table distributed another way or
---      in another colocation group, and a table left over are errors:
---      nothing is left local without saying so.
+--      in another colocation group (of its own module or another), and a
+--      table left over are errors: nothing is left local without saying so.
 
 DO $$
 DECLARE
@@ -37,6 +44,9 @@ DECLARE
     anchor   regclass;
     progress boolean;
     left_over text;
+    -- The module schemas <m>, and those with their <m>_app schemas.
+    tables_in oid[];
+    code_in   oid[];
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
         RAISE EXCEPTION 'the citus extension is not installed in database %: distribution runs on a Citus coordinator only',
@@ -44,6 +54,17 @@ BEGIN
     END IF;
     IF NOT pg_catalog.citus_is_coordinator() THEN
         RAISE EXCEPTION 'database % is not the Citus coordinator (register it with citus_set_coordinator_host)',
+            current_database();
+    END IF;
+
+    SELECT coalesce(array_agg(n.oid ORDER BY n.nspname), '{}'),
+           coalesce(array_agg(n.oid ORDER BY n.nspname), '{}') || coalesce(array_agg(a.oid ORDER BY n.nspname), '{}')
+      INTO tables_in, code_in
+      FROM pg_catalog.pg_namespace n
+      JOIN pg_catalog.pg_namespace a ON a.nspname = n.nspname || '_app' AND a.nspowner = n.nspowner
+     WHERE pg_catalog.pg_get_userbyid(n.nspowner) = n.nspname || '_owner';
+    IF cardinality(tables_in) = 0 THEN
+        RAISE EXCEPTION 'database % holds no module (a schema <m> owned by <m>_owner, next to a schema <m>_app): migrate it first',
             current_database();
     END IF;
 
@@ -63,7 +84,7 @@ BEGIN
     FOR f IN
         SELECT p.oid::regprocedure AS fn
           FROM pg_catalog.pg_proc p
-         WHERE p.pronamespace IN ('attestor'::regnamespace, 'attestor_app'::regnamespace)
+         WHERE p.pronamespace = ANY (code_in)
            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_object o
                             WHERE o.classid = 'pg_catalog.pg_proc'::regclass AND o.objid = p.oid)
          ORDER BY p.oid::regprocedure::text
@@ -77,7 +98,7 @@ BEGIN
     FOR f IN
         SELECT p.oid::regprocedure AS fn
           FROM pg_catalog.pg_proc p
-         WHERE p.pronamespace IN ('attestor'::regnamespace, 'attestor_app'::regnamespace)
+         WHERE p.pronamespace = ANY (code_in)
            AND p.proacl IS NOT NULL
            AND NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(p.proacl) a WHERE a.grantee = 0)
     LOOP
@@ -90,7 +111,7 @@ BEGIN
                pg_catalog.column_to_column_name(d.logicalrelid, d.partkey) AS dist_column
           FROM pg_catalog.pg_dist_partition d
           JOIN pg_catalog.pg_class c ON c.oid = d.logicalrelid
-         WHERE c.relnamespace = 'attestor'::regnamespace
+         WHERE c.relnamespace = ANY (tables_in)
          ORDER BY d.colocationid, c.relname
     LOOP
         IF t.partmethod <> 'h' OR t.dist_column IS DISTINCT FROM 'tenant_id' THEN
@@ -112,7 +133,7 @@ BEGIN
         FOR t IN
             SELECT c.oid::regclass AS rel, c.relname
               FROM pg_catalog.pg_class c
-             WHERE c.relnamespace = 'attestor'::regnamespace
+             WHERE c.relnamespace = ANY (tables_in)
                AND c.relkind IN ('r', 'p')
                AND NOT c.relispartition
                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = c.oid)
@@ -150,7 +171,7 @@ BEGIN
 
     SELECT string_agg(c.oid::regclass::text, ', ' ORDER BY c.relname) INTO left_over
       FROM pg_catalog.pg_class c
-     WHERE c.relnamespace = 'attestor'::regnamespace
+     WHERE c.relnamespace = ANY (tables_in)
        AND c.relkind IN ('r', 'p')
        AND NOT c.relispartition
        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = c.oid);

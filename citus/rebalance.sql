@@ -4,14 +4,14 @@
 -- Runs as a superuser, as the only statement of its call (it commits
 -- between its phases: the rebalance runs as a background job that must see
 -- them). Citus moves a shard by connecting to the nodes as the table's
--- owner, and attestor_owner may not log in (on any node), so:
+-- owner, and no module's <m>_owner may log in (on any node), so:
 --
---   1. The module's distributed tables owned by attestor_owner are handed
+--   1. The modules' distributed tables owned by their <m>_owner are handed
 --      to the superuser running this (ALTER TABLE … OWNER TO, which Citus
 --      propagates to every shard; the grants go with the table).
 --   2. citus_rebalance_start(shard_transfer_mode => 'block_writes') moves
 --      shards; this waits for the job (at most 10 minutes, then cancels it).
---   3. Every table handed over goes back to attestor_owner, whether the
+--   3. Every table handed over goes back to its owner, whether the
 --      job finished or not, and a row in public.__attestor_citus_distribution
 --      records the run. A job that did not finish then raises, with the
 --      message of its failing task.
@@ -23,6 +23,7 @@ DO $$
 DECLARE
     t        record;
     handed   regclass[] := '{}';
+    owners   text[] := '{}';
     job      bigint;
     job_state text := 'finished';
     failure  text;
@@ -34,15 +35,19 @@ BEGIN
     END IF;
 
     FOR t IN
-        SELECT d.logicalrelid AS rel
+        SELECT d.logicalrelid AS rel, pg_catalog.pg_get_userbyid(c.relowner)::text AS owner
           FROM pg_catalog.pg_dist_partition d
           JOIN pg_catalog.pg_class c ON c.oid = d.logicalrelid
-         WHERE c.relnamespace = 'attestor'::regnamespace
-           AND c.relowner = 'attestor_owner'::regrole
-         ORDER BY c.relname
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE pg_catalog.pg_get_userbyid(n.nspowner) = n.nspname || '_owner'
+           AND c.relowner = n.nspowner
+           AND EXISTS (SELECT 1 FROM pg_catalog.pg_namespace a
+                        WHERE a.nspname = n.nspname || '_app' AND a.nspowner = n.nspowner)
+         ORDER BY n.nspname, c.relname
     LOOP
         EXECUTE format('ALTER TABLE %s OWNER TO %I', t.rel, current_user);
         handed := handed || t.rel;
+        owners := owners || t.owner;
     END LOOP;
     COMMIT;
 
@@ -64,11 +69,11 @@ BEGIN
          WHERE k.job_id = job AND k.status::text <> 'done' AND k.message <> '';
     END IF;
 
-    FOR t IN SELECT unnest(handed) AS rel LOOP
-        EXECUTE format('ALTER TABLE %s OWNER TO attestor_owner', t.rel);
+    FOR t IN SELECT h.rel, h.owner FROM unnest(handed, owners) AS h(rel, owner) LOOP
+        EXECUTE format('ALTER TABLE %s OWNER TO %I', t.rel, t.owner);
     END LOOP;
     INSERT INTO public.__attestor_citus_distribution (object, kind, detail, citus_version)
-    VALUES ('attestor', 'rebalance',
+    VALUES (current_database(), 'rebalance',
             format('job %s %s over %s nodes', coalesce(job::text, '(no moves needed)'), job_state,
                    (SELECT count(*) FROM pg_catalog.pg_dist_node WHERE noderole = 'primary' AND isactive)),
             pg_catalog.citus_version());

@@ -90,6 +90,11 @@ const SUITES: &[(&str, &str, &str)] = &[
         "verify-rls's Citus rules: distribution, placements, readiness",
     ),
     ("attestor-rls", "rls", "verify-rls: every planted flaw"),
+    (
+        "xtask",
+        "module_new",
+        "a second module: migrated, distributed beside attestor, verified",
+    ),
 ];
 
 const WORKERS: usize = 2;

@@ -68,7 +68,9 @@ pub fn scratch_database(server: &Server, purpose: &str) -> Result<String> {
 
 /// A scratch database migrated with the migrations of the workspace at
 /// `root`, read from disk (every module's, as they are now: no rebuild
-/// needed after adding one).
+/// needed after adding one). On a Citus coordinator it is then distributed
+/// (every module, `citus/distribute.sql`), as `cargo xtask db up` leaves a
+/// database there: verify-rls must find it as an operator's would be.
 pub fn scratch_database_in(server: &Server, purpose: &str, root: &Path) -> Result<String> {
     let name = format!("attestor_{purpose}_{}", std::process::id());
     let dir = root.join("migrations");
@@ -79,5 +81,8 @@ pub fn scratch_database_in(server: &Server, purpose: &str, root: &Path) -> Resul
     server
         .migrate(&name, source)
         .with_context(|| format!("migrating {name}"))?;
+    server
+        .distribute(&name)
+        .with_context(|| format!("distributing {name}"))?;
     Ok(name)
 }

@@ -357,6 +357,32 @@ fn a_second_module_is_generated_migrated_verified_and_isolated() {
         a, s,
         "scanner's roles, schemas and helpers are attestor's, renamed"
     );
+    if server.citus().is_some() {
+        // On a coordinator the distribution step found the second module by
+        // its schema and roles: its table is hash-distributed by tenant_id,
+        // in attestor's colocation group, so a tenant's rows of both
+        // modules share a node.
+        let placed = admin
+            .text(
+                "SELECT string_agg(DISTINCT concat_ws(':', d.partmethod,
+                            column_to_column_name(d.logicalrelid, d.partkey), d.colocationid), ',') AS v
+                   FROM pg_dist_partition d JOIN pg_class c ON c.oid = d.logicalrelid
+                  WHERE c.relnamespace IN ('attestor'::regnamespace, 'scanner'::regnamespace)",
+            )
+            .unwrap()
+            .unwrap_or_default();
+        assert!(
+            placed.starts_with("h:tenant_id:") && !placed.contains(','),
+            "one colocation group, by tenant_id: {placed}"
+        );
+        let findings = admin
+            .text(
+                "SELECT count(*)::text AS v FROM pg_dist_partition \
+                  WHERE logicalrelid = 'scanner.findings'::regclass",
+            )
+            .unwrap();
+        assert_eq!(findings.as_deref(), Some("1"), "scanner.findings is distributed");
+    }
 
     // Plant a cross-module grant: reported by the catalog rule and by the probes.
     let options = VerifyOptions {
@@ -431,14 +457,41 @@ fn a_second_module_is_generated_migrated_verified_and_isolated() {
     let r = attestor_rls::cli::verify_on(&server, &db, &options).unwrap();
     assert_reported(
         &r,
-        "TD025",
-        "role attestor_app",
-        "in the context of a tenant with a row in scanner.findings, SELECT succeeded (1 rows)",
+        "TI002",
+        "scanner.findings",
+        "undeclared permissive policy findings_leak",
     );
+    if server.citus().is_some() {
+        // A coordinator refuses the read of a placement another user wrote
+        // in the same transaction: the rows half is not run (never passed),
+        // and the verdict is not clean.
+        let n = r
+            .not_run
+            .iter()
+            .find(|n| n.rule == "TD025" && n.object == "role attestor_app")
+            .unwrap_or_else(|| panic!("TD025 not run:\n{}", r.listing()));
+        assert!(
+            n.reason.contains("cannot be read as attestor_app"),
+            "{}",
+            n.reason
+        );
+        assert!(!r.proofs["role attestor_app"].contains(&"TD025"));
+    } else {
+        assert_reported(
+            &r,
+            "TD025",
+            "role attestor_app",
+            "in the context of a tenant with a row in scanner.findings, SELECT succeeded (1 rows)",
+        );
+    }
+    // On its own: a coordinator refuses DDL on a distributed table among
+    // several commands of one query string.
+    admin
+        .exec("DROP POLICY findings_leak ON scanner.findings")
+        .unwrap();
     admin
         .exec(
-            "DROP POLICY findings_leak ON scanner.findings;
-             REVOKE USAGE, CREATE ON SCHEMA scanner FROM attestor_app;
+            "REVOKE USAGE, CREATE ON SCHEMA scanner FROM attestor_app;
              REVOKE USAGE ON SCHEMA scanner_app FROM attestor_app;
              REVOKE EXECUTE ON FUNCTION scanner_app.current_actor() FROM attestor_app;
              REVOKE SELECT ON scanner.findings FROM attestor_app;

@@ -512,7 +512,7 @@ fn row_predicate(t: &Table, pk: &[String], row: &RowJson) -> String {
 
 /// Citus refused the statement because another user modified a shard
 /// placement it touches earlier in the transaction: the probe did not run.
-fn placement_of_another_user(o: &Outcome) -> bool {
+pub(crate) fn placement_of_another_user(o: &Outcome) -> bool {
     o.sqlstate.as_deref() == Some("25001")
         && o.message
             .contains("modified in this transaction by a different user")

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::db::{Db, Outcome};
-use crate::dynamic::{insert_row, ordered_tables, Mode};
+use crate::dynamic::{insert_row, ordered_tables, placement_of_another_user, Mode};
 use crate::error::Result;
 use crate::fill::RowJson;
 use crate::report::Report;
@@ -259,6 +259,17 @@ fn tries(db: &mut Db, tally: &mut Tally<'_>, catalog: &Catalog, o: &Module) -> R
             &read,
         );
     }
+    if db.citus_coordinator()? {
+        // With `citus.propagate_set_commands = 'local'` a coordinator sends
+        // `SET LOCAL ROLE` to the workers this transaction has connections
+        // to before it checks the role itself, and a worker's refusal comes
+        // back as XX000 "failure on connection marked as essential": not
+        // the coordinator's answer, and not one a probe can tell from a
+        // broken connection. Without propagation the coordinator decides,
+        // as it does for every session on it (roles alike on every node is
+        // TI026's check). The savepoint puts the setting back afterwards.
+        db.exec("SAVEPOINT rls_module_roles; SET LOCAL citus.propagate_set_commands = 'none'")?;
+    }
     for r in [o.owner_role(), o.app_role(), o.worker_role()] {
         let set = attempt(db, &format!("SET LOCAL ROLE {}", ident(&r)), false)?;
         // A role that does not exist cannot be reached either.
@@ -269,6 +280,9 @@ fn tries(db: &mut Db, tally: &mut Tally<'_>, catalog: &Catalog, o: &Module) -> R
             &format!("SET ROLE {r}"),
             &set,
         );
+    }
+    if db.citus_coordinator()? {
+        db.exec("ROLLBACK TO SAVEPOINT rls_module_roles; RELEASE SAVEPOINT rls_module_roles")?;
     }
     Ok(())
 }
@@ -368,6 +382,21 @@ fn tenant_context_with_rows(
         for q in &filled {
             report.examine(&object, TD025.id);
             let r = owner.probe(&format!("SELECT 1 FROM {q}"), true)?;
+            if placement_of_another_user(&r) {
+                // Not run, never passed: the rows are there, unread.
+                all_passed = false;
+                report.not_run(
+                    TD025.id,
+                    &object,
+                    format!(
+                        "on a Citus coordinator a shard placement written by one user cannot be read by another \
+                         in the same transaction: the row of {q} written for the proof cannot be read as {role}, \
+                         and writing it in a committed transaction would leave data behind; the login half of \
+                         TD025 and the catalog rules (TI002, TI017) still ran"
+                    ),
+                );
+                continue;
+            }
             if !(permission_denied(&r) || (r.ok() && r.rows == 0)) {
                 all_passed = false;
                 // A refusal seen in the login session proves nothing about this table.
