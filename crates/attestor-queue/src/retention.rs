@@ -2,15 +2,15 @@
 //!
 //! Owns [`Retention`], [`purge`] and [`purge_on`]. A succeeded job's
 //! lasting history is its `rekor_entries` row and that row's audit entry;
-//! its queue row is operational state, kept for [`Retention::succeeded`] after `finished_at`
-//! (for dashboards and the backlog view) and then deleted. A dead job stays
-//! listable and re-queueable ([`crate::dead`]) for [`Retention::dead`] and
-//! is then deleted too. The purge runs as `attestor_worker` in small batches
-//! (`LIMIT` + `FOR UPDATE SKIP LOCKED`, one short statement each), locking
-//! only finished rows, which no claim ever locks, so it never blocks a
-//! claim. It must never delete a queued or running job: the statement names
-//! only finished statuses, and the worker's DELETE policy passes nothing
-//! else.
+//! its queue row is operational state, kept for [`Retention::succeeded`]
+//! after `finished_at` (for dashboards and the backlog view) and then
+//! deleted. A dead job stays listable and re-queueable ([`crate::dead`]) for
+//! [`Retention::dead`] and is then deleted too. The purge runs as
+//! `attestor_worker` in small batches (`LIMIT` + `FOR UPDATE SKIP LOCKED`,
+//! one short statement each), locking only finished rows, which no claim
+//! ever locks, so it never blocks a claim. It must never delete a queued or
+//! running job: the statement names only finished statuses, and the
+//! worker's DELETE policy passes nothing else.
 
 use std::time::Duration;
 
