@@ -26,6 +26,7 @@ use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use crate::citus::{by_tenant, StatusCount, Topology};
 use crate::claim::Lease;
 use crate::error::{QueueError, Result};
 
@@ -193,12 +194,6 @@ pub struct Reclaimed {
     pub dead: u64,
 }
 
-#[derive(QueryableByName)]
-struct StatusRow {
-    #[diesel(sql_type = Text)]
-    status: String,
-}
-
 /// The tenants with expired leases, the oldest expiry first (read-only:
 /// Citus runs it on every shard; no row is locked).
 const EXPIRED_TENANTS_SQL: &str = "\
@@ -234,12 +229,6 @@ WITH e AS MATERIALIZED (
      WHERE q.finished_at IS NULL AND q.run_at <= now()
        AND q.status = 'running' AND q.lease_expires_at < now()";
 
-#[derive(QueryableByName)]
-struct TenantRow {
-    #[diesel(sql_type = SqlUuid)]
-    tenant_id: Uuid,
-}
-
 /// Put up to `limit` jobs whose lease expired back into the queue (or
 /// dead-letter them when attempts are exhausted), rotating their token away
 /// so the stale holder is fenced off (worker connection). [`mod@crate::claim`]
@@ -248,53 +237,60 @@ struct TenantRow {
 /// heartbeat would then not be HOT updates): it reads the claim index's
 /// unfinished rows, so it costs a scan of the backlog.
 ///
-/// On plain PostgreSQL it is one statement, the oldest expiries first. On a
-/// Citus coordinator ([`crate::citus::has_citus`]), which refuses
-/// `FOR UPDATE` over several shards, it is one read-only statement finding
-/// the tenants with expired leases, then one statement per tenant (each
-/// naming its tenant, so it runs on that tenant's shard), tenants with the
-/// oldest expiry first, until `limit` jobs are reclaimed.
+/// It asks the server for its [`Topology`] first (one query on every call);
+/// [`reclaim_expired_on`] takes the answer instead.
 pub async fn reclaim_expired(conn: &mut AsyncPgConnection, limit: u32) -> Result<Reclaimed> {
-    let limit = i32::try_from(limit).unwrap_or(i32::MAX);
-    let mut out = Reclaimed::default();
-    if !crate::citus::has_citus(conn).await? {
-        let sql = format!(
-            "{RECLAIM_PICK_SQL}\n     ORDER BY q.lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED){RECLAIM_UPDATE_SQL}\n RETURNING q.status"
-        );
-        let rows: Vec<StatusRow> = diesel::sql_query(sql).bind::<Int4, _>(limit).load(conn).await?;
-        out.count(&rows);
-        return Ok(out);
-    }
-    let tenants: Vec<TenantRow> = diesel::sql_query(EXPIRED_TENANTS_SQL).load(conn).await?;
-    let sql = format!(
-        "{RECLAIM_PICK_SQL} AND q.tenant_id = $2\n     ORDER BY q.lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)\
-         {RECLAIM_UPDATE_SQL} AND q.tenant_id = $2\n RETURNING q.status"
-    );
-    for t in tenants {
-        let left = limit - i32::try_from(out.requeued + out.dead).unwrap_or(i32::MAX);
-        if left <= 0 {
-            break;
-        }
-        let rows: Vec<StatusRow> = diesel::sql_query(&sql)
-            .bind::<Int4, _>(left)
-            .bind::<SqlUuid, _>(t.tenant_id)
-            .load(conn)
-            .await?;
-        out.count(&rows);
-    }
-    Ok(out)
+    let topology = Topology::probe(conn).await?;
+    reclaim_expired_on(conn, topology, limit).await
 }
 
-impl Reclaimed {
-    fn count(&mut self, rows: &[StatusRow]) {
-        for r in rows {
-            if r.status == "dead" {
-                self.dead += 1;
-            } else {
-                self.requeued += 1;
-            }
+/// [`reclaim_expired`] on a server whose [`Topology`] the caller knows
+/// (no probe). On plain PostgreSQL it is one statement, the oldest expiries
+/// first. On a Citus coordinator, which refuses `FOR UPDATE` over several
+/// shards, it is one read-only statement finding the tenants with expired
+/// leases, then one statement per tenant (each naming its tenant, so it
+/// runs on that tenant's shard), tenants with the oldest expiry first,
+/// until `limit` jobs are reclaimed (the loop is [`crate::citus`]'s).
+pub async fn reclaim_expired_on(
+    conn: &mut AsyncPgConnection,
+    topology: Topology,
+    limit: u32,
+) -> Result<Reclaimed> {
+    let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+    let count = match topology {
+        Topology::Plain => {
+            let sql = format!(
+                "{RECLAIM_PICK_SQL}\n     ORDER BY q.lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED){RECLAIM_UPDATE_SQL}\n RETURNING q.status"
+            );
+            let mut count = StatusCount::default();
+            count
+                .run(conn, diesel::sql_query(sql).into_boxed().bind::<Int4, _>(limit))
+                .await?;
+            count
         }
-    }
+        Topology::Citus => {
+            let sql = format!(
+                "{RECLAIM_PICK_SQL} AND q.tenant_id = $2\n     ORDER BY q.lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)\
+                 {RECLAIM_UPDATE_SQL} AND q.tenant_id = $2\n RETURNING q.status"
+            );
+            by_tenant(
+                conn,
+                diesel::sql_query(EXPIRED_TENANTS_SQL).into_boxed(),
+                limit,
+                |tenant, left| {
+                    diesel::sql_query(sql.as_str())
+                        .into_boxed()
+                        .bind::<Int4, _>(left)
+                        .bind::<SqlUuid, _>(tenant)
+                },
+            )
+            .await?
+        }
+    };
+    Ok(Reclaimed {
+        requeued: count.other,
+        dead: count.dead,
+    })
 }
 
 #[derive(QueryableByName)]
@@ -508,17 +504,32 @@ SELECT i.ord, job.id IS NOT NULL AS held, entry.id AS entry_id, done.id IS NOT N
   LEFT JOIN done ON done.id = job.id
  ORDER BY i.ord";
 
-/// See [`COMPLETE_MANY_SQL`]. On a Citus coordinator
-/// ([`crate::citus::has_citus`]) it completes one item after the other in
-/// the same transaction, each with router statements
-/// ([`crate::routed_complete`]): Citus runs the one statement's CTEs as
-/// separate subplans and fails reading their intermediate results back
-/// (`invalid input syntax for type uuid: "PGCOPY"`, Citus 14.0).
+/// See [`COMPLETE_MANY_SQL`]. With any item, it asks the server for its
+/// [`Topology`] first (one query on every call); [`complete_many_on`] takes
+/// the answer instead.
 pub async fn complete_many(
     conn: &mut AsyncPgConnection,
     items: &[(Lease, &VerifiedTlogEntry, &serde_json::Value)],
 ) -> Result<Vec<Result<Uuid>>> {
-    if !items.is_empty() && crate::citus::has_citus(conn).await? {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let topology = Topology::probe(conn).await?;
+    complete_many_on(conn, topology, items).await
+}
+
+/// [`complete_many`] on a server whose [`Topology`] the caller knows (no
+/// probe). On a Citus coordinator it completes one item after the other in
+/// the same transaction, each with router statements
+/// ([`crate::routed_complete`]): Citus runs the one statement's CTEs as
+/// separate subplans and fails reading their intermediate results back
+/// (`invalid input syntax for type uuid: "PGCOPY"`, Citus 14.0).
+pub async fn complete_many_on(
+    conn: &mut AsyncPgConnection,
+    topology: Topology,
+    items: &[(Lease, &VerifiedTlogEntry, &serde_json::Value)],
+) -> Result<Vec<Result<Uuid>>> {
+    if topology.is_citus() {
         return complete_each(conn, items).await;
     }
     let mut plan = CompleteMany::plan(items);

@@ -19,7 +19,9 @@
 //! * [`routed_complete`] — completion as one-table statements naming the
 //!   tenant, for a Citus coordinator;
 //! * [`backoff`] — exponential backoff with jitter;
-//! * [`citus`] — whether the queue runs on a Citus coordinator;
+//! * [`citus`] — whether the queue runs on a Citus coordinator ([`Topology`],
+//!   probed once and passed to the `_on` forms of the reclaim, the purge and
+//!   [`complete_many`]), and the tenant-by-tenant loop used there;
 //! * [`dead`] — list and requeue dead-lettered jobs;
 //! * [`retention`] — finished jobs leave the table after their retention
 //!   (small `SKIP LOCKED` batches that never block a claim);
@@ -57,15 +59,17 @@ pub mod testing;
 pub mod worker;
 
 pub use backoff::Backoff;
+pub use citus::Topology;
 pub use claim::{claim, ClaimOptions, ClaimedJob, Lease};
 pub use dead::{list_dead, requeue_all_dead, requeue_dead, DeadJob};
 pub use enqueue::{enqueue, enqueue_tx, Enqueued, NewJob};
 pub use error::{QueueError, Result};
 pub use lease::{
-    complete, complete_many, fail, heartbeat, reclaim_expired, release, FailOutcome, Failure, Reclaimed,
+    complete, complete_many, complete_many_on, fail, heartbeat, reclaim_expired, reclaim_expired_on, release,
+    FailOutcome, Failure, Reclaimed,
 };
 pub use rekor::RekorSubmitter;
-pub use retention::{purge, Purged, Retention};
+pub use retention::{purge, purge_on, Purged, Retention};
 pub use stats::{backlog, backlog_by_tenant, Backlog, TenantBacklog};
 pub use submitter::{SubmitError, SubmitRequest, Submitter};
 pub use worker::{Metrics, MetricsSnapshot, Worker, WorkerConfig, WorkerHandle};

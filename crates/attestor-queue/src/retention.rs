@@ -1,23 +1,23 @@
 //! Retention: finished jobs leave the queue table after a configurable time.
 //!
-//! Owns [`Retention`] and [`purge`]. A succeeded job's lasting history is its
-//! `rekor_entries` row and that row's audit entry; its queue row is
-//! operational state, kept for [`Retention::succeeded`] after `finished_at`
-//! (for dashboards and the backlog view) and then deleted. A dead job stays
-//! listable and re-queueable ([`crate::dead`]) for [`Retention::dead`] and
-//! is then deleted too. The purge runs as `attestor_worker` in small batches
-//! (`LIMIT` + `FOR UPDATE SKIP LOCKED`, one short statement each), locking
-//! only finished rows, which no claim ever locks, so it never blocks a
-//! claim. It must never delete a queued or running job: the statement names
-//! only finished statuses, and the worker's DELETE policy passes nothing
-//! else.
+//! Owns [`Retention`], [`purge`] and [`purge_on`]. A succeeded job's
+//! lasting history is its `rekor_entries` row and that row's audit entry;
+//! its queue row is operational state, kept for [`Retention::succeeded`]
+//! after `finished_at` (for dashboards and the backlog view) and then
+//! deleted. A dead job stays listable and re-queueable ([`crate::dead`]) for
+//! [`Retention::dead`] and is then deleted too. The purge runs as
+//! `attestor_worker` in small batches (`LIMIT` + `FOR UPDATE SKIP LOCKED`,
+//! one short statement each), locking only finished rows, which no claim
+//! ever locks, so it never blocks a claim. It must never delete a queued or
+//! running job: the statement names only finished statuses, and the
+//! worker's DELETE policy passes nothing else.
 
 use std::time::Duration;
 
-use diesel::sql_types::{Double, Int4, Text};
-use diesel::QueryableByName;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel::sql_types::{Double, Int4};
+use diesel_async::AsyncPgConnection;
 
+use crate::citus::{by_tenant, StatusCount, Topology};
 use crate::error::{QueueError, Result};
 
 /// How long finished jobs stay in the queue table after they finished.
@@ -81,73 +81,65 @@ RETURNING q.status"
     )
 }
 
-#[derive(QueryableByName)]
-struct TenantRow {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    tenant_id: uuid::Uuid,
-}
-
-#[derive(QueryableByName)]
-struct StatusRow {
-    #[diesel(sql_type = Text)]
-    status: String,
-}
-
 /// Delete at most `limit` finished jobs whose retention has ended (worker
 /// connection, outside a transaction: one short statement that commits on
-/// its own). Call it in a loop until it returns fewer than `limit`. On a
-/// Citus coordinator ([`crate::citus::has_citus`]), which refuses
-/// `FOR UPDATE` over several shards, one read-only statement finds the
-/// tenants with such jobs and the purge runs tenant by tenant.
+/// its own). Call it in a loop until it returns fewer than `limit`.
+///
+/// It asks the server for its [`Topology`] first (one query on every call);
+/// [`purge_on`] takes the answer instead.
 pub async fn purge(conn: &mut AsyncPgConnection, retention: &Retention, limit: u32) -> Result<Purged> {
+    if limit == 0 {
+        return Err(QueueError::InvalidInput("purge limit must be at least 1".into()));
+    }
+    let topology = Topology::probe(conn).await?;
+    purge_on(conn, topology, retention, limit).await
+}
+
+/// [`purge`] on a server whose [`Topology`] the caller knows (no probe). On
+/// a Citus coordinator, which refuses `FOR UPDATE` over several shards, one
+/// read-only statement finds the tenants with such jobs and the purge runs
+/// tenant by tenant (the loop is [`crate::citus`]'s).
+pub async fn purge_on(
+    conn: &mut AsyncPgConnection,
+    topology: Topology,
+    retention: &Retention,
+    limit: u32,
+) -> Result<Purged> {
     if limit == 0 {
         return Err(QueueError::InvalidInput("purge limit must be at least 1".into()));
     }
     let limit = i32::try_from(limit).unwrap_or(i32::MAX);
     let (succeeded, dead) = (retention.succeeded.as_secs_f64(), retention.dead.as_secs_f64());
-    let mut out = Purged::default();
-    if !crate::citus::has_citus(conn).await? {
-        let rows: Vec<StatusRow> = diesel::sql_query(purge_sql(false))
-            .bind::<Double, _>(succeeded)
-            .bind::<Double, _>(dead)
-            .bind::<Int4, _>(limit)
-            .load(conn)
-            .await?;
-        out.count(&rows);
-        return Ok(out);
-    }
-    let tenants: Vec<TenantRow> =
-        diesel::sql_query(format!("SELECT q.tenant_id{DOOMED_SQL}\n GROUP BY q.tenant_id"))
-            .bind::<Double, _>(succeeded)
-            .bind::<Double, _>(dead)
-            .load(conn)
-            .await?;
-    let sql = purge_sql(true);
-    for t in tenants {
-        let left = limit - i32::try_from(out.total()).unwrap_or(i32::MAX);
-        if left <= 0 {
-            break;
+    let count = match topology {
+        Topology::Plain => {
+            let mut count = StatusCount::default();
+            let statement = diesel::sql_query(purge_sql(false))
+                .into_boxed()
+                .bind::<Double, _>(succeeded)
+                .bind::<Double, _>(dead)
+                .bind::<Int4, _>(limit);
+            count.run(conn, statement).await?;
+            count
         }
-        let rows: Vec<StatusRow> = diesel::sql_query(&sql)
-            .bind::<Double, _>(succeeded)
-            .bind::<Double, _>(dead)
-            .bind::<Int4, _>(left)
-            .bind::<diesel::sql_types::Uuid, _>(t.tenant_id)
-            .load(conn)
-            .await?;
-        out.count(&rows);
-    }
-    Ok(out)
-}
-
-impl Purged {
-    fn count(&mut self, rows: &[StatusRow]) {
-        for r in rows {
-            if r.status == "dead" {
-                self.dead += 1;
-            } else {
-                self.succeeded += 1;
-            }
+        Topology::Citus => {
+            let tenants = diesel::sql_query(format!("SELECT q.tenant_id{DOOMED_SQL}\n GROUP BY q.tenant_id"))
+                .into_boxed()
+                .bind::<Double, _>(succeeded)
+                .bind::<Double, _>(dead);
+            let sql = purge_sql(true);
+            by_tenant(conn, tenants, limit, |tenant, left| {
+                diesel::sql_query(sql.as_str())
+                    .into_boxed()
+                    .bind::<Double, _>(succeeded)
+                    .bind::<Double, _>(dead)
+                    .bind::<Int4, _>(left)
+                    .bind::<diesel::sql_types::Uuid, _>(tenant)
+            })
+            .await?
         }
-    }
+    };
+    Ok(Purged {
+        succeeded: count.other,
+        dead: count.dead,
+    })
 }

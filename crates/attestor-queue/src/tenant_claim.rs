@@ -2,10 +2,11 @@
 //! [`mod@crate::claim`]'s one statement, as statements that each touch one
 //! tenant, for a queue table distributed by `tenant_id` (Citus).
 //!
-//! Owns [`claim`] (chosen by [`crate::ClaimOptions::per_tenant`]) and its
-//! SQL. Citus refuses the one statement: a recursive CTE without a filter on
-//! the distribution column, `FOR UPDATE` across shards and
-//! `gen_random_uuid()` inside an `UPDATE`. Here:
+//! Owns its crate-private `claim`, which [`crate::claim()`] runs when
+//! [`crate::ClaimOptions::per_tenant`] is set or when Citus refuses the one
+//! statement, and its SQL. Citus refuses the one statement: a recursive CTE
+//! without a filter on the distribution column, `FOR UPDATE` across shards
+//! and `gen_random_uuid()` inside an `UPDATE`. Here:
 //!
 //! 1. [`TENANTS_SQL`] finds the tenants with claimable jobs (queued, or
 //!    running with an expired lease, and due) and each one's oldest

@@ -1,10 +1,11 @@
 //! Retention against a real PostgreSQL, as the worker role: the purge
 //! removes exactly the finished jobs past their retention, never a queued or
-//! running one, dead jobs stay re-queueable until theirs ends, a purge
-//! holding its locks does not block a concurrent claim, and the worker's
-//! purge task empties the table of finished jobs while the entries stay;
-//! and the queue's lean hot path: claims, heartbeats and releases change no
-//! indexed column and are HOT updates.
+//! running one, the tenant-by-tenant purge (Citus's form) keeps its limit
+//! across tenants on any server, dead jobs stay re-queueable until theirs
+//! ends, a purge holding its locks does not block a concurrent claim, and
+//! the worker's purge task empties the table of finished jobs while the
+//! entries stay; and the queue's lean hot path: claims, heartbeats and
+//! releases change no indexed column and are HOT updates.
 
 mod common;
 
@@ -502,4 +503,50 @@ async fn a_heartbeat_is_a_hot_update() {
         expected_hot(HOT_JOBS as i64)
     );
     diesel::sql_query("ROLLBACK").execute(&mut w).await.unwrap();
+}
+
+/// The purge's tenant-by-tenant form (the one a Citus coordinator takes)
+/// runs on any server, and its limit counts across tenants: three tenants
+/// with two expired successes each, purged three at a time, go in two
+/// calls of exactly three. The probe tells the servers apart.
+#[tokio::test]
+async fn the_tenant_by_tenant_purge_keeps_its_limit_across_tenants() {
+    let tdb = attestor_testdb::shared().test_database().unwrap();
+    let db = app_db(&tdb.app_url()).await;
+    let mut w = connect(&tdb.worker_url()).await;
+    let mut admin = connect(&tdb.admin_url()).await;
+
+    let expected = if attestor_testdb::shared().citus().is_some() {
+        Topology::Citus
+    } else {
+        Topology::Plain
+    };
+    assert_eq!(Topology::probe(&mut w).await.unwrap(), expected);
+
+    for _ in 0..3 {
+        let t = tenant();
+        for label in ["a", "b"] {
+            let job = enqueue_one(&db, t, label, 3).await.job_id;
+            let j = claim_one(&mut w).await;
+            assert_eq!(j.job_id(), job);
+            succeed(&db, &j).await;
+            finished_ago(&mut admin, job, "2 hours").await;
+        }
+    }
+
+    let three = Purged {
+        succeeded: 3,
+        dead: 0,
+    };
+    assert_eq!(
+        purge_on(&mut w, Topology::Citus, &retention(), 3).await.unwrap(),
+        three
+    );
+    assert_eq!(
+        purge_on(&mut w, Topology::Citus, &retention(), 3).await.unwrap(),
+        three
+    );
+    let none = purge_on(&mut w, Topology::Citus, &retention(), 3).await.unwrap();
+    assert_eq!(none.total(), 0);
+    assert!(jobs(&mut admin).await.is_empty());
 }
