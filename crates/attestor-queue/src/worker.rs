@@ -353,8 +353,10 @@ impl WorkerHandle {
 
 /// Every `purge_interval`, delete finished jobs past their retention in
 /// batches of `purge_batch` until none is left (see [`crate::retention`]).
-/// Errors only cost a round: the next one tries again.
+/// Errors only cost a round: the next one tries again. The server's
+/// topology is asked once, on the first batch that gets a connection.
 async fn purge_loop<S>(ctx: Arc<Ctx<S>>, retention: Retention, mut stop: watch::Receiver<bool>) {
+    let mut topology: Option<crate::citus::Topology> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(ctx.config.purge_interval) => {}
@@ -366,7 +368,11 @@ async fn purge_loop<S>(ctx: Arc<Ctx<S>>, retention: Retention, mut stop: watch::
             }
             let purged = async {
                 let mut conn = ctx.pool.get().await?;
-                retention::purge(&mut conn, &retention, ctx.config.purge_batch.max(1)).await
+                let on = match topology {
+                    Some(t) => t,
+                    None => *topology.insert(crate::citus::Topology::probe(&mut conn).await?),
+                };
+                retention::purge_on(&mut conn, on, &retention, ctx.config.purge_batch.max(1)).await
             }
             .await;
             match purged {

@@ -6,9 +6,9 @@
 //! `explain <id>`, the legend of the human report, the JSON report, SARIF's
 //! `reportingDescriptor`s and the `[[allow]]` exceptions of rls.toml. A
 //! static rule is one file of this directory holding one [`Rule`] named
-//! `RULE` (declared with [`rule!`], so its `///` doc comment is the text
+//! `RULE` (declared with `rule!`, so its `///` doc comment is the text
 //! `explain` prints) and its check; adding one is that file plus one line in
-//! [`registry!`] below. Ids are never reused or renumbered. The dynamic
+//! `registry!` below. Ids are never reused or renumbered. The dynamic
 //! probes (`TD…`) are declared in [`probes`] and run by `crate::dynamic`.
 //! A rule must never write to the database (its session is rolled back,
 //! and the only writes, temporary objects to normalise SQL text, are undone
