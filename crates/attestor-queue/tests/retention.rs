@@ -39,14 +39,79 @@ fn opts(batch: u32) -> ClaimOptions {
 
 /// The HOT updates the test's statements made, as this connection's
 /// transaction counts them: on a Citus coordinator the rows live and are
-/// updated on the workers, so the coordinator counts none (its shards are
-/// plain PostgreSQL tables with the same indexes: the plain-PostgreSQL run
-/// of these tests is the proof that the updates are HOT).
+/// updated on the workers, so the coordinator counts none there; its
+/// shards' own counters ([`shard_updates`]) must count them instead.
 fn expected_hot(n: i64) -> (i64, i64) {
-    if attestor_testdb::shared().citus().is_some() {
+    if on_citus() {
         (0, 0)
     } else {
         (n, n)
+    }
+}
+
+fn on_citus() -> bool {
+    attestor_testdb::shared().citus().is_some()
+}
+
+/// On a Citus coordinator: the queue table's updates (all, HOT) as its
+/// shard placements on the workers count them (cumulative counters of
+/// this database), read through `run_command_on_workers`. A shard's name
+/// resolves with `to_regclass` even where Citus hides shards from catalog
+/// queries; on a worker without the shard it is NULL.
+async fn shard_updates(admin: &mut AsyncPgConnection) -> (i64, i64) {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        nodes: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        answered: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        upd: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        hot: i64,
+    }
+    let r: Row = diesel::sql_query(
+        "WITH shards AS (
+             SELECT string_agg('to_regclass(' || quote_literal(shard_name(logicalrelid, shardid)) || ')', ', ') AS list
+               FROM pg_dist_shard WHERE logicalrelid = 'attestor.rekor_submission_queue'::regclass),
+         answers AS (
+             SELECT w.success, w.result
+               FROM shards, run_command_on_workers(
+                   format('SELECT concat_ws('','', coalesce(sum(pg_stat_get_tuples_updated(c)), 0), \
+                                              coalesce(sum(pg_stat_get_tuples_hot_updated(c)), 0)) \
+                             FROM unnest(ARRAY[%s]) AS c', shards.list)) AS w)
+         SELECT count(*) AS nodes, count(*) FILTER (WHERE success) AS answered,
+                coalesce(sum(split_part(result, ',', 1)::bigint) FILTER (WHERE success), 0)::bigint AS upd,
+                coalesce(sum(split_part(result, ',', 2)::bigint) FILTER (WHERE success), 0)::bigint AS hot
+           FROM answers",
+    )
+    .get_result(admin)
+    .await
+    .unwrap();
+    assert!(r.nodes > 0, "no worker answered");
+    assert_eq!(
+        r.answered, r.nodes,
+        "a worker failed to report its shards' counters"
+    );
+    (r.upd, r.hot)
+}
+
+/// On a Citus coordinator: waits until the shards' counters (which a
+/// worker's backend reports about a second after its transaction) have
+/// moved by `n` updates since `before`, and returns the (all, HOT) delta.
+/// Elsewhere `(n, n)`, which the caller's own assertion already proved.
+async fn shard_delta(admin: &mut AsyncPgConnection, before: (i64, i64), n: i64) -> (i64, i64) {
+    if !on_citus() {
+        return (n, n);
+    }
+    let started = Instant::now();
+    loop {
+        let now = shard_updates(admin).await;
+        let delta = (now.0 - before.0, now.1 - before.1);
+        if delta.0 >= n || started.elapsed() > Duration::from_secs(15) {
+            return delta;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -442,7 +507,13 @@ async fn a_claim_and_a_release_are_hot_updates() {
     let tdb = attestor_testdb::shared().test_database().unwrap();
     let db = app_db(&tdb.app_url()).await;
     let mut w = connect(&tdb.worker_url()).await;
+    let mut admin = connect(&tdb.admin_url()).await;
     seed(&db, tenant(), "hot", HOT_JOBS).await;
+    let on_shards = if on_citus() {
+        shard_updates(&mut admin).await
+    } else {
+        (0, 0)
+    };
 
     // The view counts this backend's updates not yet reported: compare
     // before and after, inside one transaction.
@@ -466,6 +537,13 @@ async fn a_claim_and_a_release_are_hot_updates() {
         "a release keeps run_at and changes no indexed column"
     );
     diesel::sql_query("COMMIT").execute(&mut w).await.unwrap();
+    // On a coordinator, the shards counted the claims and the releases.
+    let n = 2 * HOT_JOBS as i64;
+    assert_eq!(
+        shard_delta(&mut admin, on_shards, n).await,
+        (n, n),
+        "every claim and release is HOT on the shard placements"
+    );
     // Released jobs are claimable again at once.
     assert_eq!(
         claim(&mut w, &opts(HOT_JOBS as u32)).await.unwrap().len(),
@@ -479,11 +557,18 @@ async fn a_heartbeat_is_a_hot_update() {
     let db = app_db(&tdb.app_url()).await;
     let mut w = connect(&tdb.worker_url()).await;
     seed(&db, tenant(), "hb", HOT_JOBS).await;
+    let mut admin = connect(&tdb.admin_url()).await;
+    // The shards report a transaction's counts about a second after it, so
+    // the claim's come in with the heartbeats': count from before it.
+    let on_shards = if on_citus() {
+        shard_updates(&mut admin).await
+    } else {
+        (0, 0)
+    };
     let jobs = claim(&mut w, &opts(HOT_JOBS as u32)).await.unwrap();
     assert_eq!(jobs.len(), HOT_JOBS as usize);
     // The enqueued row versions are dead: reclaim their space now (page
     // pruning does the same in a running queue, at its own moment).
-    let mut admin = connect(&tdb.admin_url()).await;
     diesel::sql_query("VACUUM attestor.rekor_submission_queue")
         .execute(&mut admin)
         .await
@@ -503,6 +588,14 @@ async fn a_heartbeat_is_a_hot_update() {
         expected_hot(HOT_JOBS as i64)
     );
     diesel::sql_query("ROLLBACK").execute(&mut w).await.unwrap();
+    // The shards count a rolled-back transaction's updates too: the claim's
+    // and the heartbeats'.
+    let n = 2 * HOT_JOBS as i64;
+    assert_eq!(
+        shard_delta(&mut admin, on_shards, n).await,
+        (n, n),
+        "every claim and heartbeat is HOT on the shard placements"
+    );
 }
 
 /// The purge's tenant-by-tenant form (the one a Citus coordinator takes)
