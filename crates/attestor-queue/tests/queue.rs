@@ -736,3 +736,51 @@ async fn the_one_statement_claim_options_claim_on_either_server() {
     assert_eq!(tenants.len(), 2, "one job of each tenant: {got:?}");
     assert_eq!(claim(&mut w, &one_statement).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn the_one_statement_serves_due_tenants_in_turn_per_connection() {
+    if attestor_testdb::shared().citus().is_some() {
+        // A coordinator refuses the one statement; the claim by tenant group
+        // picks its tenants at random instead (tested above).
+        return;
+    }
+    let tdb = attestor_testdb::shared().test_database().unwrap();
+    let db = app_db(&tdb.app_url()).await;
+    let mut tenants: Vec<_> = (0..12).map(|_| tenant()).collect();
+    for (i, t) in tenants.iter().enumerate() {
+        seed(&db, *t, &format!("turn{i}"), 3).await;
+    }
+    // One tenant with only future jobs: passed over, never served.
+    let later = tenant();
+    seed(&db, later, "later", 3).await;
+    let mut admin = connect(&tdb.admin_url()).await;
+    diesel::sql_query(format!(
+        "UPDATE attestor.rekor_submission_queue SET run_at = now() + interval '1 hour' WHERE tenant_id = '{}'",
+        later.as_uuid()
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    tenants.sort_by_key(|t| t.as_uuid());
+    let ids: Vec<_> = tenants.iter().map(|t| t.as_uuid()).collect();
+
+    let mut w = connect(&tdb.worker_url()).await;
+    let mut served = Vec::new();
+    for _ in 0..24 {
+        let got = claim(&mut w, &opts(1)).await.unwrap();
+        assert_eq!(got.len(), 1, "a job is due at every claim");
+        served.push(got[0].tenant_id());
+    }
+    // The first claim starts anywhere; from there on each claim takes the
+    // next due tenant in tenant-id order, wrapping around: every round of
+    // 12 claims serves each of the 12 due tenants once.
+    let at = ids.iter().position(|t| *t == served[0]).unwrap();
+    let expected: Vec<_> = (0..24).map(|i| ids[(at + i) % ids.len()]).collect();
+    assert_eq!(served, expected, "round robin over the due tenants");
+    // A new connection has its own turn, and serves the same tenants.
+    let mut other = connect(&tdb.worker_url()).await;
+    let got = claim(&mut other, &opts(12)).await.unwrap();
+    let mut batch: Vec<_> = got.iter().map(|j| j.tenant_id()).collect();
+    batch.sort();
+    assert_eq!(batch, ids, "one job of each due tenant, none of the later one");
+}
