@@ -739,11 +739,6 @@ async fn the_one_statement_claim_options_claim_on_either_server() {
 
 #[tokio::test]
 async fn the_one_statement_serves_due_tenants_in_turn_per_connection() {
-    if attestor_testdb::shared().citus().is_some() {
-        // A coordinator refuses the one statement; the claim by tenant group
-        // picks its tenants at random instead (tested above).
-        return;
-    }
     let tdb = attestor_testdb::shared().test_database().unwrap();
     let db = app_db(&tdb.app_url()).await;
     let mut tenants: Vec<_> = (0..12).map(|_| tenant()).collect();
@@ -766,7 +761,15 @@ async fn the_one_statement_serves_due_tenants_in_turn_per_connection() {
 
     let mut w = connect(&tdb.worker_url()).await;
     let mut served = Vec::new();
-    for _ in 0..24 {
+    // A coordinator refuses the one statement; the claim by tenant group
+    // picks its tenants at random instead (tested above), so only the
+    // batch below holds there.
+    let rounds = if attestor_testdb::shared().citus().is_some() {
+        0
+    } else {
+        24
+    };
+    for _ in 0..rounds {
         let got = claim(&mut w, &opts(1)).await.unwrap();
         assert_eq!(got.len(), 1, "a job is due at every claim");
         served.push(got[0].tenant_id());
@@ -774,9 +777,11 @@ async fn the_one_statement_serves_due_tenants_in_turn_per_connection() {
     // The first claim starts anywhere; from there on each claim takes the
     // next due tenant in tenant-id order, wrapping around: every round of
     // 12 claims serves each of the 12 due tenants once.
-    let at = ids.iter().position(|t| *t == served[0]).unwrap();
-    let expected: Vec<_> = (0..24).map(|i| ids[(at + i) % ids.len()]).collect();
-    assert_eq!(served, expected, "round robin over the due tenants");
+    if rounds > 0 {
+        let at = ids.iter().position(|t| *t == served[0]).unwrap();
+        let expected: Vec<_> = (0..rounds).map(|i| ids[(at + i) % ids.len()]).collect();
+        assert_eq!(served, expected, "round robin over the due tenants");
+    }
     // A new connection has its own turn, and serves the same tenants.
     let mut other = connect(&tdb.worker_url()).await;
     let got = claim(&mut other, &opts(12)).await.unwrap();
