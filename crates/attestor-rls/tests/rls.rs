@@ -1857,26 +1857,28 @@ fn a_table_the_app_cannot_write_is_reported_as_not_run_not_passed() {
         .unwrap()
         .exec("REVOKE INSERT ON attestor.trust_anchors FROM attestor_app")
         .unwrap();
-    let r = verify_without_superuser(&db);
-    assert!(r.findings.is_empty(), "{}", show(&r));
-    assert_eq!(r.verdict(), rls::report::Verdict::Incomplete);
-    assert_eq!(r.verdict().exit_code(), 3);
-    let n = r
-        .not_run
-        .iter()
-        .find(|n| n.object == "attestor.trust_anchors")
-        .unwrap_or_else(|| panic!("{}", show(&r)));
-    assert!(
-        n.reason.contains("attestor_app holds no INSERT on it"),
-        "{}",
-        n.reason
+    // Not run, never passed and never a finding, for the reason given.
+    let unproven = |r: &Report, reason: &str| {
+        assert!(r.findings.is_empty(), "{}", show(r));
+        assert_eq!(r.verdict(), rls::report::Verdict::Incomplete);
+        assert_eq!(r.verdict().exit_code(), 3);
+        let n = r
+            .not_run
+            .iter()
+            .find(|n| n.object == "attestor.trust_anchors")
+            .unwrap_or_else(|| panic!("{}", show(r)));
+        assert!(n.reason.contains(reason), "{}", n.reason);
+        let proven = r
+            .proofs
+            .get("attestor.trust_anchors")
+            .cloned()
+            .unwrap_or_default();
+        assert!(!proven.contains(&"TD002"), "{proven:?}");
+    };
+    unproven(
+        &verify_without_superuser(&db),
+        "attestor_app holds no INSERT on it",
     );
-    let proven = r
-        .proofs
-        .get("attestor.trust_anchors")
-        .cloned()
-        .unwrap_or_default();
-    assert!(!proven.contains(&"TD002"), "{proven:?}");
     // With an owner session the rows are written there and the proof completes.
     let target = rls::Target {
         app_url: Some(db.app_url()),
@@ -1893,24 +1895,7 @@ fn a_table_the_app_cannot_write_is_reported_as_not_run_not_passed() {
         // shard placements the superuser wrote in the same transaction), and
         // the app holds no INSERT, so the rows stay unwritten: not run, as
         // without an owner session, never passed and never a finding.
-        assert!(r.findings.is_empty(), "{}", show(&r));
-        assert_eq!(r.verdict(), rls::report::Verdict::Incomplete);
-        let n = r
-            .not_run
-            .iter()
-            .find(|n| n.object == "attestor.trust_anchors")
-            .unwrap_or_else(|| panic!("{}", show(&r)));
-        assert!(
-            n.reason.contains("the owner session writes them as attestor_app"),
-            "{}",
-            n.reason
-        );
-        let proven = r
-            .proofs
-            .get("attestor.trust_anchors")
-            .cloned()
-            .unwrap_or_default();
-        assert!(!proven.contains(&"TD002"), "{proven:?}");
+        unproven(&r, "the owner session writes them as attestor_app");
         return;
     }
     assert!(r.is_clean(), "{}", show(&r));
