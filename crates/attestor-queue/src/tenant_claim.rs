@@ -14,10 +14,17 @@
 //!    every shard in parallel; no row is locked. It reads every claimable
 //!    row's index entry (the one statement's loose index scan reads one per
 //!    tenant), which is why plain PostgreSQL keeps the one statement.
-//! 2. The tenants are shuffled (random order, so each due tenant has the
-//!    same chance of a slot when a batch is smaller than their number) and
-//!    the first `ceil(batch / tenant_chunk)` are picked; each gets an equal
-//!    share `batch / #picked` (at least 1) of its oldest claimable jobs.
+//! 2. The tenants are taken in turn, as the one statement takes them: in
+//!    tenant id order from just after the session setting
+//!    `attestor.claim_cursor` (the last tenant the previous claim on this
+//!    connection picked, or a random key on a connection's first claim),
+//!    wrapping around; the first `ceil(batch / tenant_chunk)` are picked,
+//!    and the cursor is set to the last of them ([`CURSOR_SQL`],
+//!    [`SET_CURSOR_SQL`]: coordinator-local statements, no shard is
+//!    touched). Each picked tenant gets an equal share `batch / #picked`
+//!    (at least 1) of its oldest claimable jobs. So the claims of one
+//!    connection serve every due tenant once per round, whatever its
+//!    backlog, on either claim path.
 //! 3. [`CLAIM_TENANT_SQL`] claims one tenant's share: every predicate names
 //!    `tenant_id = $1`, so on Citus it is one shard's statement (its
 //!    `FOR UPDATE SKIP LOCKED` and the `UPDATE` run there, and it commits on
@@ -88,6 +95,23 @@ UPDATE attestor.rekor_submission_queue q
 RETURNING q.tenant_id, q.id, q.envelope_id, q.bundle_sha256, q.status, q.attempts, q.max_attempts,
           q.lease_expires_at, q.attempt_token, q.created_at, c.reclaimed";
 
+/// The connection's claim cursor (NULL before its first claim). The same
+/// setting as the one statement's, so the two claim paths share one turn
+/// on a connection.
+pub const CURSOR_SQL: &str =
+    "SELECT nullif(current_setting('attestor.claim_cursor', true), '')::uuid AS cursor";
+
+/// Move the connection's claim cursor to `$1` (session-wide, as the one
+/// statement's `set_config(.., false)`; it carries no authority: it only
+/// says where the next claim starts looking).
+pub const SET_CURSOR_SQL: &str = "SELECT set_config('attestor.claim_cursor', $1::text, false) AS cursor";
+
+#[derive(QueryableByName)]
+struct CursorRow {
+    #[diesel(sql_type = diesel::sql_types::Nullable<SqlUuid>)]
+    cursor: Option<Uuid>,
+}
+
 #[derive(QueryableByName)]
 struct TenantRow {
     #[diesel(sql_type = SqlUuid)]
@@ -122,11 +146,14 @@ struct Row {
     reclaimed: bool,
 }
 
-/// A uniformly random permutation of `items` (sorted by random keys).
-fn shuffle<T>(items: Vec<T>) -> Vec<T> {
-    let mut keyed: Vec<(u128, T)> = items.into_iter().map(|t| (Uuid::new_v4().as_u128(), t)).collect();
-    keyed.sort_unstable_by_key(|(k, _)| *k);
-    keyed.into_iter().map(|(_, t)| t).collect()
+/// The first `slots` of `tenants` in turn after `start`: tenant id order
+/// from the first id greater than `start`, wrapping around to the lowest.
+fn in_turn(mut tenants: Vec<TenantRow>, start: Uuid, slots: usize) -> Vec<TenantRow> {
+    tenants.sort_unstable_by_key(|t| t.tenant_id);
+    let after = tenants.partition_point(|t| t.tenant_id <= start);
+    tenants.rotate_left(after);
+    tenants.truncate(slots);
+    tenants
 }
 
 /// See the module docs; `batch` is the validated `options.batch`.
@@ -143,8 +170,14 @@ pub(crate) async fn claim(
         .unwrap_or(i32::MAX)
         .min(batch);
     let slots = usize::try_from((batch + chunk - 1) / chunk).unwrap_or(usize::MAX);
-    let mut picked = shuffle(tenants);
-    picked.truncate(slots);
+    let CursorRow { cursor } = diesel::sql_query(CURSOR_SQL).get_result(conn).await?;
+    let picked = in_turn(tenants, cursor.unwrap_or_else(Uuid::new_v4), slots);
+    if let Some(last) = picked.last() {
+        diesel::sql_query(SET_CURSOR_SQL)
+            .bind::<Text, _>(last.tenant_id.to_string())
+            .execute(conn)
+            .await?;
+    }
     let share = (batch / i32::try_from(picked.len()).unwrap_or(i32::MAX)).max(1);
     let nonce = Uuid::new_v4().to_string();
     let mut taken = 0;
@@ -206,20 +239,57 @@ async fn claim_tenant(
 
 #[cfg(test)]
 mod tests {
-    use super::shuffle;
+    use super::{in_turn, TenantRow};
+    use chrono::Utc;
+    use uuid::Uuid;
+
+    fn ids(rows: &[TenantRow]) -> Vec<u128> {
+        rows.iter().map(|t| t.tenant_id.as_u128()).collect()
+    }
+
+    fn rows(ids: &[u128]) -> Vec<TenantRow> {
+        ids.iter()
+            .map(|&i| TenantRow {
+                tenant_id: Uuid::from_u128(i),
+                head: Utc::now(),
+            })
+            .collect()
+    }
 
     #[test]
-    fn shuffle_permutes_and_moves_every_position() {
-        let items: Vec<u32> = (0..8).collect();
-        let mut first_seen = std::collections::BTreeSet::new();
-        for _ in 0..200 {
-            let s = shuffle(items.clone());
-            let mut sorted = s.clone();
-            sorted.sort_unstable();
-            assert_eq!(sorted, items);
-            first_seen.insert(s[0]);
+    fn in_turn_starts_after_the_cursor_and_wraps_around() {
+        let all = [50, 10, 40, 20, 30];
+        // After 20: 30, 40, 50, then round to 10.
+        assert_eq!(
+            ids(&in_turn(rows(&all), Uuid::from_u128(20), 4)),
+            [30, 40, 50, 10]
+        );
+        // A cursor between ids (its tenant has nothing due any more).
+        assert_eq!(ids(&in_turn(rows(&all), Uuid::from_u128(35), 2)), [40, 50]);
+        // Past the highest id: from the lowest.
+        assert_eq!(ids(&in_turn(rows(&all), Uuid::from_u128(99), 3)), [10, 20, 30]);
+        // More slots than tenants: each tenant once, none twice.
+        assert_eq!(
+            ids(&in_turn(rows(&all), Uuid::from_u128(0), 9)),
+            [10, 20, 30, 40, 50]
+        );
+        assert!(in_turn(rows(&[]), Uuid::from_u128(1), 3).is_empty());
+    }
+
+    #[test]
+    fn claims_in_turn_serve_every_tenant_once_per_round() {
+        let all: Vec<u128> = (1..=7).map(|i| i * 1000).collect();
+        let mut cursor = Uuid::from_u128(3500);
+        let mut served = Vec::new();
+        for _ in 0..14 {
+            let picked = in_turn(rows(&all), cursor, 1);
+            cursor = picked[0].tenant_id;
+            served.push(cursor.as_u128());
         }
-        // 200 draws of the first of 8: every item comes first at some point.
-        assert_eq!(first_seen.len(), 8);
+        let mut round: Vec<u128> = served[..7].to_vec();
+        assert_eq!(round, [4000, 5000, 6000, 7000, 1000, 2000, 3000]);
+        round.sort_unstable();
+        assert_eq!(round, all);
+        assert_eq!(served[7..], served[..7], "the second round repeats the first");
     }
 }

@@ -419,11 +419,7 @@ async fn claim_respects_batch_size_and_shares_between_tenants(by_group: bool) {
             seen.insert(j.tenant_id());
         }
     }
-    assert_eq!(
-        seen.len(),
-        5,
-        "random tenant order serves everybody even with B = 1"
-    );
+    assert_eq!(seen.len(), 5, "claims in turn serve everybody even with B = 1");
 
     let per_tenant = backlog_by_tenant(&mut w).await.unwrap();
     assert_eq!(per_tenant.len(), 5);
@@ -737,8 +733,8 @@ async fn the_one_statement_claim_options_claim_on_either_server() {
     assert_eq!(claim(&mut w, &one_statement).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn the_one_statement_serves_due_tenants_in_turn_per_connection() {
+/// Both claim paths go round the due tenants in turn, per connection.
+async fn serves_due_tenants_in_turn_per_connection(by_group: bool) {
     let tdb = attestor_testdb::shared().test_database().unwrap();
     let db = app_db(&tdb.app_url()).await;
     let mut tenants: Vec<_> = (0..12).map(|_| tenant()).collect();
@@ -761,31 +757,23 @@ async fn the_one_statement_serves_due_tenants_in_turn_per_connection() {
 
     let mut w = connect(&tdb.worker_url()).await;
     let mut served = Vec::new();
-    // A coordinator refuses the one statement; the claim by tenant group
-    // picks its tenants at random instead (tested above), so only the
-    // batch below holds there.
-    let rounds = if attestor_testdb::shared().citus().is_some() {
-        0
-    } else {
-        24
-    };
+    let rounds = 24;
     for _ in 0..rounds {
-        let got = claim(&mut w, &opts(1)).await.unwrap();
+        let got = claim(&mut w, &opts_in(by_group, 1)).await.unwrap();
         assert_eq!(got.len(), 1, "a job is due at every claim");
         served.push(got[0].tenant_id());
     }
     // The first claim starts anywhere; from there on each claim takes the
     // next due tenant in tenant-id order, wrapping around: every round of
     // 12 claims serves each of the 12 due tenants once.
-    if rounds > 0 {
-        let at = ids.iter().position(|t| *t == served[0]).unwrap();
-        let expected: Vec<_> = (0..rounds).map(|i| ids[(at + i) % ids.len()]).collect();
-        assert_eq!(served, expected, "round robin over the due tenants");
-    }
+    let at = ids.iter().position(|t| *t == served[0]).unwrap();
+    let expected: Vec<_> = (0..rounds).map(|i| ids[(at + i) % ids.len()]).collect();
+    assert_eq!(served, expected, "round robin over the due tenants");
     // A new connection has its own turn, and serves the same tenants.
     let mut other = connect(&tdb.worker_url()).await;
-    let got = claim(&mut other, &opts(12)).await.unwrap();
+    let got = claim(&mut other, &opts_in(by_group, 12)).await.unwrap();
     let mut batch: Vec<_> = got.iter().map(|j| j.tenant_id()).collect();
     batch.sort();
     assert_eq!(batch, ids, "one job of each due tenant, none of the later one");
 }
+both_claims!(serves_due_tenants_in_turn_per_connection);
