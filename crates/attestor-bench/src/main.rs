@@ -45,7 +45,8 @@ enum Benchmark {
     /// Rekor submission queue burn-down (durable commits) for each batch
     /// size, in two modes, each against pgbench running the same SQL:
     /// mechanics (claim + fenced completion, nothing stored) and pipeline
-    /// (workers, no-op submitter, entry and audit row stored); HOT share of
+    /// (workers, log answers signed before the run, each verified, entry
+    /// and audit row stored); HOT share of
     /// the queue's updates, its size after the run; fairness p99 of small
     /// tenants behind a big backlog; peak worker RSS. `queue soak`: a
     /// steady run of 1M jobs, the table's size and the claim's p99 over it.
