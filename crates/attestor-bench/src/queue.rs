@@ -268,27 +268,34 @@ pub fn run(args: Args) -> Result<()> {
     );
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let answers = Arc::new(if run_mode("pipeline") {
-        let started = Instant::now();
-        let answers = StandInLog::presign(&server, db.name())?;
-        eprintln!(
-            "signed {} log answers in {:.1?}",
-            answers.at.len(),
-            started.elapsed()
-        );
-        answers
-    } else {
-        StandInLog::default()
-    });
+    // Signed after the mechanics runs, so their peak RSS does not hold the
+    // signing's buffers.
+    let mut answers: Option<Arc<StandInLog>> = None;
     for mode in ["mechanics", "pipeline"].into_iter().filter(|m| run_mode(m)) {
         for &batch in &batches {
+            if mode == "pipeline" && answers.is_none() {
+                let started = Instant::now();
+                let log = StandInLog::presign(&server, db.name())?;
+                eprintln!("signed {} log answers in {:.1?}", log.at.len(), started.elapsed());
+                answers = Some(Arc::new(log));
+            }
             reset(&server, db.name())?;
             let before = table_stats(&server, db.name())?;
             let (done, elapsed) = runtime.block_on(async {
                 match mode {
                     // Claim with lease and token, fenced completion, nothing stored.
                     "mechanics" => mechanics(&db, workers, batch, chunk).await,
-                    _ => burn_down(&db, workers, batch, chunk, jobs, answers.clone()).await,
+                    _ => {
+                        burn_down(
+                            &db,
+                            workers,
+                            batch,
+                            chunk,
+                            jobs,
+                            answers.clone().unwrap_or_default(),
+                        )
+                        .await
+                    }
                 }
             })?;
             let jobs_per_s = done as f64 / elapsed.as_secs_f64();
