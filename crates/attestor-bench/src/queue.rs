@@ -86,7 +86,6 @@ impl StandInLog {
     /// position as its log index), signed on every core, streamed to files
     /// under the temporary directory.
     fn presign(server: &attestor_testdb::Server, database: &str) -> Result<StandInLog> {
-        use std::io::Write;
         #[derive(QueryableByName)]
         struct Job {
             #[diesel(sql_type = diesel::sql_types::Uuid)]
@@ -95,7 +94,18 @@ impl StandInLog {
         let mut conn = server.connect_admin(database)?;
         let jobs: Vec<Job> = diesel::sql_query("SELECT id FROM attestor.rekor_submission_queue ORDER BY id")
             .load(&mut conn)?;
-        let dir = std::env::temp_dir().join(format!("attestor-bench-answers-{}", std::process::id()));
+        Self::presign_jobs(&jobs.into_iter().map(|j| j.id).collect::<Vec<_>>())
+    }
+
+    /// One answer per job of `jobs`, the job's position its log index.
+    fn presign_jobs(jobs: &[uuid::Uuid]) -> Result<StandInLog> {
+        use std::io::Write;
+        static DIRS: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "attestor-bench-answers-{}-{}",
+            std::process::id(),
+            DIRS.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::create_dir_all(&dir)?;
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let per = jobs.len().div_ceil(threads).max(1);
@@ -111,9 +121,9 @@ impl StandInLog {
                         let mut offset = 0u64;
                         for (i, job) in chunk.iter().enumerate() {
                             let index = (part * per + i) as i64;
-                            let bytes = serde_json::to_vec(&fake_rekor_entry(job.id, index))?;
+                            let bytes = serde_json::to_vec(&fake_rekor_entry(*job, index))?;
                             out.write_all(&bytes)?;
-                            at.push((job.id, (part, offset, u32::try_from(bytes.len())?)));
+                            at.push((*job, (part, offset, u32::try_from(bytes.len())?)));
                             offset += bytes.len() as u64;
                         }
                         out.flush()?;
@@ -893,4 +903,59 @@ fn peak_rss_mib() -> f64 {
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The log index of `answer`, which must verify as the worker verifies it.
+    fn verified_index(answer: &serde_json::Value) -> i64 {
+        attestor_queue::testing::fake_verified(answer).entry().log_index
+    }
+
+    #[test]
+    fn presigned_answers_are_each_jobs_own_and_verify() {
+        let jobs: Vec<uuid::Uuid> = (0..7).map(|_| uuid::Uuid::new_v4()).collect();
+        let log = StandInLog::presign_jobs(&jobs).unwrap();
+        let dir = log.dir.clone();
+        assert!(dir.is_dir());
+        for (i, job) in jobs.iter().enumerate() {
+            let answer = log.answer(*job).unwrap();
+            assert_eq!(answer, fake_rekor_entry(*job, i as i64), "job {i}'s own answer");
+            assert_eq!(verified_index(&answer), i as i64);
+        }
+        // A job enqueued after the signing gets an answer signed at once,
+        // at a log index after the presigned ones.
+        let late = uuid::Uuid::new_v4();
+        assert_eq!(verified_index(&log.answer(late).unwrap()), 7);
+        drop(log);
+        assert!(!dir.exists(), "the answers' files leave with the log");
+    }
+
+    #[test]
+    fn the_baseline_scripts_name_the_claimed_jobs() {
+        let mechanics = mechanics_script(100, 10).unwrap();
+        let pipeline = pipeline_script(100, 10).unwrap();
+        for script in [&mechanics, &pipeline] {
+            assert!(!script.contains('$'), "every placeholder replaced:\n{script}");
+            assert!(
+                script.contains(" \\gset\n"),
+                "the claim keeps its jobs:\n{script}"
+            );
+            assert!(script.contains(PGBENCH_CLAIMED), "{script}");
+            assert!(
+                !script.contains("locked_by = 'pgbench-'"),
+                "no scan by locked_by:\n{script}"
+            );
+        }
+        assert!(
+            mechanics.contains("q.attempt_token = c.token"),
+            "fenced:\n{mechanics}"
+        );
+        assert!(
+            pipeline.contains("q.attempt_token = c.token"),
+            "fenced:\n{pipeline}"
+        );
+    }
 }
