@@ -107,6 +107,9 @@ impl StandInLog {
             DIRS.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir)?;
+        // Owns the directory from here: an error below removes it.
+        let mut log = StandInLog::default();
+        log.dir = dir.clone();
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let per = jobs.len().div_ceil(threads).max(1);
         let parts = std::thread::scope(|scope| {
@@ -136,9 +139,7 @@ impl StandInLog {
                 .map(|h| h.join().expect("a signing thread panicked"))
                 .collect::<Result<Vec<_>>>()
         })?;
-        let mut log = StandInLog::default();
         log.next_index = AtomicU64::new(jobs.len() as u64);
-        log.dir = dir;
         for (path, offsets) in parts {
             log.files.push(std::fs::File::open(path)?);
             log.at.extend(offsets);
